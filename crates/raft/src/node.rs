@@ -1,0 +1,366 @@
+//! The public face of the core: [`RawNode`] takes inputs (ticks, messages,
+//! proposals) and hands out [`Ready`] batches of work.
+
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::error::{ConfigError, RaftError};
+use crate::log::RaftLog;
+use crate::message::Message;
+use crate::progress::Progress;
+use crate::raft::{Raft, Role};
+use crate::tracker::Membership;
+use crate::types::{
+    ConfChange, ConfChangeStep, ConfState, Entry, EntryKind, HardState, Index, NodeId, ReadState,
+    Snapshot, SnapshotMeta, Term,
+};
+
+/// Durable state to start from: what the application persisted from earlier
+/// `Ready`s (or nothing, for a member joining an existing group).
+#[derive(Clone, Debug, Default)]
+pub struct InitialState {
+    /// Last persisted hard state.
+    pub hard_state: HardState,
+    /// Latest persisted snapshot, if any.
+    pub snapshot: Option<Snapshot>,
+    /// Persisted entries after the snapshot.
+    pub entries: Vec<Entry>,
+    /// Highest index the application's state machine has applied.
+    pub applied: Index,
+}
+
+/// Volatile state that the application may want to observe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SoftState {
+    /// Known leader (0 if none).
+    pub leader: NodeId,
+    /// This member's role.
+    pub role: Role,
+}
+
+/// A batch of work for the application.
+///
+/// # Ordering contract
+/// 1. Send [`Ready::messages`] at any time (leader appends go out while the
+///    leader writes its own log: Raft thesis section 10.2.1).
+/// 2. Persist `snapshot` (if any), then `entries` (replacing any stored entries
+///    from the first index on), then `hard_state`, durably (fsync).
+/// 3. Call [`Ready::persisted`]; only then are the messages that depend on
+///    durable state (votes, append acknowledgements) released; send them.
+/// 4. Apply `snapshot` and then `committed_entries` to the state machine, in order.
+/// 5. Call [`RawNode::advance`] with this `Ready`. No other `Ready` is handed
+///    out before that.
+#[derive(Debug)]
+#[must_use = "a Ready must be persisted, sent, applied and advanced"]
+pub struct Ready {
+    /// Changed hard state to persist, if it changed.
+    pub hard_state: Option<HardState>,
+    /// Entries to persist.
+    pub entries: Vec<Entry>,
+    /// A snapshot received from the leader: persist and apply it.
+    pub snapshot: Option<Snapshot>,
+    /// Messages that may be sent right away.
+    pub messages: Vec<Message>,
+    after_persist: Vec<Message>,
+    /// Committed entries to apply, in order.
+    pub committed_entries: Vec<Entry>,
+    /// Reads that are safe once `index` is applied.
+    pub read_states: Vec<ReadState>,
+    /// Contexts of reads that failed (leadership lost, no leader): answer them with an error.
+    pub dropped_reads: Vec<Bytes>,
+    /// Role or leader changed.
+    pub soft_state: Option<SoftState>,
+    persisted: bool,
+    seq: u64,
+    last_entry: Option<(Index, Term)>,
+}
+
+impl Ready {
+    /// True if something must be made durable before [`Ready::persisted`].
+    pub fn must_persist(&self) -> bool {
+        self.hard_state.is_some() || !self.entries.is_empty() || self.snapshot.is_some()
+    }
+
+    /// Declare that `snapshot`, `entries` and `hard_state` are durable.
+    /// Returns the messages that had to wait for it.
+    pub fn persisted(&mut self) -> Vec<Message> {
+        self.persisted = true;
+        std::mem::take(&mut self.after_persist)
+    }
+}
+
+/// One member's progress as seen by the leader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgressStatus {
+    /// Highest index known replicated on the member.
+    pub matched: Index,
+    /// Next index to send.
+    pub next: Index,
+    /// `probe`, `replicate` or `snapshot`.
+    pub state: &'static str,
+    /// Non-voting member.
+    pub is_learner: bool,
+}
+
+/// A snapshot of the member's state, for logs, metrics and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Member id.
+    pub id: NodeId,
+    /// Role.
+    pub role: Role,
+    /// Hard state.
+    pub hard_state: HardState,
+    /// Known leader.
+    pub leader: NodeId,
+    /// Applied index.
+    pub applied: Index,
+    /// Last log index.
+    pub last_index: Index,
+    /// First index still in the log.
+    pub first_index: Index,
+    /// Membership.
+    pub conf_state: ConfState,
+    /// Leader only: progress of each member.
+    pub progress: Vec<(NodeId, ProgressStatus)>,
+    /// Leader only: target of an ongoing leadership transfer.
+    pub lead_transferee: Option<NodeId>,
+}
+
+/// A Raft member: feed it inputs, take `Ready`s, `advance`.
+#[derive(Debug)]
+pub struct RawNode {
+    raft: Raft,
+    prev_hard_state: HardState,
+    prev_soft_state: SoftState,
+    seq: u64,
+    outstanding: Option<u64>,
+}
+
+impl RawNode {
+    /// The first member(s) of a new group: every founding member is started
+    /// with the same `voters`, and the same first entry (a membership change
+    /// adding them, at term 1) is written by all.
+    pub fn bootstrap(cfg: Config, voters: &[NodeId]) -> Result<Self, ConfigError> {
+        let change = ConfChange {
+            changes: voters.iter().map(|&id| ConfChangeStep::AddVoter(id)).collect(),
+            joint: false,
+        };
+        let entry = Entry { term: 1, index: 1, kind: EntryKind::ConfChange(change), data: Bytes::new() };
+        let mut node = Self::restart(cfg, InitialState::default())?;
+        let log = &mut node.raft.log;
+        log.append(vec![entry]);
+        log.commit_to(1);
+        node.raft.become_follower(1, crate::types::NO_NODE);
+        Ok(node)
+    }
+
+    /// Resume from persisted state (or join with `InitialState::default()`).
+    pub fn restart(cfg: Config, state: InitialState) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let meta = state.snapshot.as_ref().map(|s| s.meta.clone()).unwrap_or_default();
+        let log = RaftLog::restore_from(&meta, state.entries, state.hard_state.commit, state.applied);
+        let mut membership = Membership::from_conf_state(&meta.conf_state);
+        let mut history = Vec::new();
+        // Replay membership changes the state machine already applied.
+        for e in log.slice(meta.index, log.applied, usize::MAX) {
+            if let EntryKind::ConfChange(cc) = &e.kind {
+                if let Ok(next) = crate::membership::next_membership(&membership, cc) {
+                    membership = next;
+                    history.push((e.index, membership.to_conf_state()));
+                }
+            }
+        }
+        let hs = HardState { commit: log.committed, ..state.hard_state };
+        let mut raft = Raft::new(cfg, hs, state.snapshot, log, membership);
+        raft.conf_history = history;
+        let soft = SoftState { leader: raft.lead, role: raft.role };
+        Ok(RawNode { prev_hard_state: hs, prev_soft_state: soft, raft, seq: 0, outstanding: None })
+    }
+
+    /// Advance logical time by one tick.
+    pub fn tick(&mut self) {
+        self.raft.tick();
+    }
+
+    /// Start an election now (if this member is a voter).
+    pub fn campaign(&mut self) {
+        if self.raft.role != Role::Leader {
+            let kind = crate::election::CampaignKind::from_config(self.raft.cfg.pre_vote);
+            self.raft.campaign(kind);
+        }
+    }
+
+    /// Handle a message from another member.
+    pub fn step(&mut self, m: Message) -> Result<(), RaftError> {
+        if m.group != self.raft.group {
+            return Err(RaftError::WrongGroup(m.group, self.raft.group));
+        }
+        self.raft.step(m);
+        Ok(())
+    }
+
+    /// Propose application data.
+    pub fn propose(&mut self, data: Bytes) -> Result<(), RaftError> {
+        self.raft.propose(vec![Entry::normal(0, 0, data)])
+    }
+
+    /// Propose several entries at once (one message to the leader).
+    pub fn propose_batch(&mut self, batch: Vec<Bytes>) -> Result<(), RaftError> {
+        self.raft.propose(batch.into_iter().map(|d| Entry::normal(0, 0, d)).collect())
+    }
+
+    /// Propose a membership change; it takes effect when applied.
+    pub fn propose_conf_change(&mut self, cc: ConfChange) -> Result<(), RaftError> {
+        let entry = Entry { term: 0, index: 0, kind: EntryKind::ConfChange(cc), data: Bytes::new() };
+        self.raft.propose(vec![entry])
+    }
+
+    /// Request a linearizable read; `ctx` comes back in a `ReadState`.
+    pub fn read_index(&mut self, ctx: Bytes) -> Result<(), RaftError> {
+        let me = self.raft.id;
+        self.raft.read_index(me, ctx)
+    }
+
+    /// Ask the leader to hand leadership to `target`.
+    pub fn transfer_leader(&mut self, target: NodeId) {
+        self.raft.transfer_leader(target);
+    }
+
+    /// The application has a snapshot of its state at applied index `index`:
+    /// the log up to there may be discarded, and lagging followers get `data`.
+    pub fn compact(&mut self, index: Index, data: Bytes) -> Result<SnapshotMeta, RaftError> {
+        self.raft.compact(index, data)?;
+        Ok(self.raft.snapshot.as_ref().expect("just made").meta.clone())
+    }
+
+    /// True if `ready` would return work.
+    pub fn has_ready(&self) -> bool {
+        let r = &self.raft;
+        self.outstanding.is_none()
+            && (r.hard_state() != self.prev_hard_state
+                || r.log.stabled < r.log.last_index()
+                || r.pending_snapshot.is_some()
+                || !r.msgs.is_empty()
+                || r.log.applied < r.log.committed
+                || !r.read_states.is_empty()
+                || !r.dropped_reads.is_empty()
+                || self.soft_state() != self.prev_soft_state)
+    }
+
+    fn soft_state(&self) -> SoftState {
+        SoftState { leader: self.raft.lead, role: self.raft.role }
+    }
+
+    /// Take the next batch of work. Panics if the previous one was not advanced.
+    pub fn ready(&mut self) -> Ready {
+        assert!(self.outstanding.is_none(), "ready() called before advance() of the previous Ready");
+        self.seq += 1;
+        self.outstanding = Some(self.seq);
+        let r = &mut self.raft;
+        let hs = r.hard_state();
+        let entries = r.log.unstable_entries();
+        let last_entry = entries.last().map(|e| (e.index, e.term));
+        let committed_entries =
+            r.log.slice(r.log.applied, r.log.committed, r.cfg.max_committed_bytes_per_ready);
+        let (after_persist, messages): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut r.msgs).into_iter().partition(|m| m.body.requires_persistence());
+        let soft = SoftState { leader: r.lead, role: r.role };
+        Ready {
+            hard_state: (hs != self.prev_hard_state).then_some(hs),
+            entries,
+            snapshot: r.pending_snapshot.clone(),
+            messages,
+            after_persist,
+            committed_entries,
+            read_states: std::mem::take(&mut r.read_states),
+            dropped_reads: std::mem::take(&mut r.dropped_reads),
+            soft_state: (soft != self.prev_soft_state).then_some(soft),
+            persisted: false,
+            seq: self.seq,
+            last_entry,
+        }
+    }
+
+    /// The application handled `ready` as its contract says.
+    pub fn advance(&mut self, ready: Ready) {
+        assert_eq!(self.outstanding.take(), Some(ready.seq), "advance() of a Ready not outstanding");
+        assert!(
+            ready.persisted || !ready.must_persist() && ready.after_persist.is_empty(),
+            "advance() before Ready::persisted()"
+        );
+        let r = &mut self.raft;
+        if let Some(snap) = &ready.snapshot {
+            if r.pending_snapshot.as_ref().is_some_and(|p| p.meta == snap.meta) {
+                r.pending_snapshot = None;
+            }
+        }
+        if let Some(hs) = ready.hard_state {
+            self.prev_hard_state = hs;
+        }
+        if let Some(soft) = ready.soft_state {
+            self.prev_soft_state = soft;
+        }
+        if let Some((index, term)) = ready.last_entry {
+            r.log.stable_to(index, term);
+        }
+        let stabled = r.log.stabled;
+        for e in &ready.committed_entries {
+            if let EntryKind::ConfChange(cc) = &e.kind {
+                r.apply_conf_change(e.index, cc);
+            }
+            if r.role == Role::Leader {
+                r.uncommitted_bytes = r.uncommitted_bytes.saturating_sub(e.data.len());
+            }
+            r.log.applied_to(e.index);
+        }
+        r.self_persisted(stabled);
+        r.log.assert_invariants();
+    }
+
+    /// This member's state.
+    pub fn status(&self) -> Status {
+        let r = &self.raft;
+        let progress = if r.role == Role::Leader {
+            r.trk.progress.iter().map(|(&id, p)| (id, progress_status(p))).collect()
+        } else {
+            Vec::new()
+        };
+        Status {
+            id: r.id,
+            role: r.role,
+            hard_state: r.hard_state(),
+            leader: r.lead,
+            applied: r.log.applied,
+            last_index: r.log.last_index(),
+            first_index: r.log.first_index(),
+            conf_state: r.trk.membership.to_conf_state(),
+            progress,
+            lead_transferee: r.lead_transferee,
+        }
+    }
+
+    /// Current membership.
+    pub fn conf_state(&self) -> ConfState {
+        self.raft.trk.membership.to_conf_state()
+    }
+
+    /// True if this member is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.raft.role == Role::Leader
+    }
+
+    /// Logical clock in ticks (what lease reads are measured against).
+    pub fn now(&self) -> u64 {
+        self.raft.now
+    }
+
+    /// True while a lease read would be served without a heartbeat round.
+    pub fn lease_valid(&self) -> bool {
+        self.raft.lease_valid()
+    }
+}
+
+fn progress_status(p: &Progress) -> ProgressStatus {
+    ProgressStatus { matched: p.matched, next: p.next, state: p.state_name(), is_learner: p.is_learner }
+}
