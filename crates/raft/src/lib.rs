@@ -37,3 +37,5 @@ pub use types::{
     ConfChange, ConfChangeStep, ConfState, Entry, EntryKind, GroupId, HardState, Index, NodeId,
     ReadState, Snapshot, SnapshotMeta, Term, NO_NODE,
 };
+
+pub mod testkit;

@@ -100,6 +100,8 @@ pub struct ProgressStatus {
     pub state: &'static str,
     /// Non-voting member.
     pub is_learner: bool,
+    /// Appends in flight.
+    pub inflight: usize,
 }
 
 /// A snapshot of the member's state, for logs, metrics and tests.
@@ -362,5 +364,11 @@ impl RawNode {
 }
 
 fn progress_status(p: &Progress) -> ProgressStatus {
-    ProgressStatus { matched: p.matched, next: p.next, state: p.state_name(), is_learner: p.is_learner }
+    ProgressStatus {
+        matched: p.matched,
+        next: p.next,
+        state: p.state_name(),
+        is_learner: p.is_learner,
+        inflight: p.inflights.len(),
+    }
 }

@@ -65,11 +65,6 @@ impl Inflights {
         self.window.len()
     }
 
-    /// True if nothing is in flight.
-    pub fn is_empty(&self) -> bool {
-        self.window.is_empty()
-    }
-
     fn reset(&mut self) {
         self.window.clear();
     }
