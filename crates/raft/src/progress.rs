@@ -91,6 +91,8 @@ pub struct Progress {
     pub acked_tick: u64,
     /// Non-voting member.
     pub is_learner: bool,
+    /// Highest commit index sent to the member.
+    pub sent_commit: Index,
 }
 
 // Invariant: matched < next.
@@ -107,6 +109,7 @@ impl Progress {
             acked_round: 0,
             acked_tick: 0,
             is_learner,
+            sent_commit: 0,
         }
     }
 

@@ -80,10 +80,15 @@ impl Raft {
         let (Some(log_term), Some(entries)) = (prev_term, entries) else {
             return self.send_snapshot(to);
         };
-        if entries.is_empty() && !send_if_empty {
+        let commit = self.log.committed;
+        // An empty append is still worth sending to tell the member a newer
+        // commit index it can use (it has the entries up to its match).
+        let can_bump_commit = pr.sent_commit < commit.min(pr.matched);
+        if entries.is_empty() && !send_if_empty && !can_bump_commit {
             return false;
         }
         let pr = self.trk.progress.get_mut(&to).expect("progress exists");
+        pr.sent_commit = pr.sent_commit.max(commit);
         match pr.state {
             ProgressState::Replicate => {
                 if let Some(last) = entries.last() {
@@ -94,7 +99,6 @@ impl Raft {
             ProgressState::Probe => pr.probe_sent = true,
             ProgressState::Snapshot { .. } => unreachable!("paused"),
         }
-        let commit = self.log.committed;
         self.send(to, Body::Append { index: prev, log_term, entries, commit });
         true
     }
@@ -102,9 +106,10 @@ impl Raft {
     pub(crate) fn broadcast_heartbeat(&mut self) {
         let ctx = self.reads.start_round(self.now);
         for id in self.peers() {
-            let pr = &self.trk.progress[&id];
+            let pr = self.trk.progress.get_mut(&id).expect("peer exists");
             // Never tell a follower to commit past what it is known to have.
             let commit = self.log.committed.min(pr.matched);
+            pr.sent_commit = pr.sent_commit.max(commit);
             self.send(id, Body::Heartbeat { commit, ctx });
         }
     }

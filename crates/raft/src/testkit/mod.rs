@@ -159,6 +159,12 @@ impl Cluster {
         self.insert(cfg.id, cfg, node, MemStorage::default());
     }
 
+    /// Start a member from crafted durable state (e.g. a divergent log).
+    pub fn start_with(&mut self, cfg: Config, storage: MemStorage) {
+        let node = RawNode::restart(cfg.clone(), storage.initial_state()).expect("valid config");
+        self.insert(cfg.id, cfg, node, storage);
+    }
+
     fn insert(&mut self, id: NodeId, cfg: Config, node: RawNode, storage: MemStorage) {
         let m = Member { node, cfg, storage, read_states: Vec::new(), dropped_reads: Vec::new() };
         self.members.insert(id, m);
