@@ -314,6 +314,17 @@ impl Raft {
             Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. } => {
                 self.become_follower(m.term, m.from)
             }
+            Body::Vote { .. } => {
+                // Raft section 5.2: only hearing the leader or granting a vote
+                // resets the election timer. A follower that merely learns a
+                // higher term from a candidate it may reject keeps counting, so
+                // a member with a stale log cannot keep everyone from campaigning.
+                let (was_follower, elapsed) = (self.role == Role::Follower, self.election_elapsed);
+                self.become_follower(m.term, NO_NODE);
+                if was_follower {
+                    self.election_elapsed = elapsed;
+                }
+            }
             _ => self.become_follower(m.term, NO_NODE),
         }
         true
