@@ -9,7 +9,8 @@ use concord_raft::{Config, NodeId, Role};
 
 fn leader(c: &mut Cluster) -> Option<NodeId> {
     let ids: Vec<NodeId> = c.members.keys().copied().collect();
-    ids.into_iter().find(|&id| c.node(id).status().role == Role::Leader)
+    ids.into_iter()
+        .find(|&id| c.node(id).status().role == Role::Leader)
 }
 
 /// Tick every running member until one of them leads; returns it and the ticks it took.
@@ -62,7 +63,9 @@ fn show(c: &mut Cluster) {
 
 fn propose(c: &mut Cluster, at: NodeId, items: &[&str], trace: bool) {
     for item in items {
-        c.node(at).propose(Bytes::from(item.to_string())).expect("leader accepts");
+        c.node(at)
+            .propose(Bytes::from(item.to_string()))
+            .expect("leader accepts");
         c.stabilize(&[]);
         flush(c, trace);
     }

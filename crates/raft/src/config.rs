@@ -14,6 +14,20 @@ pub enum ReadMode {
     LeaseBased,
 }
 
+/// Known bugs the simulator must be able to catch (feature `planted-bugs`).
+#[cfg(feature = "planted-bugs")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Commit an entry of a previous term by counting replicas (Figure 8).
+    CommitPreviousTermByCounting,
+    /// Send a vote grant before the vote is durable.
+    VoteBeforePersist,
+    /// Grant votes without the log up-to-date check (section 5.4.1).
+    VoteWithoutLogCheck,
+    /// Allow lease reads without CheckQuorum (followers do not honour the lease).
+    LeaseWithoutCheckQuorum,
+}
+
 /// Settings of one member. Times are in ticks.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -51,6 +65,9 @@ pub struct Config {
     pub disable_proposal_forwarding: bool,
     /// Seed of the election-timeout randomness.
     pub seed: u64,
+    /// A known bug to switch on (tests of the simulator only).
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<PlantedBug>,
 }
 
 impl Config {
@@ -74,7 +91,15 @@ impl Config {
             max_clock_drift_ticks: 2,
             disable_proposal_forwarding: false,
             seed: id,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: None,
         }
+    }
+
+    /// True if `bug` is switched on (always false without `planted-bugs`).
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) fn has_bug(&self, bug: PlantedBug) -> bool {
+        self.planted_bug == Some(bug)
     }
 
     /// Checks that the settings make sense together.
@@ -86,17 +111,32 @@ impl Config {
             return Err(ConfigError::Invalid("heartbeat_tick must be positive"));
         }
         if self.election_tick <= self.heartbeat_tick {
-            return Err(ConfigError::Invalid("election_tick must exceed heartbeat_tick"));
+            return Err(ConfigError::Invalid(
+                "election_tick must exceed heartbeat_tick",
+            ));
         }
-        if self.max_inflight_msgs == 0 || self.max_size_per_msg == 0 || self.snapshot_chunk_size == 0 {
-            return Err(ConfigError::Invalid("message, window and chunk limits must be positive"));
+        if self.max_inflight_msgs == 0
+            || self.max_size_per_msg == 0
+            || self.snapshot_chunk_size == 0
+        {
+            return Err(ConfigError::Invalid(
+                "message, window and chunk limits must be positive",
+            ));
         }
         if self.read_mode == ReadMode::LeaseBased {
-            if !self.check_quorum {
-                return Err(ConfigError::Invalid("lease-based reads require check_quorum"));
+            #[cfg(feature = "planted-bugs")]
+            let allowed = self.has_bug(PlantedBug::LeaseWithoutCheckQuorum);
+            #[cfg(not(feature = "planted-bugs"))]
+            let allowed = false;
+            if !self.check_quorum && !allowed {
+                return Err(ConfigError::Invalid(
+                    "lease-based reads require check_quorum",
+                ));
             }
             if self.max_clock_drift_ticks >= self.election_tick {
-                return Err(ConfigError::Invalid("clock drift bound must be below election_tick"));
+                return Err(ConfigError::Invalid(
+                    "clock drift bound must be below election_tick",
+                ));
             }
         }
         Ok(())

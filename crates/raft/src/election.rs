@@ -52,10 +52,21 @@ impl Raft {
         }
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
         let transfer = kind == CampaignKind::Transfer;
-        let voters: Vec<NodeId> =
-            self.trk.membership.voters.ids().into_iter().filter(|&id| id != self.id).collect();
+        let voters: Vec<NodeId> = self
+            .trk
+            .membership
+            .voters
+            .ids()
+            .into_iter()
+            .filter(|&id| id != self.id)
+            .collect();
         for id in voters {
-            let body = Body::Vote { pre, last_index, last_term, transfer };
+            let body = Body::Vote {
+                pre,
+                last_index,
+                last_term,
+                transfer,
+            };
             self.send_with_term(id, vote_term, body);
         }
     }
@@ -74,7 +85,16 @@ impl Raft {
             || (self.vote == NO_NODE && self.lead == NO_NODE)
             // A pre-vote for a future term does not bind us.
             || (pre && term > self.term);
-        if can_vote && self.log.is_up_to_date(last_index, last_term) {
+        #[allow(unused_mut)]
+        let mut up_to_date = self.log.is_up_to_date(last_index, last_term);
+        #[cfg(feature = "planted-bugs")]
+        if self
+            .cfg
+            .has_bug(crate::config::PlantedBug::VoteWithoutLogCheck)
+        {
+            up_to_date = true;
+        }
+        if can_vote && up_to_date {
             // The response carries the candidate's term so that it counts it.
             self.send_with_term(from, term, Body::VoteResponse { pre, granted: true });
             if !pre {
@@ -83,7 +103,14 @@ impl Raft {
             }
         } else {
             let t = self.term;
-            self.send_with_term(from, t, Body::VoteResponse { pre, granted: false });
+            self.send_with_term(
+                from,
+                t,
+                Body::VoteResponse {
+                    pre,
+                    granted: false,
+                },
+            );
         }
     }
 

@@ -21,12 +21,14 @@ mod quorum;
 mod raft;
 mod reads;
 mod replication;
-mod rng;
+pub mod rng;
 mod snapshot;
 mod tracker;
 mod transfer;
 mod types;
 
+#[cfg(feature = "planted-bugs")]
+pub use config::PlantedBug;
 pub use config::{Config, ReadMode};
 pub use error::{ConfigError, RaftError};
 pub use message::{Body, Message, RejectHint};

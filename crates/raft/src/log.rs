@@ -29,7 +29,12 @@ pub(crate) struct RaftLog {
 
 impl RaftLog {
     /// A log restored from durable state.
-    pub fn restore_from(meta: &SnapshotMeta, entries: Vec<Entry>, commit: Index, applied: Index) -> Self {
+    pub fn restore_from(
+        meta: &SnapshotMeta,
+        entries: Vec<Entry>,
+        commit: Index,
+        applied: Index,
+    ) -> Self {
         let mut log = RaftLog {
             snapshot_index: meta.index,
             snapshot_term: meta.term,
@@ -39,7 +44,11 @@ impl RaftLog {
             applied: meta.index.max(applied),
         };
         for e in entries.into_iter().filter(|e| e.index > meta.index) {
-            assert_eq!(e.index, log.last_index() + 1, "restored entries are not contiguous");
+            assert_eq!(
+                e.index,
+                log.last_index() + 1,
+                "restored entries are not contiguous"
+            );
             log.entries.push_back(e);
         }
         log.stabled = log.last_index();
@@ -61,7 +70,10 @@ impl RaftLog {
             self.committed,
             self.last_index()
         );
-        assert!(self.stabled <= self.last_index(), "stabled past the end of the log");
+        assert!(
+            self.stabled <= self.last_index(),
+            "stabled past the end of the log"
+        );
     }
 
     pub fn first_index(&self) -> Index {
@@ -97,7 +109,8 @@ impl RaftLog {
 
     /// Raft section 5.4.1: a candidate's log is at least as up to date as ours.
     pub fn is_up_to_date(&self, last_index: Index, last_term: Term) -> bool {
-        last_term > self.last_term() || (last_term == self.last_term() && last_index >= self.last_index())
+        last_term > self.last_term()
+            || (last_term == self.last_term() && last_index >= self.last_index())
     }
 
     /// Entries in `[lo, last]`, at most `max_bytes` (but always at least one
@@ -127,7 +140,11 @@ impl RaftLog {
         assert!(lo >= self.snapshot_index, "slice of compacted entries");
         let mut out = Vec::new();
         let mut size = 0;
-        for e in self.entries.iter().skip((lo - self.snapshot_index) as usize) {
+        for e in self
+            .entries
+            .iter()
+            .skip((lo - self.snapshot_index) as usize)
+        {
             if e.index > hi {
                 break;
             }
@@ -190,7 +207,11 @@ impl RaftLog {
                     Some(t) if t == e.term => continue,
                     Some(_) => {
                         // Invariant: a committed entry is never overwritten.
-                        assert!(e.index > self.committed, "conflict at committed index {}", e.index);
+                        assert!(
+                            e.index > self.committed,
+                            "conflict at committed index {}",
+                            e.index
+                        );
                         self.truncate_after(e.index - 1);
                     }
                     None if e.index <= self.snapshot_index => continue,
@@ -206,13 +227,18 @@ impl RaftLog {
 
     fn truncate_after(&mut self, index: Index) {
         assert!(index >= self.snapshot_index);
-        self.entries.truncate((index - self.snapshot_index) as usize);
+        self.entries
+            .truncate((index - self.snapshot_index) as usize);
         self.stabled = self.stabled.min(index);
     }
 
     pub fn commit_to(&mut self, index: Index) {
         if index > self.committed {
-            assert!(index <= self.last_index(), "commit {index} past last index {}", self.last_index());
+            assert!(
+                index <= self.last_index(),
+                "commit {index} past last index {}",
+                self.last_index()
+            );
             self.committed = index;
         }
     }
@@ -234,7 +260,11 @@ impl RaftLog {
     }
 
     pub fn applied_to(&mut self, index: Index) {
-        assert!(index <= self.committed, "applied {index} past committed {}", self.committed);
+        assert!(
+            index <= self.committed,
+            "applied {index} past committed {}",
+            self.committed
+        );
         if index > self.applied {
             self.applied = index;
         }
@@ -272,7 +302,11 @@ mod tests {
     use bytes::Bytes;
 
     fn ents(terms: &[Term]) -> Vec<Entry> {
-        terms.iter().enumerate().map(|(i, &t)| Entry::normal(t, i as u64 + 1, Bytes::new())).collect()
+        terms
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| Entry::normal(t, i as u64 + 1, Bytes::new()))
+            .collect()
     }
 
     fn log_of(terms: &[Term]) -> RaftLog {
@@ -299,7 +333,10 @@ mod tests {
     #[test]
     fn duplicate_append_is_idempotent() {
         let mut log = log_of(&[1, 1, 2]);
-        assert_eq!(log.maybe_append(1, 1, 3, ents(&[1, 1, 2])[1..].to_vec()), Some(3));
+        assert_eq!(
+            log.maybe_append(1, 1, 3, ents(&[1, 1, 2])[1..].to_vec()),
+            Some(3)
+        );
         assert_eq!(log.last_index(), 3);
         assert_eq!(log.committed, 3);
     }

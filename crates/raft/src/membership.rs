@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 
 use crate::error::RaftError;
-use crate::message::Body;
 use crate::raft::{Raft, Role};
 use crate::tracker::Membership;
 use crate::types::{ConfChange, ConfChangeStep, Entry, EntryKind, Index, NodeId, NO_NODE};
@@ -109,16 +108,17 @@ impl Raft {
         matched * 10 >= self.log.committed * 9 && matched > 0
     }
 
-    /// Apply a committed change at `index` (called for every member, in log order).
+    /// Apply a committed change at `index` (called for every member, in log
+    /// order, once `index` counts as applied).
     pub(crate) fn apply_conf_change(&mut self, index: Index, cc: &ConfChange) {
         let next = match next_membership(&self.trk.membership, cc) {
             Ok(next) => next,
             // Invalid changes that reached the log are no-ops everywhere.
             Err(_) => return,
         };
-        let entered_joint = next.voters.is_joint() && !self.trk.membership.voters.is_joint();
         self.set_membership(next);
-        self.conf_history.push((index, self.trk.membership.to_conf_state()));
+        self.conf_history
+            .push((index, self.trk.membership.to_conf_state()));
         if self.role != Role::Leader {
             return;
         }
@@ -134,13 +134,32 @@ impl Raft {
             self.become_follower(term, NO_NODE);
             return;
         }
-        if entered_joint {
-            // Leave the joint configuration as soon as it is in force.
-            let entry = Entry { term: 0, index: 0, kind: EntryKind::ConfChange(ConfChange::leave_joint()), data: Default::default() };
-            self.append_entries(vec![entry]);
-        }
+        self.maybe_auto_leave_joint();
         self.maybe_commit();
         self.broadcast_append();
+    }
+
+    /// Leader: leave a joint configuration automatically once every change up
+    /// to `pending_conf_index` is applied: right after the entering change, or,
+    /// for a leader elected after the one that entered it failed, once it has
+    /// applied everything up to its election (as etcd/raft's AutoLeave does).
+    /// Without the second case the group could stay joint forever.
+    /// Returns true if it appended (the caller broadcasts).
+    pub(crate) fn maybe_auto_leave_joint(&mut self) -> bool {
+        if self.role != Role::Leader
+            || !self.trk.membership.voters.is_joint()
+            || self.pending_conf_index > self.log.applied
+        {
+            return false;
+        }
+        let kind = EntryKind::ConfChange(ConfChange::leave_joint());
+        self.append_entries(vec![Entry {
+            term: 0,
+            index: 0,
+            kind,
+            data: Default::default(),
+        }]);
+        true
     }
 
     /// Send TimeoutNow to the most up-to-date remaining voter.
@@ -155,7 +174,7 @@ impl Raft {
             .map(|(&id, p)| (id, p.matched));
         if let Some((id, matched)) = best {
             if matched == last {
-                self.send(id, Body::TimeoutNow);
+                self.send_timeout_now(id);
             }
         }
     }
@@ -175,12 +194,16 @@ mod tests {
     }
 
     fn cc(steps: Vec<ConfChangeStep>) -> ConfChange {
-        ConfChange { changes: steps, joint: false }
+        ConfChange {
+            changes: steps,
+            joint: false,
+        }
     }
 
     #[test]
     fn single_voter_change_is_direct() {
-        let next = next_membership(&m(&[1, 2, 3], &[]), &cc(vec![ConfChangeStep::AddVoter(4)])).unwrap();
+        let next =
+            next_membership(&m(&[1, 2, 3], &[]), &cc(vec![ConfChangeStep::AddVoter(4)])).unwrap();
         assert!(!next.voters.is_joint());
         assert_eq!(next.voters.incoming.voters.len(), 4);
     }
@@ -197,7 +220,10 @@ mod tests {
 
     #[test]
     fn demoting_a_voter_in_joint_waits_in_learners_next() {
-        let demote = ConfChange { changes: vec![ConfChangeStep::AddLearner(3)], joint: true };
+        let demote = ConfChange {
+            changes: vec![ConfChangeStep::AddLearner(3)],
+            joint: true,
+        };
         let joint = next_membership(&m(&[1, 2, 3], &[]), &demote).unwrap();
         assert_eq!(joint.learners_next, BTreeSet::from([3]));
         let left = next_membership(&joint, &ConfChange::leave_joint()).unwrap();
@@ -210,7 +236,14 @@ mod tests {
         assert!(next_membership(&base, &cc(vec![ConfChangeStep::Remove(1)])).is_err());
         assert!(next_membership(&base, &ConfChange::leave_joint()).is_err());
         let two = m(&[1, 2, 3], &[]);
-        let joint = next_membership(&two, &ConfChange { changes: vec![ConfChangeStep::AddVoter(4)], joint: true }).unwrap();
+        let joint = next_membership(
+            &two,
+            &ConfChange {
+                changes: vec![ConfChangeStep::AddVoter(4)],
+                joint: true,
+            },
+        )
+        .unwrap();
         assert!(next_membership(&joint, &cc(vec![ConfChangeStep::AddVoter(5)])).is_err());
     }
 }

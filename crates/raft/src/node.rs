@@ -145,10 +145,18 @@ impl RawNode {
     /// adding them, at term 1) is written by all.
     pub fn bootstrap(cfg: Config, voters: &[NodeId]) -> Result<Self, ConfigError> {
         let change = ConfChange {
-            changes: voters.iter().map(|&id| ConfChangeStep::AddVoter(id)).collect(),
+            changes: voters
+                .iter()
+                .map(|&id| ConfChangeStep::AddVoter(id))
+                .collect(),
             joint: false,
         };
-        let entry = Entry { term: 1, index: 1, kind: EntryKind::ConfChange(change), data: Bytes::new() };
+        let entry = Entry {
+            term: 1,
+            index: 1,
+            kind: EntryKind::ConfChange(change),
+            data: Bytes::new(),
+        };
         let mut node = Self::restart(cfg, InitialState::default())?;
         let log = &mut node.raft.log;
         log.append(vec![entry]);
@@ -160,8 +168,13 @@ impl RawNode {
     /// Resume from persisted state (or join with `InitialState::default()`).
     pub fn restart(cfg: Config, state: InitialState) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        let meta = state.snapshot.as_ref().map(|s| s.meta.clone()).unwrap_or_default();
-        let log = RaftLog::restore_from(&meta, state.entries, state.hard_state.commit, state.applied);
+        let meta = state
+            .snapshot
+            .as_ref()
+            .map(|s| s.meta.clone())
+            .unwrap_or_default();
+        let log =
+            RaftLog::restore_from(&meta, state.entries, state.hard_state.commit, state.applied);
         let mut membership = Membership::from_conf_state(&meta.conf_state);
         let mut history = Vec::new();
         // Replay membership changes the state machine already applied.
@@ -173,11 +186,27 @@ impl RawNode {
                 }
             }
         }
-        let hs = HardState { commit: log.committed, ..state.hard_state };
+        let hs = HardState {
+            commit: log.committed,
+            ..state.hard_state
+        };
+        let restarted = hs.term > 0;
         let mut raft = Raft::new(cfg, hs, state.snapshot, log, membership);
         raft.conf_history = history;
-        let soft = SoftState { leader: raft.lead, role: raft.role };
-        Ok(RawNode { prev_hard_state: hs, prev_soft_state: soft, raft, seq: 0, outstanding: None })
+        if restarted {
+            raft.honour_lease_until = u64::from(raft.cfg.election_tick);
+        }
+        let soft = SoftState {
+            leader: raft.lead,
+            role: raft.role,
+        };
+        Ok(RawNode {
+            prev_hard_state: hs,
+            prev_soft_state: soft,
+            raft,
+            seq: 0,
+            outstanding: None,
+        })
     }
 
     /// Advance logical time by one tick.
@@ -209,12 +238,18 @@ impl RawNode {
 
     /// Propose several entries at once (one message to the leader).
     pub fn propose_batch(&mut self, batch: Vec<Bytes>) -> Result<(), RaftError> {
-        self.raft.propose(batch.into_iter().map(|d| Entry::normal(0, 0, d)).collect())
+        self.raft
+            .propose(batch.into_iter().map(|d| Entry::normal(0, 0, d)).collect())
     }
 
     /// Propose a membership change; it takes effect when applied.
     pub fn propose_conf_change(&mut self, cc: ConfChange) -> Result<(), RaftError> {
-        let entry = Entry { term: 0, index: 0, kind: EntryKind::ConfChange(cc), data: Bytes::new() };
+        let entry = Entry {
+            term: 0,
+            index: 0,
+            kind: EntryKind::ConfChange(cc),
+            data: Bytes::new(),
+        };
         self.raft.propose(vec![entry])
     }
 
@@ -251,23 +286,44 @@ impl RawNode {
     }
 
     fn soft_state(&self) -> SoftState {
-        SoftState { leader: self.raft.lead, role: self.raft.role }
+        SoftState {
+            leader: self.raft.lead,
+            role: self.raft.role,
+        }
     }
 
     /// Take the next batch of work. Panics if the previous one was not advanced.
     pub fn ready(&mut self) -> Ready {
-        assert!(self.outstanding.is_none(), "ready() called before advance() of the previous Ready");
+        assert!(
+            self.outstanding.is_none(),
+            "ready() called before advance() of the previous Ready"
+        );
         self.seq += 1;
         self.outstanding = Some(self.seq);
         let r = &mut self.raft;
         let hs = r.hard_state();
         let entries = r.log.unstable_entries();
         let last_entry = entries.last().map(|e| (e.index, e.term));
-        let committed_entries =
-            r.log.slice(r.log.applied, r.log.committed, r.cfg.max_committed_bytes_per_ready);
-        let (after_persist, messages): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut r.msgs).into_iter().partition(|m| m.body.requires_persistence());
-        let soft = SoftState { leader: r.lead, role: r.role };
+        let committed_entries = r.log.slice(
+            r.log.applied,
+            r.log.committed,
+            r.cfg.max_committed_bytes_per_ready,
+        );
+        #[cfg(feature = "planted-bugs")]
+        let early_votes = r.cfg.has_bug(crate::config::PlantedBug::VoteBeforePersist);
+        #[cfg(not(feature = "planted-bugs"))]
+        let early_votes = false;
+        let must_wait = |m: &Message| {
+            let early = early_votes && matches!(m.body, crate::message::Body::VoteResponse { .. });
+            m.body.requires_persistence() && !early
+        };
+        let (after_persist, messages): (Vec<_>, Vec<_>) = std::mem::take(&mut r.msgs)
+            .into_iter()
+            .partition(|m| must_wait(m));
+        let soft = SoftState {
+            leader: r.lead,
+            role: r.role,
+        };
         Ready {
             hard_state: (hs != self.prev_hard_state).then_some(hs),
             entries,
@@ -286,14 +342,21 @@ impl RawNode {
 
     /// The application handled `ready` as its contract says.
     pub fn advance(&mut self, ready: Ready) {
-        assert_eq!(self.outstanding.take(), Some(ready.seq), "advance() of a Ready not outstanding");
+        assert_eq!(
+            self.outstanding.take(),
+            Some(ready.seq),
+            "advance() of a Ready not outstanding"
+        );
         assert!(
             ready.persisted || !ready.must_persist() && ready.after_persist.is_empty(),
             "advance() before Ready::persisted()"
         );
         let r = &mut self.raft;
         if let Some(snap) = &ready.snapshot {
-            if r.pending_snapshot.as_ref().is_some_and(|p| p.meta == snap.meta) {
+            if r.pending_snapshot
+                .as_ref()
+                .is_some_and(|p| p.meta == snap.meta)
+            {
                 r.pending_snapshot = None;
             }
         }
@@ -308,13 +371,16 @@ impl RawNode {
         }
         let stabled = r.log.stabled;
         for e in &ready.committed_entries {
+            r.log.applied_to(e.index);
             if let EntryKind::ConfChange(cc) = &e.kind {
                 r.apply_conf_change(e.index, cc);
             }
             if r.role == Role::Leader {
                 r.uncommitted_bytes = r.uncommitted_bytes.saturating_sub(e.data.len());
             }
-            r.log.applied_to(e.index);
+        }
+        if r.maybe_auto_leave_joint() {
+            r.broadcast_append();
         }
         r.self_persisted(stabled);
         r.log.assert_invariants();
@@ -324,7 +390,11 @@ impl RawNode {
     pub fn status(&self) -> Status {
         let r = &self.raft;
         let progress = if r.role == Role::Leader {
-            r.trk.progress.iter().map(|(&id, p)| (id, progress_status(p))).collect()
+            r.trk
+                .progress
+                .iter()
+                .map(|(&id, p)| (id, progress_status(p)))
+                .collect()
         } else {
             Vec::new()
         };
@@ -340,6 +410,12 @@ impl RawNode {
             progress,
             lead_transferee: r.lead_transferee,
         }
+    }
+
+    /// Term of the entry at `index` in this member's log (`None` if compacted
+    /// or past the end). For checkers and tests.
+    pub fn term(&self, index: Index) -> Option<Term> {
+        self.raft.log.term(index)
     }
 
     /// Current membership.

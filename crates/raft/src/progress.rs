@@ -34,7 +34,10 @@ pub struct Inflights {
 impl Inflights {
     /// A window of at most `cap` messages.
     pub fn new(cap: usize) -> Self {
-        Inflights { window: VecDeque::with_capacity(cap.min(64)), cap }
+        Inflights {
+            window: VecDeque::with_capacity(cap.min(64)),
+            cap,
+        }
     }
 
     /// Record an append whose last entry is `last`.
@@ -176,7 +179,11 @@ impl Progress {
 
     /// Switch to sending `snapshot`.
     pub fn become_snapshot(&mut self, snapshot: Snapshot) {
-        self.state = ProgressState::Snapshot { snapshot: Box::new(snapshot), next_offset: 0, elapsed: 0 };
+        self.state = ProgressState::Snapshot {
+            snapshot: Box::new(snapshot),
+            next_offset: 0,
+            elapsed: 0,
+        };
         self.probe_sent = false;
         self.inflights.reset();
     }

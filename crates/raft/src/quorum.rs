@@ -26,7 +26,9 @@ pub struct MajorityConfig {
 impl MajorityConfig {
     /// A configuration of `voters`.
     pub fn new(voters: impl IntoIterator<Item = NodeId>) -> Self {
-        MajorityConfig { voters: voters.into_iter().collect() }
+        MajorityConfig {
+            voters: voters.into_iter().collect(),
+        }
     }
 
     /// Largest index acknowledged by a majority. `acked` gives each voter's
@@ -37,8 +39,11 @@ impl MajorityConfig {
         if self.voters.is_empty() {
             return Index::MAX;
         }
-        let mut indexes: Vec<Index> =
-            self.voters.iter().map(|&id| acked(id).unwrap_or(0)).collect();
+        let mut indexes: Vec<Index> = self
+            .voters
+            .iter()
+            .map(|&id| acked(id).unwrap_or(0))
+            .collect();
         // Sort descending; the majority-th largest is acknowledged by a majority.
         indexes.sort_unstable_by(|a, b| b.cmp(a));
         indexes[self.voters.len() / 2]
@@ -87,7 +92,11 @@ impl JointConfig {
 
     /// All voters of both halves.
     pub fn ids(&self) -> BTreeSet<NodeId> {
-        self.incoming.voters.union(&self.outgoing.voters).copied().collect()
+        self.incoming
+            .voters
+            .union(&self.outgoing.voters)
+            .copied()
+            .collect()
     }
 
     /// True if `id` votes in either half.
@@ -125,12 +134,17 @@ mod tests {
         if voters.is_empty() {
             return Index::MAX;
         }
-        let candidates: BTreeSet<Index> =
-            voters.iter().map(|v| acks.get(v).copied().unwrap_or(0)).collect();
+        let candidates: BTreeSet<Index> = voters
+            .iter()
+            .map(|v| acks.get(v).copied().unwrap_or(0))
+            .collect();
         candidates
             .into_iter()
             .filter(|&i| {
-                let n = voters.iter().filter(|v| acks.get(v).copied().unwrap_or(0) >= i).count();
+                let n = voters
+                    .iter()
+                    .filter(|v| acks.get(v).copied().unwrap_or(0) >= i)
+                    .count();
                 2 * n > voters.len()
             })
             .max()
@@ -142,7 +156,10 @@ mod tests {
         if voters.is_empty() {
             return VoteResult::Won;
         }
-        let granted = voters.iter().filter(|v| votes.get(v) == Some(&true)).count();
+        let granted = voters
+            .iter()
+            .filter(|v| votes.get(v) == Some(&true))
+            .count();
         let missing = voters.iter().filter(|v| !votes.contains_key(v)).count();
         let wins = |g: usize| 2 * g > voters.len();
         match (wins(granted), wins(granted + missing)) {

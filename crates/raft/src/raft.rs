@@ -57,6 +57,12 @@ pub(crate) struct Raft {
     /// Logical time in ticks since start; the leader lease is measured in it.
     pub now: u64,
     pub lead_transferee: Option<NodeId>,
+    /// Term in which this leader sent TimeoutNow: no lease reads in it.
+    pub lease_void_term: Term,
+    /// Until this tick, ignore campaigns as if a leader's lease held: a member
+    /// restarted from persisted state may have heard a leader just before it
+    /// went down, and that leader may be serving lease reads on that basis.
+    pub honour_lease_until: u64,
     /// Index of the latest membership change appended by this leader.
     pub pending_conf_index: Index,
     /// Bytes of uncommitted proposals (leader only).
@@ -101,6 +107,8 @@ impl Raft {
             rng: SplitMix64::new(cfg.seed),
             now: 0,
             lead_transferee: None,
+            lease_void_term: 0,
+            honour_lease_until: 0,
             pending_conf_index: 0,
             uncommitted_bytes: 0,
             reads: ReadQueue::default(),
@@ -119,7 +127,11 @@ impl Raft {
     }
 
     pub fn hard_state(&self) -> HardState {
-        HardState { term: self.term, vote: self.vote, commit: self.log.committed }
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed,
+        }
     }
 
     /// A member may campaign only if it is a voter and has no snapshot pending.
@@ -138,7 +150,13 @@ impl Raft {
 
     pub fn send_with_term(&mut self, to: NodeId, term: Term, body: Body) {
         assert_ne!(to, self.id, "a member never sends to itself");
-        self.msgs.push(Message { group: self.group, from: self.id, to, term, body });
+        self.msgs.push(Message {
+            group: self.group,
+            from: self.id,
+            to,
+            term,
+            body,
+        });
     }
 
     pub fn reset_randomized_election_timeout(&mut self) {
@@ -149,7 +167,12 @@ impl Raft {
     /// Common part of every role change.
     fn reset(&mut self, term: Term) {
         if self.term != term {
-            assert!(term > self.term, "term went backwards: {} -> {}", self.term, term);
+            assert!(
+                term > self.term,
+                "term went backwards: {} -> {}",
+                self.term,
+                term
+            );
             self.term = term;
             self.vote = NO_NODE;
         }
@@ -195,7 +218,11 @@ impl Raft {
     }
 
     pub fn become_pre_candidate(&mut self) {
-        assert_ne!(self.role, Role::Leader, "leader cannot become pre-candidate");
+        assert_ne!(
+            self.role,
+            Role::Leader,
+            "leader cannot become pre-candidate"
+        );
         // A pre-vote changes neither term nor vote.
         self.trk.votes.clear();
         self.fail_pending_reads();
@@ -211,7 +238,11 @@ impl Raft {
     }
 
     pub fn become_leader(&mut self) {
-        assert_ne!(self.role, Role::Follower, "follower cannot become leader directly");
+        assert_ne!(
+            self.role,
+            Role::Follower,
+            "follower cannot become leader directly"
+        );
         let term = self.term;
         self.reset(term);
         self.role = Role::Leader;
@@ -241,7 +272,9 @@ impl Raft {
         self.election_elapsed += 1;
         if self.promotable() && self.election_elapsed >= self.randomized_election_timeout {
             self.election_elapsed = 0;
-            self.campaign(crate::election::CampaignKind::from_config(self.cfg.pre_vote));
+            self.campaign(crate::election::CampaignKind::from_config(
+                self.cfg.pre_vote,
+            ));
         }
     }
 
@@ -282,9 +315,12 @@ impl Raft {
             return;
         }
         match m.body {
-            Body::Vote { pre, last_index, last_term, .. } => {
-                self.handle_vote_request(m.from, m.term, pre, last_index, last_term)
-            }
+            Body::Vote {
+                pre,
+                last_index,
+                last_term,
+                ..
+            } => self.handle_vote_request(m.from, m.term, pre, last_index, last_term),
             _ => match self.role {
                 Role::Leader => self.step_leader(m),
                 Role::Candidate | Role::PreCandidate => self.step_candidate(m),
@@ -300,8 +336,8 @@ impl Raft {
             // unless the leader asked for them (transfer). This is what makes
             // CheckQuorum leases safe.
             let in_lease = self.cfg.check_quorum
-                && self.lead != NO_NODE
-                && self.election_elapsed < self.cfg.election_tick;
+                && ((self.lead != NO_NODE && self.election_elapsed < self.cfg.election_tick)
+                    || self.now < self.honour_lease_until);
             if in_lease && !transfer {
                 return false;
             }
@@ -310,7 +346,10 @@ impl Raft {
             }
         }
         match m.body {
-            Body::VoteResponse { pre: true, granted: true } => {}
+            Body::VoteResponse {
+                pre: true,
+                granted: true,
+            } => {}
             Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. } => {
                 self.become_follower(m.term, m.from)
             }
@@ -338,10 +377,22 @@ impl Raft {
             Body::Append { .. } | Body::Heartbeat { .. }
                 if self.cfg.check_quorum || self.cfg.pre_vote =>
             {
-                self.send(m.from, Body::AppendResponse { index: 0, reject: None });
+                self.send(
+                    m.from,
+                    Body::AppendResponse {
+                        index: 0,
+                        reject: None,
+                    },
+                );
             }
             Body::Vote { pre: true, .. } => {
-                self.send(m.from, Body::VoteResponse { pre: true, granted: false });
+                self.send(
+                    m.from,
+                    Body::VoteResponse {
+                        pre: true,
+                        granted: false,
+                    },
+                );
             }
             _ => {}
         }
@@ -355,7 +406,12 @@ impl Raft {
                     self.send(lead, Body::Propose { entries });
                 }
             }
-            Body::Append { index, log_term, entries, commit } => {
+            Body::Append {
+                index,
+                log_term,
+                entries,
+                commit,
+            } => {
                 self.election_elapsed = 0;
                 self.set_leader(m.from);
                 self.handle_append(m.from, index, log_term, entries, commit);
@@ -366,7 +422,12 @@ impl Raft {
                 self.log.commit_to(commit.min(self.log.last_index()));
                 self.send(m.from, Body::HeartbeatResponse { ctx });
             }
-            Body::Snapshot { meta, offset, total, data } => {
+            Body::Snapshot {
+                meta,
+                offset,
+                total,
+                data,
+            } => {
                 self.election_elapsed = 0;
                 self.set_leader(m.from);
                 self.handle_snapshot_chunk(m.from, meta, offset, total, data);
@@ -390,7 +451,11 @@ impl Raft {
                     self.dropped_reads.push(ctx);
                 }
             }
-            Body::ReadIndexResponse { index, ctx, rejected } => {
+            Body::ReadIndexResponse {
+                index,
+                ctx,
+                rejected,
+            } => {
                 if rejected {
                     self.dropped_reads.push(ctx);
                 } else {
@@ -430,12 +495,21 @@ impl Raft {
                 self.handle_append_response(m.from, m.term, index, reject)
             }
             Body::HeartbeatResponse { ctx } => self.handle_heartbeat_response(m.from, ctx),
-            Body::SnapshotResponse { index, next_offset, reject } => {
-                self.handle_snapshot_response(m.from, index, next_offset, reject)
-            }
+            Body::SnapshotResponse {
+                index,
+                next_offset,
+                reject,
+            } => self.handle_snapshot_response(m.from, index, next_offset, reject),
             Body::ReadIndex { ctx } => {
                 if self.read_index(m.from, ctx.clone()).is_err() {
-                    self.send(m.from, Body::ReadIndexResponse { index: 0, ctx, rejected: true });
+                    self.send(
+                        m.from,
+                        Body::ReadIndexResponse {
+                            index: 0,
+                            ctx,
+                            rejected: true,
+                        },
+                    );
                 }
             }
             Body::TransferLeader { target } => self.transfer_leader(target),

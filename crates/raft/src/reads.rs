@@ -56,7 +56,11 @@ impl ReadQueue {
 
     /// Tick at which `round` was sent, if remembered.
     pub fn sent_tick(&self, round: u64) -> Option<u64> {
-        self.sent_ticks.iter().rev().find(|(r, _)| *r == round).map(|&(_, t)| t)
+        self.sent_ticks
+            .iter()
+            .rev()
+            .find(|(r, _)| *r == round)
+            .map(|&(_, t)| t)
     }
 
     pub fn len(&self) -> usize {
@@ -99,7 +103,12 @@ impl Raft {
         // otherwise it starts when the current one completes (batching).
         let round = self.reads.last_round + 1;
         let idle = self.reads.pending.is_empty();
-        self.reads.pending.push_back(PendingRead { from, ctx, index, round });
+        self.reads.pending.push_back(PendingRead {
+            from,
+            ctx,
+            index,
+            round,
+        });
         if idle {
             self.broadcast_heartbeat();
         }
@@ -112,8 +121,9 @@ impl Raft {
         if self.cfg.read_mode != ReadMode::LeaseBased || self.role != Role::Leader {
             return false;
         }
-        // A transfer lets followers ignore the lease: no lease reads during one.
-        if self.lead_transferee.is_some() {
+        // A transfer lets followers ignore the lease: no lease reads during
+        // one, nor for the rest of a term in which TimeoutNow was sent.
+        if self.lead_transferee.is_some() || self.lease_void_term == self.term {
             return false;
         }
         let acked = self.trk.acked_tick(self.id, self.now);
@@ -125,14 +135,23 @@ impl Raft {
         if from == self.id {
             self.read_states.push(ReadState { index, ctx });
         } else {
-            self.send(from, Body::ReadIndexResponse { index, ctx, rejected: false });
+            self.send(
+                from,
+                Body::ReadIndexResponse {
+                    index,
+                    ctx,
+                    rejected: false,
+                },
+            );
         }
     }
 
     pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, ctx: u64) {
         let last = self.log.last_index();
         let sent_tick = self.reads.sent_tick(ctx);
-        let Some(pr) = self.trk.progress.get_mut(&from) else { return };
+        let Some(pr) = self.trk.progress.get_mut(&from) else {
+            return;
+        };
         pr.recent_active = true;
         pr.probe_sent = false;
         if pr.inflights.full() {
@@ -158,13 +177,20 @@ impl Raft {
             self.respond_read(r.from, r.ctx, r.index);
         }
         // Reads that arrived during the completed round start the next one.
-        if self.reads.pending.front().is_some_and(|r| r.round > self.reads.last_round) {
+        if self
+            .reads
+            .pending
+            .front()
+            .is_some_and(|r| r.round > self.reads.last_round)
+        {
             self.broadcast_heartbeat();
         }
     }
 
     pub(crate) fn release_reads_waiting_for_commit(&mut self) {
-        if self.reads.waiting_for_commit.is_empty() || !self.log.match_term(self.log.committed, self.term) {
+        if self.reads.waiting_for_commit.is_empty()
+            || !self.log.match_term(self.log.committed, self.term)
+        {
             return;
         }
         for (from, ctx) in std::mem::take(&mut self.reads.waiting_for_commit) {
@@ -185,7 +211,14 @@ impl Raft {
             if from == self.id {
                 self.dropped_reads.push(ctx);
             } else {
-                self.send(from, Body::ReadIndexResponse { index: 0, ctx, rejected: true });
+                self.send(
+                    from,
+                    Body::ReadIndexResponse {
+                        index: 0,
+                        ctx,
+                        rejected: true,
+                    },
+                );
             }
         }
     }

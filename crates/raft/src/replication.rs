@@ -25,7 +25,9 @@ impl Raft {
             return Err(RaftError::TransferInProgress);
         }
         let size: usize = entries.iter().map(|e| e.data.len()).sum();
-        if self.uncommitted_bytes > 0 && self.uncommitted_bytes + size > self.cfg.max_uncommitted_bytes {
+        if self.uncommitted_bytes > 0
+            && self.uncommitted_bytes + size > self.cfg.max_uncommitted_bytes
+        {
             return Err(RaftError::TooManyUncommitted);
         }
         for e in &entries {
@@ -64,13 +66,20 @@ impl Raft {
 
     /// Every member but this one.
     pub(crate) fn peers(&self) -> Vec<NodeId> {
-        self.trk.progress.keys().copied().filter(|&id| id != self.id).collect()
+        self.trk
+            .progress
+            .keys()
+            .copied()
+            .filter(|&id| id != self.id)
+            .collect()
     }
 
     /// Send what `to` is missing, within its window. Returns true if a
     /// message was sent. An empty append is sent only if `send_if_empty`.
     pub(crate) fn send_append(&mut self, to: NodeId, send_if_empty: bool) -> bool {
-        let Some(pr) = self.trk.progress.get(&to) else { return false };
+        let Some(pr) = self.trk.progress.get(&to) else {
+            return false;
+        };
         if pr.is_paused() {
             return false;
         }
@@ -99,7 +108,15 @@ impl Raft {
             ProgressState::Probe => pr.probe_sent = true,
             ProgressState::Snapshot { .. } => unreachable!("paused"),
         }
-        self.send(to, Body::Append { index: prev, log_term, entries, commit });
+        self.send(
+            to,
+            Body::Append {
+                index: prev,
+                log_term,
+                entries,
+                commit,
+            },
+        );
         true
     }
 
@@ -126,16 +143,31 @@ impl Raft {
         if index < self.log.committed {
             // Everything up to our commit index already matches the leader.
             let committed = self.log.committed;
-            self.send(from, Body::AppendResponse { index: committed, reject: None });
+            self.send(
+                from,
+                Body::AppendResponse {
+                    index: committed,
+                    reject: None,
+                },
+            );
             return;
         }
         match self.log.maybe_append(index, log_term, commit, entries) {
-            Some(last) => self.send(from, Body::AppendResponse { index: last, reject: None }),
+            Some(last) => self.send(
+                from,
+                Body::AppendResponse {
+                    index: last,
+                    reject: None,
+                },
+            ),
             None => {
                 // Hint where our log may match: skip every entry of a term
                 // above the leader's term at `index`.
                 let (hint_index, hint_term) = self.log.find_conflict_by_term(index, log_term);
-                let reject = Some(RejectHint { index: hint_index, term: hint_term });
+                let reject = Some(RejectHint {
+                    index: hint_index,
+                    term: hint_term,
+                });
                 self.send(from, Body::AppendResponse { index, reject });
             }
         }
@@ -151,7 +183,9 @@ impl Raft {
         if term < self.term {
             return;
         }
-        let Some(pr) = self.trk.progress.get_mut(&from) else { return };
+        let Some(pr) = self.trk.progress.get_mut(&from) else {
+            return;
+        };
         pr.recent_active = true;
         if let Some(hint) = reject {
             // Leader side of fast backtracking: if we hold the hinted term,
@@ -189,15 +223,22 @@ impl Raft {
             // Keep the pipeline full.
             while self.send_append(from, false) {}
         }
-        if self.lead_transferee == Some(from) && self.trk.progress[&from].matched == self.log.last_index() {
-            self.send(from, Body::TimeoutNow);
-        }
+        self.maybe_send_timeout_now(from);
     }
 
     /// Commit what a quorum holds, if it is from the current term.
     pub(crate) fn maybe_commit(&mut self) -> bool {
         let index = self.trk.committed();
-        let committed = self.log.maybe_commit(index, self.term);
+        #[allow(unused_mut)]
+        let mut term = self.term;
+        #[cfg(feature = "planted-bugs")]
+        if self
+            .cfg
+            .has_bug(crate::config::PlantedBug::CommitPreviousTermByCounting)
+        {
+            term = self.log.term(index).unwrap_or(term);
+        }
+        let committed = self.log.maybe_commit(index, term);
         if committed {
             self.release_reads_waiting_for_commit();
         }

@@ -21,7 +21,9 @@ impl Raft {
             // Compaction without a snapshot cannot happen: `compact` requires one.
             unreachable!("log compacted but no snapshot to send");
         };
-        let Some(pr) = self.trk.progress.get_mut(&to) else { return false };
+        let Some(pr) = self.trk.progress.get_mut(&to) else {
+            return false;
+        };
         pr.become_snapshot(snapshot);
         self.send_snapshot_chunk(to);
         true
@@ -29,8 +31,15 @@ impl Raft {
 
     fn send_snapshot_chunk(&mut self, to: NodeId) {
         let chunk = self.cfg.snapshot_chunk_size as u64;
-        let Some(pr) = self.trk.progress.get_mut(&to) else { return };
-        let ProgressState::Snapshot { snapshot, next_offset, elapsed } = &mut pr.state else {
+        let Some(pr) = self.trk.progress.get_mut(&to) else {
+            return;
+        };
+        let ProgressState::Snapshot {
+            snapshot,
+            next_offset,
+            elapsed,
+        } = &mut pr.state
+        else {
             return;
         };
         *elapsed = 0;
@@ -71,9 +80,16 @@ impl Raft {
         next_offset: u64,
         reject: bool,
     ) {
-        let Some(pr) = self.trk.progress.get_mut(&from) else { return };
+        let Some(pr) = self.trk.progress.get_mut(&from) else {
+            return;
+        };
         pr.recent_active = true;
-        let ProgressState::Snapshot { snapshot, next_offset: expected, .. } = &mut pr.state else {
+        let ProgressState::Snapshot {
+            snapshot,
+            next_offset: expected,
+            ..
+        } = &mut pr.state
+        else {
             return;
         };
         if snapshot.meta.index != index {
@@ -92,6 +108,8 @@ impl Raft {
             pr.become_probe();
             pr.become_replicate();
             while self.send_append(from, false) {}
+            // The snapshot may have brought a transfer target fully up to date.
+            self.maybe_send_timeout_now(from);
         } else {
             self.send_snapshot_chunk(from);
         }
@@ -109,17 +127,41 @@ impl Raft {
         let index = meta.index;
         if index <= self.log.committed {
             // We already have everything it covers.
-            self.send(from, Body::SnapshotResponse { index, next_offset: total, reject: false });
+            self.send(
+                from,
+                Body::SnapshotResponse {
+                    index,
+                    next_offset: total,
+                    reject: false,
+                },
+            );
             return;
         }
         if total > self.cfg.max_snapshot_bytes {
-            self.send(from, Body::SnapshotResponse { index, next_offset: 0, reject: true });
+            self.send(
+                from,
+                Body::SnapshotResponse {
+                    index,
+                    next_offset: 0,
+                    reject: true,
+                },
+            );
             return;
         }
-        let fresh = self.incoming_snapshot.as_ref().is_none_or(|s| s.meta != meta || s.total != total);
+        let fresh = self
+            .incoming_snapshot
+            .as_ref()
+            .is_none_or(|s| s.meta != meta || s.total != total);
         if fresh {
             if offset != 0 {
-                self.send(from, Body::SnapshotResponse { index, next_offset: 0, reject: false });
+                self.send(
+                    from,
+                    Body::SnapshotResponse {
+                        index,
+                        next_offset: 0,
+                        reject: false,
+                    },
+                );
                 return;
             }
             let data = Vec::with_capacity(total.min(64 * 1024 * 1024) as usize);
@@ -129,18 +171,42 @@ impl Raft {
         let have = inc.data.len() as u64;
         if offset != have || have + data.len() as u64 > total {
             // Out of order or duplicate: tell the leader where we are.
-            self.send(from, Body::SnapshotResponse { index, next_offset: have, reject: false });
+            self.send(
+                from,
+                Body::SnapshotResponse {
+                    index,
+                    next_offset: have,
+                    reject: false,
+                },
+            );
             return;
         }
         inc.data.extend_from_slice(&data);
         let have = inc.data.len() as u64;
         if have < total {
-            self.send(from, Body::SnapshotResponse { index, next_offset: have, reject: false });
+            self.send(
+                from,
+                Body::SnapshotResponse {
+                    index,
+                    next_offset: have,
+                    reject: false,
+                },
+            );
             return;
         }
         let inc = self.incoming_snapshot.take().expect("present");
-        self.restore_snapshot(Snapshot { meta: inc.meta, data: Bytes::from(inc.data) });
-        self.send(from, Body::SnapshotResponse { index, next_offset: total, reject: false });
+        self.restore_snapshot(Snapshot {
+            meta: inc.meta,
+            data: Bytes::from(inc.data),
+        });
+        self.send(
+            from,
+            Body::SnapshotResponse {
+                index,
+                next_offset: total,
+                reject: false,
+            },
+        );
     }
 
     /// Install a complete snapshot from the leader (section 7: discard the
@@ -166,15 +232,26 @@ impl Raft {
             return Err(RaftError::BadSnapshot(index, "not applied yet"));
         }
         if index <= self.log.snapshot_index() {
-            return Err(RaftError::BadSnapshot(index, "older than the current snapshot"));
+            return Err(RaftError::BadSnapshot(
+                index,
+                "older than the current snapshot",
+            ));
         }
         let term = self.log.term(index).expect("applied index is in the log");
         let conf_state = self.conf_state_at(index);
-        let meta = SnapshotMeta { index, term, conf_state };
+        let meta = SnapshotMeta {
+            index,
+            term,
+            conf_state,
+        };
         self.snapshot = Some(Snapshot { meta, data });
         self.log.compact(index);
         // Keep the newest change at or below `index`: it is the base for later lookups.
-        let keep_from = self.conf_history.iter().rposition(|(i, _)| *i <= index).unwrap_or(0);
+        let keep_from = self
+            .conf_history
+            .iter()
+            .rposition(|(i, _)| *i <= index)
+            .unwrap_or(0);
         self.conf_history.drain(..keep_from);
         Ok(())
     }

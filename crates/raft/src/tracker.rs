@@ -52,10 +52,16 @@ impl Membership {
     /// Invariant: a node is never both voter (incoming) and learner.
     pub fn assert_valid(&self) {
         for l in self.learners.iter().chain(&self.learners_next) {
-            assert!(!self.voters.incoming.voters.contains(l), "node {l} is voter and learner");
+            assert!(
+                !self.voters.incoming.voters.contains(l),
+                "node {l} is voter and learner"
+            );
         }
         for l in &self.learners_next {
-            assert!(self.voters.outgoing.voters.contains(l), "learner_next {l} not in outgoing");
+            assert!(
+                self.voters.outgoing.voters.contains(l),
+                "learner_next {l} not in outgoing"
+            );
         }
     }
 }
@@ -74,7 +80,9 @@ pub struct Tracker {
 impl Tracker {
     /// Index replicated on a quorum of voters.
     pub fn committed(&self) -> Index {
-        self.membership.voters.committed_index(|id| self.progress.get(&id).map(|p| p.matched))
+        self.membership
+            .voters
+            .committed_index(|id| self.progress.get(&id).map(|p| p.matched))
     }
 
     /// Record a vote (the first answer of each voter counts).
@@ -84,7 +92,9 @@ impl Tracker {
 
     /// Tally of the current election.
     pub fn tally(&self) -> VoteResult {
-        self.membership.voters.vote_result(|id| self.votes.get(&id).copied())
+        self.membership
+            .voters
+            .vote_result(|id| self.votes.get(&id).copied())
     }
 
     /// True if a quorum was heard from since the last check (CheckQuorum).

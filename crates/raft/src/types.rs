@@ -40,7 +40,12 @@ pub struct Entry {
 impl Entry {
     /// A normal entry with `data`.
     pub fn normal(term: Term, index: Index, data: Bytes) -> Self {
-        Entry { term, index, kind: EntryKind::Normal, data }
+        Entry {
+            term,
+            index,
+            kind: EntryKind::Normal,
+            data,
+        }
     }
 
     /// Approximate encoded size, used for batching limits.
@@ -94,7 +99,10 @@ pub struct ConfChange {
 impl ConfChange {
     /// A change that leaves the current joint configuration.
     pub fn leave_joint() -> Self {
-        ConfChange { changes: Vec::new(), joint: false }
+        ConfChange {
+            changes: Vec::new(),
+            joint: false,
+        }
     }
 
     /// True if this is the (empty) "leave joint" change.

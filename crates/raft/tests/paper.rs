@@ -16,21 +16,42 @@ fn cfg(id: NodeId) -> Config {
 /// Durable state whose log has the given terms after a bootstrap entry
 /// adding voters `1..=n` at index 1.
 fn storage_with_terms(n: u64, terms: &[u64], term: u64) -> MemStorage {
-    let boot = ConfChange { changes: (1..=n).map(ConfChangeStep::AddVoter).collect(), joint: false };
-    let mut entries = vec![Entry { term: 1, index: 1, kind: EntryKind::ConfChange(boot), data: Bytes::new() }];
+    let boot = ConfChange {
+        changes: (1..=n).map(ConfChangeStep::AddVoter).collect(),
+        joint: false,
+    };
+    let mut entries = vec![Entry {
+        term: 1,
+        index: 1,
+        kind: EntryKind::ConfChange(boot),
+        data: Bytes::new(),
+    }];
     for (i, &t) in terms.iter().enumerate() {
         let index = i as u64 + 2;
-        entries.push(Entry::normal(t, index, Bytes::from(format!("t{t}i{index}"))));
+        entries.push(Entry::normal(
+            t,
+            index,
+            Bytes::from(format!("t{t}i{index}")),
+        ));
     }
     MemStorage {
-        hard_state: HardState { term, vote: 0, commit: 1 },
+        hard_state: HardState {
+            term,
+            vote: 0,
+            commit: 1,
+        },
         entries,
         ..Default::default()
     }
 }
 
 fn log_terms(c: &Cluster, id: NodeId) -> Vec<u64> {
-    c.members[&id].storage.entries.iter().map(|e| e.term).collect()
+    c.members[&id]
+        .storage
+        .entries
+        .iter()
+        .map(|e| e.term)
+        .collect()
 }
 
 fn role(c: &mut Cluster, id: NodeId) -> Role {
@@ -44,9 +65,17 @@ fn commit(c: &mut Cluster, id: NodeId) -> u64 {
 /// Deliver only the messages whose recipient is in `to`; drop the rest.
 fn deliver_only(c: &mut Cluster, from: NodeId, to: &[NodeId]) {
     for &t in to {
-        c.deliver(Filter { from: Some(from), to: Some(t), drop: false });
+        c.deliver(Filter {
+            from: Some(from),
+            to: Some(t),
+            drop: false,
+        });
     }
-    c.deliver(Filter { from: Some(from), to: None, drop: true });
+    c.deliver(Filter {
+        from: Some(from),
+        to: None,
+        drop: true,
+    });
 }
 
 /// Figure 7: a new leader of term 8 repairs followers that are missing
@@ -71,9 +100,18 @@ fn figure_7_leader_repairs_every_follower_log() {
     c.stabilize(&[]);
     c.node(1).campaign();
     c.stabilize(&[]);
-    assert_eq!(role(&mut c, 1), Role::Leader, "1 wins with votes of a, b, e, f");
+    assert_eq!(
+        role(&mut c, 1),
+        Role::Leader,
+        "1 wins with votes of a, b, e, f"
+    );
     assert_eq!(c.node(1).status().hard_state.term, 8);
-    let want: Vec<u64> = [1].iter().chain(leader.iter()).chain([8].iter()).copied().collect();
+    let want: Vec<u64> = [1]
+        .iter()
+        .chain(leader.iter())
+        .chain([8].iter())
+        .copied()
+        .collect();
     for id in 1..=7 {
         assert_eq!(log_terms(&c, id), want, "log of member {id} after repair");
         assert_eq!(commit(&mut c, id), want.len() as u64);
@@ -92,7 +130,11 @@ fn elect(c: &mut Cluster, id: NodeId, voters: &[NodeId]) {
             c.handle_ready(v);
         }
         for &v in voters {
-            c.deliver(Filter { from: Some(v), to: Some(id), drop: false });
+            c.deliver(Filter {
+                from: Some(v),
+                to: Some(id),
+                drop: false,
+            });
         }
         c.queue.clear();
         if role(c, id) == Role::Leader {
@@ -142,8 +184,16 @@ fn figure_8_old_term_entries_are_not_committed_by_counting() {
         deliver_only(&mut c, 1, &[2, 3]);
         c.handle_ready(2);
         c.handle_ready(3);
-        c.deliver(Filter { from: Some(2), to: Some(1), drop: false });
-        c.deliver(Filter { from: Some(3), to: Some(1), drop: false });
+        c.deliver(Filter {
+            from: Some(2),
+            to: Some(1),
+            drop: false,
+        });
+        c.deliver(Filter {
+            from: Some(3),
+            to: Some(1),
+            drop: false,
+        });
         if log_terms(&c, 3) == vec![1, 2] {
             break;
         }
@@ -153,10 +203,28 @@ fn figure_8_old_term_entries_are_not_committed_by_counting() {
     c.queue.clear();
     assert_eq!(log_terms(&c, 1), vec![1, 2, 4]);
     assert_eq!(log_terms(&c, 2), vec![1, 2, 4]);
-    assert_eq!(log_terms(&c, 3), vec![1, 2], "term-2 entry now on S1, S2, S3");
-    let matched: Vec<u64> = c.node(1).status().progress.iter().map(|(_, p)| p.matched).collect();
-    assert_eq!(matched, vec![3, 3, 2, 0, 0], "the leader knows a majority holds index 2");
-    assert_eq!(commit(&mut c, 1), 1, "index 2 is on a majority but from term 2: not committed");
+    assert_eq!(
+        log_terms(&c, 3),
+        vec![1, 2],
+        "term-2 entry now on S1, S2, S3"
+    );
+    let matched: Vec<u64> = c
+        .node(1)
+        .status()
+        .progress
+        .iter()
+        .map(|(_, p)| p.matched)
+        .collect();
+    assert_eq!(
+        matched,
+        vec![3, 3, 2, 0, 0],
+        "the leader knows a majority holds index 2"
+    );
+    assert_eq!(
+        commit(&mut c, 1),
+        1,
+        "index 2 is on a majority but from term 2: not committed"
+    );
 
     // (d) S1 crashes; S5 can still win (its last term 3 beats S3's 2) and
     // overwrite index 2 on S2 and S3: it was never committed, so no harm.
@@ -166,7 +234,11 @@ fn figure_8_old_term_entries_are_not_committed_by_counting() {
     elect(&mut c, 5, &[3, 4]);
     c.stabilize(&[2, 3, 4, 5]);
     for id in [2, 3, 4, 5] {
-        assert_eq!(log_terms(&c, id)[1], 3, "member {id} has S5's entry at index 2");
+        assert_eq!(
+            log_terms(&c, id)[1],
+            3,
+            "member {id} has S5's entry at index 2"
+        );
     }
     // Nothing that was committed was lost, and S1 is repaired when it returns.
     c.restart(1);
@@ -194,7 +266,11 @@ fn figure_8_current_term_entry_commits_earlier_ones() {
     // The term-3 entry reaches S2 and S3 together with the term-2 entry.
     c.stabilize(&[1, 2, 3]);
     assert_eq!(log_terms(&c, 3), vec![1, 2, 3]);
-    assert_eq!(commit(&mut c, 1), 3, "index 3 (term 3) commits, and index 2 with it");
+    assert_eq!(
+        commit(&mut c, 1),
+        3,
+        "index 3 (term 3) commits, and index 2 with it"
+    );
 }
 
 /// Section 5.4.1: a candidate whose log is behind cannot win.
@@ -207,7 +283,11 @@ fn vote_restriction_rejects_a_stale_candidate() {
     c.stabilize(&[]);
     c.node(1).campaign();
     c.stabilize(&[]);
-    assert_ne!(role(&mut c, 1), Role::Leader, "1's log is behind both voters");
+    assert_ne!(
+        role(&mut c, 1),
+        Role::Leader,
+        "1's log is behind both voters"
+    );
     c.node(2).campaign();
     c.stabilize(&[]);
     assert_eq!(role(&mut c, 2), Role::Leader);
@@ -230,7 +310,11 @@ fn stale_leader_steps_down_and_loses_uncommitted_entries() {
     c.stabilize(&[]);
     c.node(2).propose(Bytes::from("kept")).unwrap();
     c.stabilize(&[]);
-    assert_eq!(role(&mut c, 1), Role::Leader, "1 has not heard of term 3 yet");
+    assert_eq!(
+        role(&mut c, 1),
+        Role::Leader,
+        "1 has not heard of term 3 yet"
+    );
     c.heal();
     c.tick(2, 1); // heartbeat from the new leader reaches the old one
     c.stabilize(&[]);
@@ -253,8 +337,16 @@ fn split_vote_is_resolved_by_a_later_term() {
     c.handle_ready(1);
     c.handle_ready(2);
     // 3 hears 1 first, 4 hears 2 first.
-    c.deliver(Filter { from: Some(1), to: Some(3), drop: false });
-    c.deliver(Filter { from: Some(2), to: Some(4), drop: false });
+    c.deliver(Filter {
+        from: Some(1),
+        to: Some(3),
+        drop: false,
+    });
+    c.deliver(Filter {
+        from: Some(2),
+        to: Some(4),
+        drop: false,
+    });
     c.stabilize(&[]);
     for id in 1..=4 {
         assert_ne!(role(&mut c, id), Role::Leader, "nobody has 3 of 4 votes");
@@ -269,7 +361,9 @@ fn split_vote_is_resolved_by_a_later_term() {
             break;
         }
     }
-    let leaders: Vec<NodeId> = (1..=4).filter(|&id| role(&mut c, id) == Role::Leader).collect();
+    let leaders: Vec<NodeId> = (1..=4)
+        .filter(|&id| role(&mut c, id) == Role::Leader)
+        .collect();
     assert_eq!(leaders.len(), 1);
     assert!(c.node(leaders[0]).status().hard_state.term > term);
 }
@@ -282,7 +376,11 @@ fn persisted_vote_prevents_double_voting() {
     c.stabilize(&[]);
     c.node(1).campaign();
     c.handle_ready(1);
-    c.deliver(Filter { from: Some(1), to: Some(3), drop: false });
+    c.deliver(Filter {
+        from: Some(1),
+        to: Some(3),
+        drop: false,
+    });
     c.handle_ready(3); // 3 persists its vote for 1
     c.queue.clear();
     c.crash(3);
@@ -297,8 +395,17 @@ fn persisted_vote_prevents_double_voting() {
     c.stabilize(&[2]);
     c.node(2).campaign(); // term 2, the term 3 voted in for 1
     c.handle_ready(2);
-    c.deliver(Filter { from: Some(2), to: Some(3), drop: false });
+    c.deliver(Filter {
+        from: Some(2),
+        to: Some(3),
+        drop: false,
+    });
     c.handle_ready(3);
-    let resp: Vec<String> = c.queue.iter().filter(|m| m.from == 3).map(concord_raft::testkit::describe::message).collect();
+    let resp: Vec<String> = c
+        .queue
+        .iter()
+        .filter(|m| m.from == 3)
+        .map(concord_raft::testkit::describe::message)
+        .collect();
     assert_eq!(resp, vec!["3->2 MsgVoteResp term=2 rejected".to_string()]);
 }

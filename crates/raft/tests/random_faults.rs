@@ -30,7 +30,9 @@ impl Rng {
 
 fn leaders(c: &mut Cluster) -> Vec<NodeId> {
     let ids: Vec<NodeId> = c.members.keys().copied().collect();
-    ids.into_iter().filter(|&id| c.node(id).status().role == Role::Leader).collect()
+    ids.into_iter()
+        .filter(|&id| c.node(id).status().role == Role::Leader)
+        .collect()
 }
 
 fn run_seed(seed: u64) {
@@ -79,7 +81,9 @@ fn run_seed(seed: u64) {
             65..=79 => {
                 if let Some(&l) = leaders(&mut c).first() {
                     proposed += 1;
-                    let _ = c.node(l).propose(Bytes::from(format!("s{seed}-{proposed}")));
+                    let _ = c
+                        .node(l)
+                        .propose(Bytes::from(format!("s{seed}-{proposed}")));
                 }
             }
             80..=83 => {
@@ -156,7 +160,8 @@ fn run_seed(seed: u64) {
     // the leader, so allow several election timeouts.
     let same = |c: &Cluster| {
         let first = &c.members[&1].storage.applied_data;
-        ids.iter().all(|id| &c.members[id].storage.applied_data == first)
+        ids.iter()
+            .all(|id| &c.members[id].storage.applied_data == first)
     };
     for _ in 0..300 {
         if same(&c) {
@@ -170,7 +175,10 @@ fn run_seed(seed: u64) {
     }
     let first = c.members[&1].storage.applied_data.clone();
     for &id in &ids {
-        assert_eq!(c.members[&id].storage.applied_data, first, "seed {seed}: member {id} did not converge");
+        assert_eq!(
+            c.members[&id].storage.applied_data, first,
+            "seed {seed}: member {id} did not converge"
+        );
     }
 }
 
@@ -182,8 +190,13 @@ fn rng_bit(seed: u64, id: u64, salt: u64) -> bool {
 
 #[test]
 fn random_faults_keep_state_machines_in_agreement() {
-    let seeds: u64 = std::env::var("CONCORD_FAULT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
-    let only: Option<u64> = std::env::var("CONCORD_FAULT_SEED").ok().and_then(|s| s.parse().ok());
+    let seeds: u64 = std::env::var("CONCORD_FAULT_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let only: Option<u64> = std::env::var("CONCORD_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok());
     for seed in only.map_or(0..seeds, |s| s..s + 1) {
         let result = std::panic::catch_unwind(|| run_seed(seed));
         if let Err(e) = result {

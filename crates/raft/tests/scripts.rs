@@ -14,8 +14,12 @@ use concord_raft::{ConfChange, ConfChangeStep, Config, NodeId, ReadMode, Role};
 use datadriven::TestCase;
 
 fn main_ids(tc: &TestCase) -> Vec<NodeId> {
-    let mut ids: Vec<NodeId> =
-        tc.args.iter().filter(|(_, v)| v.is_empty()).filter_map(|(k, _)| k.parse().ok()).collect();
+    let mut ids: Vec<NodeId> = tc
+        .args
+        .iter()
+        .filter(|(_, v)| v.is_empty())
+        .filter_map(|(k, _)| k.parse().ok())
+        .collect();
     ids.sort_unstable();
     ids
 }
@@ -27,7 +31,11 @@ fn one_id(tc: &TestCase) -> NodeId {
 }
 
 fn arg<T: std::str::FromStr>(args: &HashMap<String, Vec<String>>, key: &str) -> Option<T> {
-    args.get(key).and_then(|v| v.first()).map(|s| s.parse().ok().unwrap_or_else(|| panic!("bad value for {key}")))
+    args.get(key).and_then(|v| v.first()).map(|s| {
+        s.parse()
+            .ok()
+            .unwrap_or_else(|| panic!("bad value for {key}"))
+    })
 }
 
 fn config(id: NodeId, args: &HashMap<String, Vec<String>>) -> Config {
@@ -55,9 +63,15 @@ fn parse_conf_change(input: &str) -> ConfChange {
         match (kind, word) {
             (_, "joint") => cc.joint = true,
             (_, "leave-joint") => {}
-            ("v", _) => cc.changes.push(ConfChangeStep::AddVoter(id.parse().expect("id"))),
-            ("l", _) => cc.changes.push(ConfChangeStep::AddLearner(id.parse().expect("id"))),
-            ("r", _) => cc.changes.push(ConfChangeStep::Remove(id.parse().expect("id"))),
+            ("v", _) => cc
+                .changes
+                .push(ConfChangeStep::AddVoter(id.parse().expect("id"))),
+            ("l", _) => cc
+                .changes
+                .push(ConfChangeStep::AddLearner(id.parse().expect("id"))),
+            ("r", _) => cc
+                .changes
+                .push(ConfChangeStep::Remove(id.parse().expect("id"))),
             _ => panic!("bad conf change word {word}"),
         }
     }
@@ -72,8 +86,15 @@ fn status_line(c: &mut Cluster, id: NodeId) -> String {
     let cs = &s.conf_state;
     let mut line = format!(
         "{id}: {:?} term={} vote={} lead={} commit={} applied={} log={}..{} voters={:?}",
-        s.role, s.hard_state.term, s.hard_state.vote, s.leader, s.hard_state.commit, s.applied,
-        s.first_index, s.last_index, cs.voters
+        s.role,
+        s.hard_state.term,
+        s.hard_state.vote,
+        s.leader,
+        s.hard_state.commit,
+        s.applied,
+        s.first_index,
+        s.last_index,
+        cs.voters
     );
     if !cs.voters_outgoing.is_empty() {
         line += &format!(" outgoing={:?}", cs.voters_outgoing);
@@ -144,11 +165,17 @@ fn run(c: &mut Cluster, tc: &mut TestCase) -> String {
         }
         "stabilize" => c.stabilize(&main_ids(tc)),
         "deliver" | "drop" => {
-            let filter = Filter { from: arg(&args, "from"), to: arg(&args, "to"), drop: tc.directive == "drop" };
+            let filter = Filter {
+                from: arg(&args, "from"),
+                to: arg(&args, "to"),
+                drop: tc.directive == "drop",
+            };
             let picked: Vec<String> = c
                 .queue
                 .iter()
-                .filter(|m| filter.from.is_none_or(|f| f == m.from) && filter.to.is_none_or(|t| t == m.to))
+                .filter(|m| {
+                    filter.from.is_none_or(|f| f == m.from) && filter.to.is_none_or(|t| t == m.to)
+                })
                 .map(describe::message)
                 .collect();
             if tc.directive == "deliver" {
@@ -169,12 +196,19 @@ fn run(c: &mut Cluster, tc: &mut TestCase) -> String {
             let groups: Vec<Vec<NodeId>> = tc
                 .input
                 .lines()
-                .map(|l| l.split_whitespace().map(|w| w.parse().expect("id")).collect())
+                .map(|l| {
+                    l.split_whitespace()
+                        .map(|w| w.parse().expect("id"))
+                        .collect()
+                })
                 .collect();
             c.partition(&groups);
         }
         "cut" => {
-            let (from, to) = (arg(&args, "from").expect("from="), arg(&args, "to").expect("to="));
+            let (from, to) = (
+                arg(&args, "from").expect("from="),
+                arg(&args, "to").expect("to="),
+            );
             c.cut.insert((from, to));
         }
         "heal" => c.heal(),
@@ -226,7 +260,14 @@ fn run(c: &mut Cluster, tc: &mut TestCase) -> String {
         "role" => {
             let id = one_id(tc);
             let r = c.node(id).status().role;
-            out += &format!("{}\n", if r == Role::Leader { "leader" } else { "not leader" });
+            out += &format!(
+                "{}\n",
+                if r == Role::Leader {
+                    "leader"
+                } else {
+                    "not leader"
+                }
+            );
         }
         other => panic!("unknown command {other}"),
     }

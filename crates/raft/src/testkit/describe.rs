@@ -9,7 +9,12 @@ use crate::types::{ConfChange, ConfChangeStep, Entry, EntryKind};
 pub fn entry(e: &Entry) -> String {
     match &e.kind {
         EntryKind::Normal if e.data.is_empty() => format!("{}/{}", e.term, e.index),
-        EntryKind::Normal => format!("{}/{} {:?}", e.term, e.index, String::from_utf8_lossy(&e.data)),
+        EntryKind::Normal => format!(
+            "{}/{} {:?}",
+            e.term,
+            e.index,
+            String::from_utf8_lossy(&e.data)
+        ),
         EntryKind::ConfChange(cc) => format!("{}/{} conf[{}]", e.term, e.index, conf_change(cc)),
     }
 }
@@ -42,23 +47,52 @@ fn entries(list: &[Entry]) -> String {
 pub fn message(m: &Message) -> String {
     let mut s = format!("{}->{} {} term={}", m.from, m.to, m.body.name(), m.term);
     let _ = match &m.body {
-        Body::Append { index, log_term, entries: es, commit } => {
-            let list = if es.is_empty() { String::new() } else { format!(" [{}]", entries(es)) };
+        Body::Append {
+            index,
+            log_term,
+            entries: es,
+            commit,
+        } => {
+            let list = if es.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", entries(es))
+            };
             write!(s, " log={log_term}/{index} commit={commit}{list}")
         }
-        Body::AppendResponse { index, reject: None } => write!(s, " index={index}"),
-        Body::AppendResponse { index, reject: Some(h) } => {
+        Body::AppendResponse {
+            index,
+            reject: None,
+        } => write!(s, " index={index}"),
+        Body::AppendResponse {
+            index,
+            reject: Some(h),
+        } => {
             write!(s, " rejected index={index} hint={}/{}", h.term, h.index)
         }
-        Body::Vote { last_index, last_term, transfer, .. } => {
-            write!(s, " last={last_term}/{last_index}{}", if *transfer { " transfer" } else { "" })
+        Body::Vote {
+            last_index,
+            last_term,
+            transfer,
+            ..
+        } => {
+            write!(
+                s,
+                " last={last_term}/{last_index}{}",
+                if *transfer { " transfer" } else { "" }
+            )
         }
         Body::VoteResponse { granted, .. } => {
             write!(s, " {}", if *granted { "granted" } else { "rejected" })
         }
         Body::Heartbeat { commit, ctx } => write!(s, " commit={commit} round={ctx}"),
         Body::HeartbeatResponse { ctx } => write!(s, " round={ctx}"),
-        Body::Snapshot { meta, offset, total, data } => write!(
+        Body::Snapshot {
+            meta,
+            offset,
+            total,
+            data,
+        } => write!(
             s,
             " snap={}/{} voters={:?} chunk={}..{} of {}",
             meta.term,
@@ -68,12 +102,24 @@ pub fn message(m: &Message) -> String {
             offset + data.len() as u64,
             total
         ),
-        Body::SnapshotResponse { index, next_offset, reject } => {
-            write!(s, " snap={index} next={next_offset}{}", if *reject { " rejected" } else { "" })
+        Body::SnapshotResponse {
+            index,
+            next_offset,
+            reject,
+        } => {
+            write!(
+                s,
+                " snap={index} next={next_offset}{}",
+                if *reject { " rejected" } else { "" }
+            )
         }
         Body::Propose { entries: es } => write!(s, " [{}]", entries(es)),
         Body::ReadIndex { ctx } => write!(s, " ctx={:?}", String::from_utf8_lossy(ctx)),
-        Body::ReadIndexResponse { index, ctx, rejected } => write!(
+        Body::ReadIndexResponse {
+            index,
+            ctx,
+            rejected,
+        } => write!(
             s,
             " index={index} ctx={:?}{}",
             String::from_utf8_lossy(ctx),

@@ -166,13 +166,23 @@ impl Cluster {
     }
 
     fn insert(&mut self, id: NodeId, cfg: Config, node: RawNode, storage: MemStorage) {
-        let m = Member { node, cfg, storage, read_states: Vec::new(), dropped_reads: Vec::new() };
+        let m = Member {
+            node,
+            cfg,
+            storage,
+            read_states: Vec::new(),
+            dropped_reads: Vec::new(),
+        };
         self.members.insert(id, m);
     }
 
     /// The member `id` (panics if absent or crashed).
     pub fn node(&mut self, id: NodeId) -> &mut RawNode {
-        &mut self.members.get_mut(&id).unwrap_or_else(|| panic!("no running member {id}")).node
+        &mut self
+            .members
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("no running member {id}"))
+            .node
     }
 
     /// Take and clear the trace.
@@ -187,7 +197,9 @@ impl Cluster {
 
     /// Handle one `Ready` of `id` following its contract. Returns false if none.
     pub fn handle_ready(&mut self, id: NodeId) -> bool {
-        let Some(m) = self.members.get_mut(&id) else { return false };
+        let Some(m) = self.members.get_mut(&id) else {
+            return false;
+        };
         if !m.node.has_ready() {
             return false;
         }
@@ -197,7 +209,10 @@ impl Cluster {
             lines.push(format!("  role={:?} lead={}", ss.role, ss.leader));
         }
         if let Some(hs) = rd.hard_state {
-            lines.push(format!("  persist hs term={} vote={} commit={}", hs.term, hs.vote, hs.commit));
+            lines.push(format!(
+                "  persist hs term={} vote={} commit={}",
+                hs.term, hs.vote, hs.commit
+            ));
         }
         if let Some(s) = &rd.snapshot {
             lines.push(format!(
@@ -230,10 +245,17 @@ impl Cluster {
             m.storage.applied = e.index;
         }
         for rs in &rd.read_states {
-            lines.push(format!("  read ready index={} ctx={:?}", rs.index, String::from_utf8_lossy(&rs.ctx)));
+            lines.push(format!(
+                "  read ready index={} ctx={:?}",
+                rs.index,
+                String::from_utf8_lossy(&rs.ctx)
+            ));
         }
         for ctx in &rd.dropped_reads {
-            lines.push(format!("  read dropped ctx={:?}", String::from_utf8_lossy(ctx)));
+            lines.push(format!(
+                "  read dropped ctx={:?}",
+                String::from_utf8_lossy(ctx)
+            ));
         }
         m.read_states.extend(rd.read_states.drain(..));
         m.dropped_reads.extend(rd.dropped_reads.drain(..));
@@ -247,8 +269,9 @@ impl Cluster {
     /// Deliver (or drop) every queued message the filter selects, once.
     /// Messages sent while delivering stay queued. Returns how many were selected.
     pub fn deliver(&mut self, filter: Filter) -> usize {
-        let (selected, rest): (Vec<Message>, Vec<Message>) =
-            std::mem::take(&mut self.queue).into_iter().partition(|m| filter.selects(m));
+        let (selected, rest): (Vec<Message>, Vec<Message>) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|m| filter.selects(m));
         self.queue = rest;
         let n = selected.len();
         for msg in selected {
@@ -272,7 +295,11 @@ impl Cluster {
     /// Handle readies and deliver messages among `ids` (all if empty) until
     /// nothing moves. Messages from or to other members stay queued.
     pub fn stabilize(&mut self, ids: &[NodeId]) {
-        let ids: Vec<NodeId> = if ids.is_empty() { self.members.keys().copied().collect() } else { ids.to_vec() };
+        let ids: Vec<NodeId> = if ids.is_empty() {
+            self.members.keys().copied().collect()
+        } else {
+            ids.to_vec()
+        };
         for _ in 0..MAX_STABILIZE_ROUNDS {
             let mut moved = false;
             for &id in &ids {
@@ -307,13 +334,19 @@ impl Cluster {
 
     /// Crash `id`: it loses everything but its durable state.
     pub fn crash(&mut self, id: NodeId) {
-        let m = self.members.remove(&id).unwrap_or_else(|| panic!("no running member {id}"));
+        let m = self
+            .members
+            .remove(&id)
+            .unwrap_or_else(|| panic!("no running member {id}"));
         self.crashed.insert(id, (m.cfg, m.storage));
     }
 
     /// Restart a crashed member from its durable state.
     pub fn restart(&mut self, id: NodeId) {
-        let (cfg, storage) = self.crashed.remove(&id).unwrap_or_else(|| panic!("{id} is not crashed"));
+        let (cfg, storage) = self
+            .crashed
+            .remove(&id)
+            .unwrap_or_else(|| panic!("{id} is not crashed"));
         let node = RawNode::restart(cfg.clone(), storage.initial_state()).expect("valid config");
         self.insert(id, cfg, node, storage);
     }
@@ -344,7 +377,10 @@ impl Cluster {
     pub fn compact(&mut self, id: NodeId, index: Index) -> Result<(), crate::RaftError> {
         let m = self.members.get_mut(&id).expect("running member");
         // The testkit state machine applies synchronously, so its image is at `applied`.
-        assert_eq!(index, m.storage.applied, "testkit snapshots at the applied index");
+        assert_eq!(
+            index, m.storage.applied,
+            "testkit snapshots at the applied index"
+        );
         let meta = m.node.compact(index, m.storage.state_image())?;
         let data = m.storage.state_image();
         m.storage.compact(Snapshot { meta, data });
@@ -363,7 +399,11 @@ impl Cluster {
         for (a, sa) in &all {
             for (b, sb) in &all {
                 let n = sa.applied_data.len().min(sb.applied_data.len());
-                assert_eq!(sa.applied_data[..n], sb.applied_data[..n], "members {a} and {b} applied different data");
+                assert_eq!(
+                    sa.applied_data[..n],
+                    sb.applied_data[..n],
+                    "members {a} and {b} applied different data"
+                );
             }
         }
     }
