@@ -400,11 +400,11 @@ impl Raft {
 
     fn step_follower(&mut self, m: Message) {
         match m.body {
-            Body::Propose { entries } => {
-                if self.lead != NO_NODE && !self.cfg.disable_proposal_forwarding {
-                    let lead = self.lead;
-                    self.send(lead, Body::Propose { entries });
-                }
+            Body::Propose { entries }
+                if self.lead != NO_NODE && !self.cfg.disable_proposal_forwarding =>
+            {
+                let lead = self.lead;
+                self.send(lead, Body::Propose { entries });
             }
             Body::Append {
                 index,
@@ -432,16 +432,12 @@ impl Raft {
                 self.set_leader(m.from);
                 self.handle_snapshot_chunk(m.from, meta, offset, total, data);
             }
-            Body::TimeoutNow => {
-                if self.promotable() {
-                    self.campaign(crate::election::CampaignKind::Transfer);
-                }
+            Body::TimeoutNow if self.promotable() => {
+                self.campaign(crate::election::CampaignKind::Transfer);
             }
-            Body::TransferLeader { target } => {
-                if self.lead != NO_NODE {
-                    let lead = self.lead;
-                    self.send(lead, Body::TransferLeader { target });
-                }
+            Body::TransferLeader { target } if self.lead != NO_NODE => {
+                let lead = self.lead;
+                self.send(lead, Body::TransferLeader { target });
             }
             Body::ReadIndex { ctx } => {
                 if self.lead != NO_NODE {
@@ -474,10 +470,8 @@ impl Raft {
                 self.become_follower(term, m.from);
                 self.step_follower(m);
             }
-            Body::VoteResponse { pre, granted } => {
-                if pre == (self.role == Role::PreCandidate) {
-                    self.handle_vote_response(m.from, granted);
-                }
+            Body::VoteResponse { pre, granted } if pre == (self.role == Role::PreCandidate) => {
+                self.handle_vote_response(m.from, granted);
             }
             Body::ReadIndex { ctx } => self.dropped_reads.push(ctx),
             _ => {}
@@ -500,17 +494,15 @@ impl Raft {
                 next_offset,
                 reject,
             } => self.handle_snapshot_response(m.from, index, next_offset, reject),
-            Body::ReadIndex { ctx } => {
-                if self.read_index(m.from, ctx.clone()).is_err() {
-                    self.send(
-                        m.from,
-                        Body::ReadIndexResponse {
-                            index: 0,
-                            ctx,
-                            rejected: true,
-                        },
-                    );
-                }
+            Body::ReadIndex { ctx } if self.read_index(m.from, ctx.clone()).is_err() => {
+                self.send(
+                    m.from,
+                    Body::ReadIndexResponse {
+                        index: 0,
+                        ctx,
+                        rejected: true,
+                    },
+                );
             }
             Body::TransferLeader { target } => self.transfer_leader(target),
             _ => {}

@@ -257,9 +257,9 @@ impl Cluster {
                 String::from_utf8_lossy(ctx)
             ));
         }
-        m.read_states.extend(rd.read_states.drain(..));
-        m.dropped_reads.extend(rd.dropped_reads.drain(..));
-        self.queue.extend(rd.messages.drain(..));
+        m.read_states.append(&mut rd.read_states);
+        m.dropped_reads.append(&mut rd.dropped_reads);
+        self.queue.append(&mut rd.messages);
         self.queue.extend(after);
         m.node.advance(rd);
         self.trace.extend(lines);

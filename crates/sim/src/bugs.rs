@@ -1,0 +1,79 @@
+//! Scenarios that expose each planted bug of the core: the conditions under
+//! which the bug does damage, so that a bounded number of seeds finds it.
+//! Used by the planted-bug tests and by `concord-sim --bug NAME`.
+
+use concord_raft::PlantedBug;
+
+use crate::config::SimConfig;
+
+/// Bug names accepted by the runner.
+pub const NAMES: [&str; 4] = [
+    "figure8",
+    "vote-before-persist",
+    "vote-without-log-check",
+    "lease-without-check-quorum",
+];
+
+/// Parse a bug name.
+pub fn parse(name: &str) -> Option<PlantedBug> {
+    Some(match name {
+        "figure8" => PlantedBug::CommitPreviousTermByCounting,
+        "vote-before-persist" => PlantedBug::VoteBeforePersist,
+        "vote-without-log-check" => PlantedBug::VoteWithoutLogCheck,
+        "lease-without-check-quorum" => PlantedBug::LeaseWithoutCheckQuorum,
+        _ => return None,
+    })
+}
+
+/// Chaotic elections: no PreVote or CheckQuorum, frequent faults, quick restarts.
+fn chaotic(c: &mut SimConfig) {
+    c.pre_vote = false;
+    c.check_quorum = false;
+    c.lease_reads = false;
+    c.faults.mean_interval_us = 40_000;
+    c.faults.restart_delay_us = (1_000, 30_000);
+}
+
+/// Switch `bug` on in `c` and shape the run so that it can do damage.
+pub fn configure(bug: PlantedBug, c: &mut SimConfig) {
+    c.planted_bug = Some(bug);
+    match bug {
+        PlantedBug::CommitPreviousTermByCounting => {
+            chaotic(c);
+            // One entry per append and one append in flight, on a lossy
+            // network: an old-term entry can reach a majority without the
+            // new leader's own entry.
+            c.nodes = 5;
+            c.max_size_per_msg = 1;
+            c.max_inflight = 1;
+            c.net.loss = 0.15;
+            c.faults.weights = [40, 40, 0, 0, 10, 10];
+        }
+        PlantedBug::VoteBeforePersist => {
+            chaotic(c);
+            // Slow disks widen the window between a vote and its fsync;
+            // crashes aim at nodes with a write in flight and return quickly.
+            c.nodes = 3;
+            c.fsync_us = (5_000, 30_000);
+            c.net.delay_us = (1_000, 20_000);
+            c.faults.crash_mid_write = 1.0;
+            c.faults.weights = [80, 10, 0, 0, 0, 10];
+        }
+        PlantedBug::VoteWithoutLogCheck => {}
+        PlantedBug::LeaseWithoutCheckQuorum => {
+            // Leases whose followers do not honour them, under partitions where
+            // a node sees only part of the cluster; without PreVote a deposed
+            // leader is not told about the new term.
+            c.lease_reads = true;
+            c.check_quorum = false;
+            c.pre_vote = false;
+            // The node that cannot hear the leader wins only if its log is as
+            // up to date as the bridge's: clients pause between bursts.
+            c.nodes = 3;
+            c.clients = 4;
+            c.keys = 2;
+            c.think_us = (0, 400_000);
+            c.faults.weights = [0, 90, 0, 0, 0, 10];
+        }
+    }
+}
