@@ -24,6 +24,17 @@ pub struct FaultConfig {
     pub restart_delay_us: (u64, u64),
     /// Share of crashes aimed at a node with a write in flight (crash mid-fsync).
     pub crash_mid_write: f64,
+    /// How long a partition lasts before it heals, microseconds.
+    pub partition_us: (u64, u64),
+    /// Probability that a newly elected leader is cut off within a few
+    /// milliseconds (leaders that append but cannot replicate: Figure 8 histories).
+    pub isolate_new_leader: f64,
+    /// Delay before such a leader is cut off, microseconds.
+    pub isolate_delay_us: (u64, u64),
+    /// Probability that a leader is cut off at the moment an append
+    /// acknowledgement reaches it, before its answer leaves (a partition
+    /// landing at the worst moment).
+    pub cut_leader_on_ack: f64,
 }
 
 /// One run's settings.
@@ -123,6 +134,10 @@ impl SimConfig {
                 weights: [25, 35, 10, 15, 8, 7],
                 restart_delay_us: (20_000, 1_500_000),
                 crash_mid_write: 0.5,
+                partition_us: (100_000, 2_000_000),
+                isolate_new_leader: 0.0,
+                isolate_delay_us: (0, 3_000),
+                cut_leader_on_ack: 0.0,
             },
             max_size_per_msg: 4096,
             max_inflight: 8,

@@ -88,11 +88,65 @@ impl World {
         self.schedule(after, Event::Restart { node: id });
     }
 
+    /// An append acknowledgement is about to reach a leader: maybe cut the
+    /// leader off now, so that whatever it sends in answer is lost.
+    pub(crate) fn maybe_cut_on_ack(&mut self, m: &concord_raft::Message) {
+        let p = self.cfg.faults.cut_leader_on_ack;
+        let is_ack = matches!(
+            m.body,
+            concord_raft::Body::AppendResponse { reject: None, .. }
+        );
+        if !self.faults_on || p <= 0.0 || !is_ack {
+            return;
+        }
+        let leads = self
+            .nodes
+            .get(&m.to)
+            .and_then(|n| n.raw.as_ref())
+            .is_some_and(|r| r.is_leader());
+        if !leads || !self.rng.chance(p) {
+            return;
+        }
+        let node = m.to;
+        self.net.cut.clear();
+        let rest: Vec<u64> = self.members().into_iter().filter(|&x| x != node).collect();
+        self.net.split(&[node], &rest);
+        self.count_fault("cut-leader-on-ack");
+        self.note(|| format!("cut leader {node} off as an ack arrives"));
+        let (lo, hi) = self.cfg.faults.partition_us;
+        let after = self.rng.range(lo, hi);
+        self.schedule(after, Event::Heal);
+    }
+
+    /// A leader elected a moment ago is cut off from everyone.
+    pub(crate) fn isolate_new_leader(&mut self, node: u64, term: u64) {
+        let still = self
+            .nodes
+            .get(&node)
+            .and_then(|n| n.raw.as_ref())
+            .is_some_and(|r| {
+                let st = r.status();
+                r.is_leader() && st.hard_state.term == term
+            });
+        if !still || !self.faults_on {
+            return;
+        }
+        self.net.cut.clear();
+        let rest: Vec<u64> = self.members().into_iter().filter(|&x| x != node).collect();
+        self.net.split(&[node], &rest);
+        self.count_fault("isolate-new-leader");
+        self.note(|| format!("isolate new leader {node} of term {term}"));
+        let (lo, hi) = self.cfg.faults.partition_us;
+        let after = self.rng.range(lo, hi);
+        self.schedule(after, Event::Heal);
+    }
+
     fn partition_random(&mut self) {
         // Each partition replaces the previous topology.
         self.net.cut.clear();
         let mut ids = self.members();
-        let heal_after = self.rng.range(100_000, 2_000_000);
+        let (lo, hi) = self.cfg.faults.partition_us;
+        let heal_after = self.rng.range(lo, hi);
         match self.rng.below(5) {
             0 => {
                 // Majority / minority (or any split).

@@ -53,6 +53,10 @@ pub(crate) enum Event {
         node: u64,
     },
     Heal,
+    IsolateLeader {
+        node: u64,
+        term: u64,
+    },
 }
 
 /// Counters for the run's summary.
@@ -237,6 +241,7 @@ impl World {
                     return;
                 }
                 self.note(|| format!("deliver {}", describe::message(&m)));
+                self.maybe_cut_on_ack(&m);
                 let n = self.nodes.get_mut(&to).expect("node");
                 n.raw.as_mut().expect("up").step(m).expect("one group");
                 let mut out = Vec::new();
@@ -292,6 +297,7 @@ impl World {
                 }
             }
             Event::Restart { node } => self.restart(node),
+            Event::IsolateLeader { node, term } => self.isolate_new_leader(node, term),
             Event::Heal => {
                 self.note(|| "heal the network".into());
                 self.net.heal();
@@ -446,6 +452,7 @@ impl World {
         };
         let st = raw.status();
         let (term, role) = (st.hard_state.term, st.role);
+        let mut new_leader = false;
         invariants::monotonic::observe(
             &mut self.facts,
             node,
@@ -460,6 +467,7 @@ impl World {
         if role == Role::Leader {
             invariants::election_safety::observe_leader(&mut self.facts, term, node)?;
             if self.facts.checked_leaders.insert((term, node)) {
+                new_leader = true;
                 if self.cfg.trace {
                     let line = format!(
                         "{:>9.3}ms node {node} leads term {term}",
@@ -474,6 +482,12 @@ impl World {
                     &NodeLog(raw),
                 )?;
             }
+        }
+        let p = self.cfg.faults.isolate_new_leader;
+        if new_leader && self.faults_on && p > 0.0 && self.rng.chance(p) {
+            let (lo, hi) = self.cfg.faults.isolate_delay_us;
+            let after = self.rng.range(lo, hi);
+            self.schedule(after, Event::IsolateLeader { node, term });
         }
         if wrote {
             self.check_log_matching(node)?;
