@@ -82,6 +82,9 @@ pub struct SimConfig {
     pub net: NetConfig,
     /// Faults.
     pub faults: FaultConfig,
+    /// Nodes keep their Raft state in the real WAL and snapshot files on a
+    /// simulated disk (otherwise in the simulator's own durable model only).
+    pub real_wal: bool,
     /// Record a readable trace.
     pub trace: bool,
     /// A planted bug in the core (feature `planted-bugs`).
@@ -141,6 +144,7 @@ impl SimConfig {
             },
             max_size_per_msg: 4096,
             max_inflight: 8,
+            real_wal: rng.chance(0.5),
             trace: false,
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,

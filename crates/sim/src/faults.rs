@@ -303,8 +303,12 @@ impl World {
         let rc = self.cfg.raft_config(id);
         let raw = RawNode::restart(rc.clone(), Default::default()).expect("valid config");
         let clock = Clock::new(&mut self.rng, self.cfg.clock_bound);
-        self.nodes
-            .insert(id, SimNode::new(id, rc, raw, clock, self.cfg.compact_every));
+        let mut node = SimNode::new(id, rc, raw, clock, self.cfg.compact_every);
+        if self.cfg.real_wal {
+            let disk = crate::real_disk::RealDisk::new(self.cfg.seed ^ id);
+            node.real = Some(disk.expect("a fresh simulated disk opens"));
+        }
+        self.nodes.insert(id, node);
         self.start_ticking(id);
     }
 }

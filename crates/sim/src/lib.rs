@@ -20,6 +20,7 @@ pub mod invariants;
 pub mod kv;
 pub mod net;
 pub mod node;
+pub mod real_disk;
 pub mod rng;
 mod run;
 pub mod storage;

@@ -15,6 +15,7 @@ use concord_raft::{Config, EntryKind, Message, RawNode, Ready};
 
 use crate::clock::Clock;
 use crate::kv::{Kv, Proposal};
+use crate::real_disk::{check_recovery, RealDisk};
 use crate::storage::DurableLog;
 
 /// What a node answers a client.
@@ -86,6 +87,10 @@ pub struct SimNode {
     pub applied: Vec<AppliedEntry>,
     /// Snapshot after this many applied entries.
     pub compact_every: u64,
+    /// The production WAL and snapshot files on a simulated disk, if used.
+    pub real: Option<RealDisk>,
+    /// A storage failure or a recovery that lost synced data.
+    pub storage_error: Option<String>,
     writes: BTreeMap<(u64, u64), ()>,
     reads_by_ctx: BTreeMap<u64, PendingRead>,
     reads_ready: Vec<(u64, PendingRead)>,
@@ -116,6 +121,8 @@ impl SimNode {
             clock,
             applied: Vec::new(),
             compact_every,
+            real: None,
+            storage_error: None,
             writes: BTreeMap::new(),
             reads_by_ctx: BTreeMap::new(),
             reads_ready: Vec::new(),
@@ -179,6 +186,11 @@ impl SimNode {
         }
         let mut rd = raw.ready();
         out.extend(rd.messages.drain(..).map(Out::Raft));
+        if let Some(real) = self.real.as_mut() {
+            if let Err(e) = real.write(&rd) {
+                self.storage_error.get_or_insert(e);
+            }
+        }
         self.unsynced = Some(rd);
         out.push(Out::SyncStarted);
     }
@@ -188,6 +200,11 @@ impl SimNode {
         let Some(mut rd) = self.unsynced.take() else {
             return;
         };
+        if let Some(real) = self.real.as_mut() {
+            if let Err(e) = real.sync() {
+                self.storage_error.get_or_insert(e);
+            }
+        }
         self.disk.persist(&rd);
         out.extend(rd.persisted().into_iter().map(Out::Raft));
         if let Some(snap) = &rd.snapshot {
@@ -273,7 +290,13 @@ impl SimNode {
         }
         let data = self.kv.image();
         if let Ok(meta) = raw.compact(applied, data.clone()) {
-            self.disk.compact(concord_raft::Snapshot { meta, data });
+            let snap = concord_raft::Snapshot { meta, data };
+            if let Some(real) = self.real.as_mut() {
+                if let Err(e) = real.compact(&snap) {
+                    self.storage_error.get_or_insert(e);
+                }
+            }
+            self.disk.compact(snap);
         }
     }
 
@@ -285,12 +308,40 @@ impl SimNode {
         self.reads_by_ctx.clear();
         self.reads_ready.clear();
         self.incarnation += 1;
+        if let Some(real) = self.real.as_mut() {
+            real.crash();
+        }
     }
 
     /// Restart from durable state.
     pub fn restart(&mut self) {
         assert!(self.raw.is_none(), "restart of a running node");
-        let state = self.disk.initial_state(self.kv.applied);
+        let state = match self.real.as_mut() {
+            None => self.disk.initial_state(self.kv.applied),
+            Some(real) => match real.recover(self.kv.applied) {
+                Err(e) => {
+                    self.storage_error.get_or_insert(e);
+                    self.disk.initial_state(self.kv.applied)
+                }
+                Ok((state, snapshot)) => {
+                    if let Err(e) = check_recovery(self.id, &self.disk, &state) {
+                        self.storage_error.get_or_insert(e);
+                    }
+                    // A snapshot newer than the state machine (installed from
+                    // the leader just before the crash) replaces it.
+                    if let Some(s) = snapshot.filter(|s| s.meta.index > self.kv.applied) {
+                        self.kv = Kv::restore(&s.data);
+                    }
+                    // From now on the model follows what the disk really holds.
+                    self.disk = DurableLog {
+                        hard_state: state.hard_state,
+                        snapshot: state.snapshot.clone(),
+                        entries: state.entries.clone(),
+                    };
+                    state
+                }
+            },
+        };
         self.raw = Some(RawNode::restart(self.cfg.clone(), state).expect("valid config"));
         self.incarnation += 1;
     }

@@ -16,6 +16,7 @@ use crate::invariants::log_matching::TermView;
 use crate::invariants::{self, Facts};
 use crate::net::{Net, CLIENT_BASE};
 use crate::node::{Out, Reply, SimNode};
+use crate::real_disk::RealDisk;
 use crate::rng::{RngExt, SplitMix64};
 
 /// Something that happens at a point in simulated time.
@@ -114,7 +115,12 @@ impl World {
             let rc = cfg.raft_config(id);
             let raw = RawNode::bootstrap(rc.clone(), &voters).expect("valid config");
             let clock = Clock::new(&mut rng, cfg.clock_bound);
-            nodes.insert(id, SimNode::new(id, rc, raw, clock, cfg.compact_every));
+            let mut node = SimNode::new(id, rc, raw, clock, cfg.compact_every);
+            if cfg.real_wal {
+                node.real =
+                    Some(RealDisk::new(cfg.seed ^ id).expect("a fresh simulated disk opens"));
+            }
+            nodes.insert(id, node);
         }
         let clients = (1..=cfg.clients)
             .map(|c| Client::new(c, *rng.pick(&voters)))
@@ -445,6 +451,9 @@ impl World {
 
     fn check_node_inner(&mut self, node: u64) -> Result<(), String> {
         let n = self.nodes.get_mut(&node).expect("node");
+        if let Some(e) = n.storage_error.take() {
+            return Err(e);
+        }
         let applied: Vec<_> = n.applied.drain(..).collect();
         let wrote = n.unsynced.is_some();
         let Some(raw) = n.raw.as_ref() else {
