@@ -110,10 +110,13 @@ fn main() -> Result<()> {
             r.history.clear();
             r.trace.clear();
             if r.failed() {
-                bar.println(format!(
-                    "seed {seed} FAILED: {}",
-                    r.failure().unwrap_or_default()
-                ));
+                let line = format!("seed {seed} FAILED: {}", r.failure().unwrap_or_default());
+                // A hidden bar (not a terminal) drops println: say it anyway.
+                if bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    bar.println(line);
+                }
             }
             reports.lock().expect("no poisoning").push(r);
             bar.inc(1);
