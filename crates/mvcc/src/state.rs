@@ -1,0 +1,249 @@
+//! The in-memory state machine: key index, retained history, leases,
+//! revision counters, and the list of changes the backend must persist.
+//!
+//! Everything is applied here first; `store.rs` writes the recorded
+//! [`Changes`] into the same redb transaction as the applied index.
+
+use crate::config::Limits;
+use crate::error::{MvccError, Result};
+use crate::keyindex::KeyIndex;
+use crate::types::{Event, EventType, KeyValue, LeaseRecord, Record, Revision};
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+/// Changes to persist, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    pub(crate) hist_put: Vec<(Revision, Record)>,
+    pub(crate) hist_del: Vec<Revision>,
+    /// `(id, Some(record))` = upsert, `(id, None)` = delete; in order.
+    pub(crate) leases: Vec<(i64, Option<LeaseRecord>)>,
+}
+
+/// A lease and its volatile bookkeeping.
+#[derive(Debug, Clone)]
+pub(crate) struct Lease {
+    pub(crate) rec: LeaseRecord,
+    /// Keys currently attached (rebuilt on open).
+    pub(crate) keys: BTreeSet<Bytes>,
+    /// Leader-local expiry (ms); never part of the replicated state.
+    pub(crate) expiry_ms: Option<i64>,
+}
+
+/// The whole state machine in memory.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) index: BTreeMap<Bytes, KeyIndex>,
+    pub(crate) history: BTreeMap<Revision, Record>,
+    pub(crate) leases: BTreeMap<i64, Lease>,
+    pub(crate) current_rev: i64,
+    pub(crate) compact_rev: i64,
+    pub(crate) limits: Limits,
+    pub(crate) changes: Changes,
+}
+
+/// An open write transaction: one main revision, increasing subs.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub(crate) main: i64,
+    pub(crate) sub: i64,
+    pub(crate) events: Vec<Event>,
+}
+
+impl Writer {
+    /// The revision reads inside this txn see (its own writes included).
+    pub(crate) fn read_rev(&self) -> i64 {
+        if self.sub > 0 {
+            self.main
+        } else {
+            self.main - 1
+        }
+    }
+}
+
+/// Key bounds of `[key, range_end)` following etcd's conventions.
+pub(crate) fn key_bounds(key: &Bytes, range_end: &Bytes) -> Result<(Bound<Bytes>, Bound<Bytes>)> {
+    if key.is_empty() {
+        return Err(MvccError::EmptyKey);
+    }
+    if range_end.is_empty() {
+        return Ok((Bound::Included(key.clone()), Bound::Included(key.clone())));
+    }
+    if range_end.as_ref() == b"\0" {
+        return Ok((Bound::Included(key.clone()), Bound::Unbounded));
+    }
+    if range_end < key {
+        return Err(MvccError::InvalidRange);
+    }
+    Ok((
+        Bound::Included(key.clone()),
+        Bound::Excluded(range_end.clone()),
+    ))
+}
+
+impl State {
+    /// Checks a read revision (<= 0 = current) and returns the one to use.
+    pub(crate) fn check_read_rev(&self, rev: i64, current: i64) -> Result<i64> {
+        if rev <= 0 {
+            return Ok(current);
+        }
+        if rev > current {
+            return Err(MvccError::FutureRevision);
+        }
+        if rev < self.compact_rev {
+            return Err(MvccError::Compacted);
+        }
+        Ok(rev)
+    }
+
+    /// Starts a write transaction at the next main revision.
+    pub(crate) fn writer(&self) -> Writer {
+        Writer {
+            main: self.current_rev + 1,
+            sub: 0,
+            events: Vec::new(),
+        }
+    }
+
+    /// Ends a write transaction; bumps the revision when it wrote anything.
+    pub(crate) fn finish(&mut self, w: Writer) -> Vec<Event> {
+        if w.sub > 0 {
+            assert_eq!(w.main, self.current_rev + 1, "revision must advance by one");
+            self.current_rev = w.main;
+        }
+        w.events
+    }
+
+    /// Live key-values in bounds at `rev`, in key order.
+    pub(crate) fn live_in(
+        &self,
+        bounds: (Bound<Bytes>, Bound<Bytes>),
+        rev: i64,
+    ) -> impl Iterator<Item = (Revision, &Record)> + '_ {
+        self.index.range(bounds).filter_map(move |(_, ki)| {
+            let r = ki.visible_at(rev)?;
+            Some((
+                r,
+                self.history.get(&r).expect("indexed revision in history"),
+            ))
+        })
+    }
+
+    /// The live key-value of `key` at `rev`.
+    pub(crate) fn get(&self, key: &[u8], rev: i64) -> Option<KeyValue> {
+        let r = self.index.get(key)?.visible_at(rev)?;
+        Some(self.history[&r].to_kv(r))
+    }
+
+    fn record(&mut self, w: &mut Writer, rec: Record) -> Revision {
+        let rev = Revision::new(w.main, w.sub);
+        w.sub += 1;
+        let key = rec.key.clone();
+        let tomb = rec.tombstone;
+        let prev = self.index.get(&key).and_then(|ki| ki.last());
+        let prev_kv = prev
+            .filter(|(_, t)| !t)
+            .map(|(r, _)| self.history[&r].to_kv(r));
+        self.index.entry(key.clone()).or_default().push(rev, tomb);
+        let kv = if tomb {
+            KeyValue {
+                key,
+                mod_revision: rev.main,
+                ..Default::default()
+            }
+        } else {
+            rec.to_kv(rev)
+        };
+        let kind = if tomb {
+            EventType::Delete
+        } else {
+            EventType::Put
+        };
+        w.events.push(Event {
+            kind,
+            kv,
+            prev_kv,
+            revision: rev,
+        });
+        self.history.insert(rev, rec.clone());
+        self.changes.hist_put.push((rev, rec));
+        rev
+    }
+
+    /// Writes `key = value` with `lease` (already validated).
+    pub(crate) fn put_raw(&mut self, w: &mut Writer, key: Bytes, value: Bytes, lease: i64) {
+        let prev = self.get(&key, i64::MAX);
+        let (create, version) = match &prev {
+            Some(p) => (p.create_revision, p.version + 1),
+            None => (w.main, 1),
+        };
+        if let Some(p) = &prev {
+            if p.lease != 0 && p.lease != lease {
+                if let Some(l) = self.leases.get_mut(&p.lease) {
+                    l.keys.remove(&key);
+                }
+            }
+        }
+        if lease != 0 {
+            let l = self
+                .leases
+                .get_mut(&lease)
+                .expect("lease validated before put");
+            l.keys.insert(key.clone());
+        }
+        let rec = Record {
+            key,
+            value,
+            create_revision: create,
+            version,
+            lease,
+            tombstone: false,
+        };
+        self.record(w, rec);
+    }
+
+    /// Deletes a live key (writes a tombstone), detaching its lease.
+    pub(crate) fn delete_raw(&mut self, w: &mut Writer, key: Bytes) {
+        if let Some(p) = self.get(&key, i64::MAX) {
+            if p.lease != 0 {
+                if let Some(l) = self.leases.get_mut(&p.lease) {
+                    l.keys.remove(&key);
+                }
+            }
+        }
+        let rec = Record {
+            key,
+            value: Bytes::new(),
+            create_revision: 0,
+            version: 0,
+            lease: 0,
+            tombstone: true,
+        };
+        self.record(w, rec);
+    }
+
+    /// Rebuilds the key index and lease attachments from history (on open / restore).
+    pub(crate) fn rebuild(&mut self) {
+        self.index.clear();
+        for l in self.leases.values_mut() {
+            l.keys.clear();
+        }
+        for (rev, rec) in &self.history {
+            self.index
+                .entry(rec.key.clone())
+                .or_default()
+                .push(*rev, rec.tombstone);
+        }
+        for ki in self.index.values() {
+            if let Some((r, false)) = ki.last() {
+                let rec = &self.history[&r];
+                if rec.lease != 0 {
+                    if let Some(l) = self.leases.get_mut(&rec.lease) {
+                        l.keys.insert(rec.key.clone());
+                    }
+                }
+            }
+        }
+    }
+}

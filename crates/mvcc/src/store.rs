@@ -1,0 +1,205 @@
+//! [`Store`]: the public state machine, in memory and persisted in redb.
+//!
+//! # Durability invariant
+//!
+//! Batches commit with `Durability::None` (no fsync): the Raft WAL is the
+//! source of truth and replays anything lost. [`Store::checkpoint`] commits
+//! durably and returns the applied index it covers. **The server must only
+//! compact the WAL below [`Store::durable_applied_index`]**: entries above it
+//! may be lost from the backend on a crash and are replayed from the WAL,
+//! which is safe because the applied index travels in the same redb
+//! transaction as the data (replaying an index `<= applied_index()` is a
+//! no-op).
+
+use crate::apply::Applied;
+use crate::backend;
+use crate::command::Command;
+use crate::config::Limits;
+use crate::error::{MvccError, Result};
+use crate::hash::HashKv;
+use crate::request::{LeaseTimeToLive, RangeRequest, RangeResponse};
+use crate::state::State;
+use crate::types::{Event, LeaseRecord};
+use crate::watch::Compacted;
+use bytes::Bytes;
+use redb::{Database, Durability};
+use std::path::Path;
+
+/// The MVCC state machine over a redb file.
+#[derive(Debug)]
+pub struct Store {
+    pub(crate) db: Database,
+    pub(crate) state: State,
+    pub(crate) applied: u64,
+    pub(crate) durable_applied: u64,
+    pub(crate) poisoned: bool,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` with default limits.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path, Limits::default())
+    }
+
+    /// Opens (or creates) the store at `path`; rebuilds the in-memory index.
+    pub fn open_with(path: impl AsRef<Path>, limits: Limits) -> Result<Store> {
+        let db = Database::builder()
+            .set_cache_size(limits.backend_cache_bytes)
+            .create(path)
+            .map_err(MvccError::storage)?;
+        let mut state = State {
+            limits,
+            ..Default::default()
+        };
+        let applied = backend::load(&db, &mut state)?;
+        Ok(Store {
+            db,
+            state,
+            applied,
+            durable_applied: applied,
+            poisoned: false,
+        })
+    }
+
+    /// Applies one entry. `None` when `index <= applied_index()` (replay).
+    pub fn apply(&mut self, index: u64, cmd: &Command) -> Result<Option<Applied>> {
+        let mut out = self.apply_batch(&[(index, cmd.clone())])?;
+        Ok(out.pop())
+    }
+
+    /// Applies entries in one redb write transaction (no fsync). Entries at
+    /// or below the applied index are skipped; indexes must increase. A
+    /// request error is reported in [`Applied::result`] and still consumes
+    /// the index. An `Err` is a backend failure: the store is then poisoned
+    /// and must be reopened.
+    pub fn apply_batch(&mut self, entries: &[(u64, Command)]) -> Result<Vec<Applied>> {
+        if self.poisoned {
+            return Err(MvccError::Storage(
+                "store poisoned by an earlier failure".into(),
+            ));
+        }
+        let mut out = Vec::with_capacity(entries.len());
+        let before = self.applied;
+        for (index, cmd) in entries {
+            if *index <= self.applied {
+                continue;
+            }
+            let (result, events) = self.state.apply_command(*index, cmd);
+            self.applied = *index;
+            out.push(Applied {
+                index: *index,
+                result,
+                events,
+                revision: self.state.current_rev,
+            });
+        }
+        assert!(self.applied >= before, "applied index went backwards");
+        if self.applied == before {
+            return Ok(out);
+        }
+        self.commit(Durability::None)
+            .inspect_err(|_| self.poisoned = true)?;
+        Ok(out)
+    }
+
+    fn commit(&mut self, durability: Durability) -> Result<()> {
+        let changes = std::mem::take(&mut self.state.changes);
+        let mut tx = self.db.begin_write().map_err(MvccError::storage)?;
+        tx.set_durability(durability);
+        backend::write(&tx, &changes, &self.state, self.applied)?;
+        tx.commit().map_err(MvccError::storage)
+    }
+
+    /// Commits durably (fsync); everything applied so far survives a crash.
+    /// Returns the durable applied index.
+    pub fn checkpoint(&mut self) -> Result<u64> {
+        if self.poisoned {
+            return Err(MvccError::Storage(
+                "store poisoned by an earlier failure".into(),
+            ));
+        }
+        self.commit(Durability::Immediate)
+            .inspect_err(|_| self.poisoned = true)?;
+        self.durable_applied = self.applied;
+        Ok(self.applied)
+    }
+
+    /// Index of the last applied entry.
+    pub fn applied_index(&self) -> u64 {
+        self.applied
+    }
+
+    /// Applied index covered by the last durable checkpoint: the WAL may be
+    /// compacted up to here, never beyond.
+    pub fn durable_applied_index(&self) -> u64 {
+        self.durable_applied
+    }
+
+    /// Current main revision.
+    pub fn current_revision(&self) -> i64 {
+        self.state.current_rev
+    }
+
+    /// Compaction revision (0 = never compacted).
+    pub fn compact_revision(&self) -> i64 {
+        self.state.compact_rev
+    }
+
+    /// Serves a range read at the current revision (or `req.revision`).
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        self.state.range(req, self.state.current_rev)
+    }
+
+    /// Events with revision `>= start_rev` for `[key, range_end)` (empty key
+    /// = all keys), in order; `limit` (0 = all) is rounded up to the end of
+    /// a main revision, so resuming at `last.revision.main + 1` is exact.
+    pub fn events_since(
+        &self,
+        start_rev: i64,
+        key: &Bytes,
+        range_end: &Bytes,
+        limit: usize,
+    ) -> Result<Vec<Event>, Compacted> {
+        self.state.events_since(start_rev, key, range_end, limit)
+    }
+
+    /// HashKV at `rev` (0 = current).
+    pub fn hash_kv(&self, rev: i64) -> Result<HashKv> {
+        self.state.hash_kv(rev)
+    }
+
+    /// Leader only: leases expired at `now_ms`; propose a `LeaseRevoke` for each.
+    pub fn expired_leases(&self, now_ms: i64) -> Vec<i64> {
+        self.state.expired_leases(now_ms)
+    }
+
+    /// Leader only, on becoming leader: restart lease clocks from their
+    /// remaining (checkpointed) TTLs.
+    pub fn lease_promote(&mut self, now_ms: i64) {
+        self.state.lease_promote(now_ms)
+    }
+
+    /// Leader only: a keep-alive. Returns the TTL.
+    pub fn lease_renew(&mut self, id: i64, now_ms: i64) -> Result<i64> {
+        self.state.lease_renew(id, now_ms)
+    }
+
+    /// Leader only: remaining TTLs to propose in a `LeaseCheckpoint`.
+    pub fn lease_remaining(&self, now_ms: i64) -> Vec<(i64, i64)> {
+        self.state
+            .leases
+            .keys()
+            .filter_map(|id| Some((*id, self.state.lease_ttl(*id, now_ms, false).ok()?.ttl)))
+            .collect()
+    }
+
+    /// Lease TimeToLive at `now_ms`, with attached keys when `keys`.
+    pub fn lease_time_to_live(&self, id: i64, now_ms: i64, keys: bool) -> Result<LeaseTimeToLive> {
+        self.state.lease_ttl(id, now_ms, keys)
+    }
+
+    /// All leases, in id order.
+    pub fn leases(&self) -> Vec<LeaseRecord> {
+        self.state.leases.values().map(|l| l.rec.clone()).collect()
+    }
+}

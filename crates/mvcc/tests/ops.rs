@@ -1,0 +1,465 @@
+//! etcd semantics of each operation.
+
+mod common;
+use common::{b, H};
+use concord_mvcc::*;
+
+#[test]
+fn versions_and_tombstones() {
+    let mut h = H::new();
+    assert_eq!(h.put("a", "1"), 1);
+    assert_eq!(h.put("a", "2"), 2);
+    let kv = h.get("a").unwrap();
+    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (1, 2, 2));
+    assert_eq!(h.del("a", ""), 1);
+    assert_eq!(h.store.current_revision(), 3);
+    assert!(h.get("a").is_none());
+    assert_eq!(h.put("a", "3"), 4);
+    let kv = h.get("a").unwrap();
+    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (4, 4, 1));
+    // Deleting nothing does not bump the revision.
+    assert_eq!(h.del("zz", ""), 0);
+    assert_eq!(h.store.current_revision(), 4);
+}
+
+#[test]
+fn historical_reads() {
+    let mut h = H::new();
+    h.put("a", "1");
+    h.put("a", "2");
+    h.del("a", "");
+    assert_eq!(h.get_at("a", 1).unwrap().value, b("1"));
+    assert_eq!(h.get_at("a", 2).unwrap().value, b("2"));
+    assert!(h.get_at("a", 3).is_none());
+    let e = h.store.range(&RangeRequest {
+        key: b("a"),
+        revision: 4,
+        ..Default::default()
+    });
+    assert_eq!(e.unwrap_err(), MvccError::FutureRevision);
+}
+
+#[test]
+fn put_options() {
+    let mut h = H::new();
+    let id = match h.ok(Command::LeaseGrant {
+        id: 7,
+        ttl: 10,
+        now_ms: 0,
+    }) {
+        Response::LeaseGrant { id, .. } => id,
+        r => panic!("{r:?}"),
+    };
+    h.put_lease("a", "1", id);
+    let r = h.ok(Command::Put(PutRequest {
+        key: b("a"),
+        ignore_value: true,
+        ignore_lease: true,
+        prev_kv: true,
+        ..Default::default()
+    }));
+    let Response::Put(p) = r else { panic!() };
+    assert_eq!(p.prev_kv.unwrap().value, b("1"));
+    let kv = h.get("a").unwrap();
+    assert_eq!((kv.value, kv.lease, kv.version), (b("1"), 7, 2));
+    // Putting without a lease detaches it.
+    h.put("a", "2");
+    let ttl = h.store.lease_time_to_live(7, 0, true).unwrap();
+    assert!(ttl.keys.is_empty());
+}
+
+fn fill(h: &mut H) {
+    for (k, v) in [("a", "3"), ("b", "1"), ("c", "2"), ("d", "0")] {
+        h.put(k, v);
+    }
+    h.put("b", "9"); // b: version 2, mod 5
+}
+
+#[test]
+fn range_limit_count_more() {
+    let mut h = H::new();
+    fill(&mut h);
+    let r = h.range(RangeRequest {
+        key: b("a"),
+        range_end: b("\0"),
+        limit: 2,
+        ..Default::default()
+    });
+    assert_eq!(r.kvs.len(), 2);
+    assert!(r.more);
+    assert_eq!(r.count, 4);
+    let r = h.range(RangeRequest {
+        key: b("a"),
+        range_end: b("d"),
+        limit: 3,
+        ..Default::default()
+    });
+    assert_eq!((r.kvs.len(), r.more, r.count), (3, false, 3));
+    let r = h.range(RangeRequest {
+        key: b("\0"),
+        range_end: b("\0"),
+        count_only: true,
+        ..Default::default()
+    });
+    assert_eq!((r.kvs.len(), r.count), (0, 4));
+    let r = h.range(RangeRequest {
+        key: b("a"),
+        range_end: b("\0"),
+        keys_only: true,
+        ..Default::default()
+    });
+    assert!(r.kvs.iter().all(|kv| kv.value.is_empty()));
+    // Filters: count stays the range's size (as etcd), more follows the filtered list.
+    let r = h.range(RangeRequest {
+        key: b("a"),
+        range_end: b("\0"),
+        min_mod_revision: 3,
+        ..Default::default()
+    });
+    let keys: Vec<_> = r.kvs.iter().map(|kv| kv.key.clone()).collect();
+    assert_eq!(keys, vec![b("b"), b("c"), b("d")]);
+    assert_eq!(r.count, 4);
+    let r = h.range(RangeRequest {
+        key: b("a"),
+        range_end: b("\0"),
+        max_create_revision: 2,
+        ..Default::default()
+    });
+    assert_eq!(r.kvs.len(), 2);
+}
+
+#[test]
+fn range_sort() {
+    let mut h = H::new();
+    fill(&mut h);
+    let keys = |r: RangeResponse| r.kvs.iter().map(|kv| kv.key.clone()).collect::<Vec<_>>();
+    let all = |o, t| RangeRequest {
+        key: b("a"),
+        range_end: b("\0"),
+        sort_order: o,
+        sort_target: t,
+        ..Default::default()
+    };
+    assert_eq!(
+        keys(h.range(all(SortOrder::Descend, SortTarget::Key))),
+        vec![b("d"), b("c"), b("b"), b("a")]
+    );
+    assert_eq!(
+        keys(h.range(all(SortOrder::Ascend, SortTarget::Value))),
+        vec![b("d"), b("c"), b("a"), b("b")]
+    );
+    assert_eq!(
+        keys(h.range(all(SortOrder::Descend, SortTarget::Mod))),
+        vec![b("b"), b("d"), b("c"), b("a")]
+    );
+    assert_eq!(
+        keys(h.range(all(SortOrder::None, SortTarget::Version)))[3],
+        b("b")
+    );
+    assert_eq!(
+        keys(h.range(all(SortOrder::Descend, SortTarget::Create)))[0],
+        b("d")
+    );
+    let mut r = all(SortOrder::Descend, SortTarget::Mod);
+    r.limit = 1;
+    let r = h.range(r);
+    assert_eq!((r.kvs[0].key.clone(), r.more, r.count), (b("b"), true, 4));
+}
+
+#[test]
+fn txn_sub_revisions_and_compares() {
+    let mut h = H::new();
+    h.put("a", "1");
+    let cmp = |t| Compare {
+        result: CompareResult::Equal,
+        target: t,
+        key: b("a"),
+        range_end: Default::default(),
+    };
+    let put = |k: &str| {
+        RequestOp::Put(PutRequest {
+            key: b(k),
+            value: b("x"),
+            ..Default::default()
+        })
+    };
+    let txn = TxnRequest {
+        compare: vec![
+            cmp(CompareTarget::Value(b("1"))),
+            cmp(CompareTarget::Version(1)),
+        ],
+        success: vec![
+            put("b"),
+            put("c"),
+            RequestOp::Range(RangeRequest {
+                key: b("b"),
+                ..Default::default()
+            }),
+            RequestOp::DeleteRange(DeleteRangeRequest {
+                key: b("a"),
+                ..Default::default()
+            }),
+        ],
+        failure: vec![],
+    };
+    let applied = h.run(Command::Txn(txn.clone()));
+    let Ok(Response::Txn(t)) = applied.result else {
+        panic!()
+    };
+    assert!(t.succeeded);
+    assert_eq!(t.revision, 2);
+    // The txn reads its own write.
+    let ResponseOp::Range(r) = &t.responses[2] else {
+        panic!()
+    };
+    assert_eq!(r.kvs[0].mod_revision, 2);
+    let revs: Vec<_> = applied.events.iter().map(|e| e.revision).collect();
+    assert_eq!(
+        revs,
+        vec![
+            Revision::new(2, 0),
+            Revision::new(2, 1),
+            Revision::new(2, 2)
+        ]
+    );
+    // Same txn again: compares fail, failure branch is empty, no bump.
+    let Ok(Response::Txn(t)) = h.run(Command::Txn(txn)).result else {
+        panic!()
+    };
+    assert!(!t.succeeded);
+    assert_eq!(h.store.current_revision(), 2);
+    // Range compare: every key in [b, d) has version 1; nested txn.
+    let nested = TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Greater,
+            target: CompareTarget::Mod(1),
+            key: b("b"),
+            range_end: b("d"),
+        }],
+        success: vec![put("n")],
+        failure: vec![],
+    };
+    let outer = TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Less,
+            target: CompareTarget::Version(2),
+            key: b("b"),
+            range_end: b("d"),
+        }],
+        success: vec![put("m"), RequestOp::Txn(nested)],
+        failure: vec![],
+    };
+    let a = h.run(Command::Txn(outer));
+    assert_eq!(a.events.len(), 2);
+    assert_eq!(a.events[1].revision, Revision::new(3, 1));
+    // Missing key: version/create/mod/lease compare as 0, value compare fails.
+    let missing = |t, r| TxnRequest {
+        compare: vec![Compare {
+            result: r,
+            target: t,
+            key: b("zz"),
+            range_end: Default::default(),
+        }],
+        ..Default::default()
+    };
+    for (t, r, want) in [
+        (CompareTarget::Version(0), CompareResult::Equal, true),
+        (CompareTarget::Lease(0), CompareResult::Equal, true),
+        (CompareTarget::Create(0), CompareResult::NotEqual, false),
+        (CompareTarget::Value(b("")), CompareResult::Equal, false),
+    ] {
+        let Ok(Response::Txn(t)) = h.run(Command::Txn(missing(t, r))).result else {
+            panic!()
+        };
+        assert_eq!(t.succeeded, want);
+    }
+}
+
+#[test]
+fn compaction_errors() {
+    let mut h = H::new();
+    h.put("a", "1");
+    h.put("a", "2");
+    h.put("b", "1");
+    h.del("b", "");
+    h.ok(Command::Compact { revision: 3 });
+    assert_eq!(h.get_at("a", 3).unwrap().value, b("2"));
+    let e = h.store.range(&RangeRequest {
+        key: b("a"),
+        revision: 2,
+        ..Default::default()
+    });
+    assert_eq!(e.unwrap_err(), MvccError::Compacted);
+    assert_eq!(
+        h.err(Command::Compact { revision: 3 }),
+        MvccError::Compacted
+    );
+    assert_eq!(
+        h.err(Command::Compact { revision: 9 }),
+        MvccError::FutureRevision
+    );
+    assert_eq!(
+        h.err(Command::Compact { revision: 9 }).to_string(),
+        "mvcc: required revision is a future revision"
+    );
+    h.ok(Command::Compact { revision: 4 });
+    let all = RangeRequest {
+        key: b("\0"),
+        range_end: b("\0"),
+        ..Default::default()
+    };
+    assert_eq!(h.range(all).count, 1);
+    assert_eq!(
+        h.store
+            .events_since(3, &b(""), &b(""), 0)
+            .unwrap_err()
+            .compact_revision,
+        4
+    );
+}
+
+#[test]
+fn lease_revoke_deletes_in_one_revision() {
+    let mut h = H::new();
+    h.ok(Command::LeaseGrant {
+        id: 5,
+        ttl: 3,
+        now_ms: 1000,
+    });
+    assert_eq!(
+        h.err(Command::LeaseGrant {
+            id: 5,
+            ttl: 3,
+            now_ms: 0
+        }),
+        MvccError::LeaseExists
+    );
+    h.put_lease("a", "1", 5);
+    h.put_lease("b", "1", 5);
+    h.put("c", "1");
+    assert_eq!(h.store.expired_leases(3999), Vec::<i64>::new());
+    assert_eq!(h.store.expired_leases(4000), vec![5]);
+    let ttl = h.store.lease_time_to_live(5, 2500, true).unwrap();
+    assert_eq!((ttl.ttl, ttl.granted_ttl, ttl.keys.len()), (2, 3, 2));
+    let a = h.run(Command::LeaseRevoke { id: 5 });
+    assert_eq!(a.events.len(), 2);
+    assert!(a
+        .events
+        .iter()
+        .all(|e| e.revision.main == 4 && e.kind == EventType::Delete));
+    assert_eq!(h.store.current_revision(), 4);
+    assert!(h.get("a").is_none() && h.get("c").is_some());
+    assert_eq!(
+        h.err(Command::LeaseRevoke { id: 5 }).to_string(),
+        "etcdserver: requested lease not found"
+    );
+    assert!(h.store.leases().is_empty());
+}
+
+#[test]
+fn lease_checkpoint_survives_leader_change() {
+    let mut h = H::new();
+    let Response::LeaseGrant { id, .. } = h.ok(Command::LeaseGrant {
+        id: 0,
+        ttl: 100,
+        now_ms: 0,
+    }) else {
+        panic!()
+    };
+    assert!(id > 0);
+    let rem = h.store.lease_remaining(60_000);
+    assert_eq!(rem, vec![(id, 40)]);
+    h.ok(Command::LeaseCheckpoint { checkpoints: rem });
+    h.reopen();
+    // New leader: the clock restarts from the checkpoint, not from 100 s.
+    assert_eq!(h.store.expired_leases(i64::MAX), Vec::<i64>::new());
+    h.store.lease_promote(1_000_000);
+    assert_eq!(
+        h.store
+            .lease_time_to_live(id, 1_000_000, false)
+            .unwrap()
+            .ttl,
+        40
+    );
+    assert_eq!(h.store.expired_leases(1_040_000), vec![id]);
+    h.store.lease_renew(id, 1_040_000).unwrap();
+    assert!(h.store.expired_leases(1_040_000).is_empty());
+}
+
+#[test]
+fn watch_events_no_gaps_no_dupes() {
+    let mut h = H::new();
+    let mut live = Vec::new();
+    live.extend(
+        h.run(Command::Put(PutRequest {
+            key: b("a"),
+            value: b("1"),
+            ..Default::default()
+        }))
+        .events,
+    );
+    live.extend(
+        h.run(Command::Put(PutRequest {
+            key: b("b"),
+            value: b("1"),
+            ..Default::default()
+        }))
+        .events,
+    );
+    live.extend(
+        h.run(Command::Put(PutRequest {
+            key: b("a"),
+            value: b("2"),
+            ..Default::default()
+        }))
+        .events,
+    );
+    live.extend(
+        h.run(Command::DeleteRange(DeleteRangeRequest {
+            key: b("a"),
+            range_end: b("c"),
+            prev_kv: false,
+        }))
+        .events,
+    );
+    let all = h.store.events_since(1, &b(""), &b(""), 0).unwrap();
+    assert_eq!(all, live);
+    assert_eq!(all.len(), 5);
+    assert_eq!(all[2].prev_kv.as_ref().unwrap().value, b("1"));
+    assert_eq!(all[3].kind, EventType::Delete);
+    assert_eq!(all[3].prev_kv.as_ref().unwrap().value, b("2"));
+    // Pages of 1 never split a revision: resuming after the last one is exact.
+    let mut paged: Vec<Event> = Vec::new();
+    let mut next = 1;
+    loop {
+        let page = h.store.events_since(next, &b(""), &b(""), 1).unwrap();
+        let Some(last) = page.last() else { break };
+        next = last.revision.main + 1;
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+    let only_a = h.store.events_since(2, &b("a"), &b(""), 0).unwrap();
+    assert_eq!(only_a.len(), 2);
+    assert!(h
+        .store
+        .events_since(0, &b(""), &b(""), 0)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn hash_equal_for_same_history_and_different_otherwise() {
+    let mut x = H::new();
+    let mut y = H::new();
+    for h in [&mut x, &mut y] {
+        h.put("a", "1");
+        h.put("b", "2");
+        h.del("a", "");
+    }
+    assert_eq!(x.hash(), y.hash());
+    assert_eq!(x.store.hash_kv(2).unwrap(), y.store.hash_kv(2).unwrap());
+    assert_ne!(x.store.hash_kv(2).unwrap().hash, x.hash());
+    y.put("c", "3");
+    x.put("c", "4");
+    assert_ne!(x.hash(), y.hash());
+}
