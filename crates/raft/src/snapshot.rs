@@ -127,25 +127,11 @@ impl Raft {
         let index = meta.index;
         if index <= self.log.committed {
             // We already have everything it covers.
-            self.send(
-                from,
-                Body::SnapshotResponse {
-                    index,
-                    next_offset: total,
-                    reject: false,
-                },
-            );
+            self.answer_chunk(from, index, total, false);
             return;
         }
         if total > self.cfg.max_snapshot_bytes {
-            self.send(
-                from,
-                Body::SnapshotResponse {
-                    index,
-                    next_offset: 0,
-                    reject: true,
-                },
-            );
+            self.answer_chunk(from, index, 0, true);
             return;
         }
         let fresh = self
@@ -154,14 +140,7 @@ impl Raft {
             .is_none_or(|s| s.meta != meta || s.total != total);
         if fresh {
             if offset != 0 {
-                self.send(
-                    from,
-                    Body::SnapshotResponse {
-                        index,
-                        next_offset: 0,
-                        reject: false,
-                    },
-                );
+                self.answer_chunk(from, index, 0, false);
                 return;
             }
             let data = Vec::with_capacity(total.min(64 * 1024 * 1024) as usize);
@@ -171,27 +150,13 @@ impl Raft {
         let have = inc.data.len() as u64;
         if offset != have || have + data.len() as u64 > total {
             // Out of order or duplicate: tell the leader where we are.
-            self.send(
-                from,
-                Body::SnapshotResponse {
-                    index,
-                    next_offset: have,
-                    reject: false,
-                },
-            );
+            self.answer_chunk(from, index, have, false);
             return;
         }
         inc.data.extend_from_slice(&data);
         let have = inc.data.len() as u64;
         if have < total {
-            self.send(
-                from,
-                Body::SnapshotResponse {
-                    index,
-                    next_offset: have,
-                    reject: false,
-                },
-            );
+            self.answer_chunk(from, index, have, false);
             return;
         }
         let inc = self.incoming_snapshot.take().expect("present");
@@ -199,12 +164,16 @@ impl Raft {
             meta: inc.meta,
             data: Bytes::from(inc.data),
         });
+        self.answer_chunk(from, index, total, false);
+    }
+
+    fn answer_chunk(&mut self, to: NodeId, index: Index, next_offset: u64, reject: bool) {
         self.send(
-            from,
+            to,
             Body::SnapshotResponse {
                 index,
-                next_offset: total,
-                reject: false,
+                next_offset,
+                reject,
             },
         );
     }

@@ -3,9 +3,9 @@
 use concord_raft::{Config, RawNode};
 use concord_sim::real_disk::RealDisk;
 
-#[test]
-fn synced_state_survives_a_crash() {
-    let mut disk = RealDisk::new(1).unwrap();
+/// A single-member group that has elected itself, with every `Ready`
+/// written and synced to `disk`.
+fn leader_on(disk: &mut RealDisk) -> RawNode {
     let mut node = RawNode::bootstrap(Config::new(1, 1), &[1]).unwrap();
     for _ in 0..3 {
         while node.has_ready() {
@@ -17,8 +17,15 @@ fn synced_state_survives_a_crash() {
         }
         node.campaign();
     }
-    let before = node.status().hard_state;
     assert!(node.is_leader());
+    node
+}
+
+#[test]
+fn synced_state_survives_a_crash() {
+    let mut disk = RealDisk::new(1).unwrap();
+    let node = leader_on(&mut disk);
+    let before = node.status().hard_state;
     disk.crash();
     let (state, _) = disk.recover(0).unwrap();
     assert_eq!(state.hard_state, before);
@@ -29,17 +36,7 @@ fn synced_state_survives_a_crash() {
 fn crash_with_an_unsynced_write_keeps_the_synced_ones() {
     for seed in 0..50 {
         let mut disk = RealDisk::new(seed).unwrap();
-        let mut node = RawNode::bootstrap(Config::new(1, 1), &[1]).unwrap();
-        for _ in 0..3 {
-            while node.has_ready() {
-                let mut rd = node.ready();
-                disk.write(&rd).unwrap();
-                disk.sync().unwrap();
-                let _ = rd.persisted();
-                node.advance(rd);
-            }
-            node.campaign();
-        }
+        let mut node = leader_on(&mut disk);
         let before = node.status().hard_state;
         node.propose(bytes::Bytes::from("unsynced")).unwrap();
         let rd = node.ready();
