@@ -52,7 +52,7 @@ pub fn configure(bug: PlantedBug, c: &mut SimConfig) {
             c.faults.isolate_new_leader = 0.9;
             c.faults.isolate_delay_us = (1_000, 30_000);
             c.faults.cut_leader_on_ack = 0.3;
-            c.faults.partition_us = (20_000, 150_000);
+            c.faults.partition_us = (150_000, 600_000);
             c.faults.weights = [30, 30, 0, 0, 0, 40];
         }
         PlantedBug::VoteBeforePersist => {
