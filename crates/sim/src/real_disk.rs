@@ -108,28 +108,18 @@ impl RealDisk {
             .map_err(err)?;
         let snapshot = self.snaps.load_latest(GROUP).map_err(err)?;
         let log = rec.groups.get(&GROUP).cloned().unwrap_or_default();
-        let mark = log.snapshot;
         let applied = applied.max(snapshot.as_ref().map_or(0, |s| s.meta.index));
         let state = log
             .into_initial_state(GROUP, snapshot.clone(), applied)
             .map_err(err)?;
         // A snapshot file newer than the WAL's mark (saved just before a crash
-        // that lost the batch carrying its mark): record the mark now, so the
-        // WAL's log starts where the core's does.
+        // that lost the batch carrying its mark) must be recorded first.
         if let Some(s) = &snapshot {
-            if mark.is_none_or(|m| m.index < s.meta.index) {
-                let mark = SnapshotMark {
-                    index: s.meta.index,
-                    term: s.meta.term,
-                };
-                let batch = WalBatch {
-                    group: GROUP,
-                    snapshot: Some(mark),
-                    entries: Vec::new(),
-                    hard_state: None,
-                };
-                self.wal().append_sync(&batch).map_err(err)?;
-            }
+            let mark = SnapshotMark {
+                index: s.meta.index,
+                term: s.meta.term,
+            };
+            self.wal().record_snapshot(GROUP, mark).map_err(err)?;
         }
         Ok((state, snapshot))
     }

@@ -428,6 +428,35 @@ impl<D: Disk> Wal<D> {
         self.release()
     }
 
+    /// After recovery, make `group`'s log start no earlier than a snapshot
+    /// file at `mark` that is newer than the WAL's own mark (saved just before
+    /// a crash that lost the batch carrying it). If the log holds the
+    /// snapshot's last entry with its term this is a compaction; otherwise the
+    /// log is discarded, as for a snapshot installed from the leader. Without
+    /// this, the core (which restarts from the snapshot) appends after
+    /// `mark.index` and the WAL refuses the gap. Durable when it returns.
+    pub fn record_snapshot(&mut self, group: GroupId, mark: SnapshotMark) -> Result<()> {
+        if self
+            .snapshot_mark(group)
+            .is_some_and(|m| m.index >= mark.index)
+        {
+            return Ok(());
+        }
+        let holds_it = self.groups.get(&group).is_some_and(|m| {
+            m.last_index >= mark.index && m.term_at(mark.index) == Some(mark.term)
+        });
+        if holds_it {
+            return self.compact(group, mark).map(|_| ());
+        }
+        let batch = WalBatch {
+            group,
+            snapshot: Some(mark),
+            entries: Vec::new(),
+            hard_state: None,
+        };
+        self.append_sync(&batch)
+    }
+
     fn release(&mut self) -> Result<usize> {
         let mut released = 0;
         while let Some(seg) = self.sealed.front() {

@@ -339,3 +339,30 @@ fn batch_larger_than_a_record_is_split_and_recovered() {
     assert_eq!(rec.groups[&1].entries, want);
     assert_eq!(rec.groups[&1].hard_state, big.hard_state.unwrap());
 }
+
+#[test]
+fn a_snapshot_newer_than_the_log_is_recorded_before_appending() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = open(dir.path(), small());
+    wal.append_sync(&batch(1, 1, 5, 1)).unwrap();
+    drop(wal);
+    // Recovery found a snapshot file at index 9: entries after it would leave a gap.
+    let (mut wal, _) = open(dir.path(), small());
+    assert!(
+        wal.append_sync(&batch(1, 10, 1, 2)).is_err(),
+        "a gap is refused"
+    );
+    let mark = SnapshotMark { index: 9, term: 2 };
+    wal.record_snapshot(1, mark).unwrap();
+    wal.record_snapshot(1, mark).unwrap(); // idempotent
+    wal.append_sync(&batch(1, 10, 2, 2)).unwrap();
+    drop(wal);
+    let (wal, rec) = open(dir.path(), small());
+    let log = &rec.groups[&1];
+    assert_eq!(log.snapshot, Some(mark));
+    assert_eq!(
+        log.entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![10, 11]
+    );
+    assert_eq!(wal.last_index(1), Some(11));
+}
