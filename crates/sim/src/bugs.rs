@@ -45,12 +45,12 @@ pub fn configure(bug: PlantedBug, c: &mut SimConfig) {
             // older entry to a majority without its own: new leaders are
             // isolated a few round trips after winning, partitions are short,
             // and appends carry one entry at a time over a lossy network.
-            c.nodes = 3;
+            c.nodes = 5;
             c.max_size_per_msg = 1;
             c.max_inflight = 1;
             c.net.loss = 0.1;
             c.faults.isolate_new_leader = 0.9;
-            c.faults.isolate_delay_us = (1_000, 30_000);
+            c.faults.isolate_delay_us = (0, 2_000);
             c.faults.cut_leader_on_ack = 0.3;
             c.faults.partition_us = (150_000, 600_000);
             c.faults.weights = [30, 30, 0, 0, 0, 40];

@@ -246,6 +246,11 @@ impl World {
                 if !self.nodes.get(&to).is_some_and(SimNode::up) {
                     return;
                 }
+                // A partition also drops what was already in flight.
+                if !self.net.connected(m.from, to) {
+                    self.net.dropped += 1;
+                    return;
+                }
                 self.note(|| format!("deliver {}", describe::message(&m)));
                 self.maybe_cut_on_ack(&m);
                 let n = self.nodes.get_mut(&to).expect("node");

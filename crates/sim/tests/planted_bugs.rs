@@ -23,6 +23,25 @@ fn expect_caught(bug: PlantedBug, max_seeds: u64) {
         r.seed,
         r.failure().unwrap_or_default()
     );
+    // The control: the same seed and scenario on the real core pass.
+    let mut cfg = SimConfig::for_seed(r.seed);
+    bugs::configure(bug, &mut cfg);
+    cfg.planted_bug = None;
+    if cfg.lease_reads {
+        cfg.check_quorum = true; // leases are only allowed with CheckQuorum
+    }
+    let control = run(cfg);
+    assert!(
+        !control.failed(),
+        "seed {} fails without the bug: {:?}",
+        r.seed,
+        control.failure()
+    );
+}
+
+#[test]
+fn figure_8_commit_by_counting_is_caught() {
+    expect_caught(PlantedBug::CommitPreviousTermByCounting, 300);
 }
 
 #[test]
