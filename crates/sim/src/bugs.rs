@@ -40,11 +40,12 @@ pub fn configure(bug: PlantedBug, c: &mut SimConfig) {
     match bug {
         PlantedBug::CommitPreviousTermByCounting => {
             chaotic(c);
-            // Figure 8 needs leaders that append entries of their own term and
-            // are cut off before replicating them, then a leader that brings an
-            // older entry to a majority without its own: new leaders are
-            // isolated a few round trips after winning, partitions are short,
-            // and appends carry one entry at a time over a lossy network.
+            // Figure 8 with the paper's five servers: leaders that append an
+            // entry of their own term and are cut off before it reaches anyone
+            // (new leaders are isolated within 2 ms, and a partition drops
+            // what is in flight), then a leader that brings an older entry to
+            // a majority without its own (one entry per append, a cut as an
+            // ack arrives), then a leader with the newer conflicting entry.
             c.nodes = 5;
             c.max_size_per_msg = 1;
             c.max_inflight = 1;
