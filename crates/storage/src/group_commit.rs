@@ -219,12 +219,7 @@ fn writer_loop<D: Disk>(
         }
         let result = wal.sync();
         let acked = waiting.len() as u64;
-        for done in waiting.drain(..) {
-            let _ = done.send(match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(e.duplicate()),
-            });
-        }
+        // Count before acknowledging: whoever saw its ack also sees it counted.
         counters.rounds.fetch_add(1, Ordering::Relaxed);
         if result.is_ok() {
             counters.batches.fetch_add(acked, Ordering::Relaxed);
@@ -232,6 +227,12 @@ fn writer_loop<D: Disk>(
         counters
             .fdatasyncs
             .store(wal.stats().fdatasyncs, Ordering::Relaxed);
+        for done in waiting.drain(..) {
+            let _ = done.send(match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(e.duplicate()),
+            });
+        }
     }
     wal
 }
