@@ -55,14 +55,7 @@ pub(crate) fn load(db: &Database, state: &mut State) -> Result<u64> {
     for item in leases.iter().map_err(MvccError::storage)? {
         let (_, v) = item.map_err(MvccError::storage)?;
         let rec: LeaseRecord = decode(v.value())?;
-        state.leases.insert(
-            rec.id,
-            Lease {
-                rec,
-                keys: Default::default(),
-                expiry_ms: None,
-            },
-        );
+        state.leases.insert(rec.id, Lease::restored(rec));
     }
     state.rebuild();
     Ok(applied)

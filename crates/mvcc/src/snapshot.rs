@@ -70,14 +70,7 @@ impl Store {
         }
         for rec in dump.leases {
             changes.leases.push((rec.id, Some(rec.clone())));
-            state.leases.insert(
-                rec.id,
-                Lease {
-                    rec,
-                    keys: Default::default(),
-                    expiry_ms: None,
-                },
-            );
+            state.leases.insert(rec.id, Lease::restored(rec));
         }
         state.rebuild();
         let mut tx = self.db.begin_write().map_err(MvccError::storage)?;

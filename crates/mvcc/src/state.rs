@@ -31,6 +31,18 @@ pub(crate) struct Lease {
     pub(crate) expiry_ms: Option<i64>,
 }
 
+impl Lease {
+    /// A lease loaded from storage or a snapshot: keys are re-attached by
+    /// `rebuild`, and the expiry is leader-local, so neither is restored.
+    pub(crate) fn restored(rec: LeaseRecord) -> Self {
+        Lease {
+            rec,
+            keys: Default::default(),
+            expiry_ms: None,
+        }
+    }
+}
+
 /// The whole state machine in memory.
 #[derive(Debug, Default)]
 pub(crate) struct State {

@@ -61,16 +61,8 @@ impl RealDisk {
         if let Some(s) = &rd.snapshot {
             self.snaps.save(GROUP, s).map_err(err)?;
         }
-        let batch = WalBatch {
-            group: GROUP,
-            snapshot: rd.snapshot.as_ref().map(|s| SnapshotMark {
-                index: s.meta.index,
-                term: s.meta.term,
-            }),
-            entries: rd.entries.clone(),
-            hard_state: rd.hard_state,
-        };
-        if batch.snapshot.is_none() && batch.entries.is_empty() && batch.hard_state.is_none() {
+        let batch = WalBatch::from_ready(GROUP, rd);
+        if batch.is_empty() {
             return Ok(());
         }
         self.wal().append(&batch).map_err(err)

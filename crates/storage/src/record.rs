@@ -67,6 +67,20 @@ pub struct WalBatch {
 }
 
 impl WalBatch {
+    /// What `rd` asks to persist for `group`, in the order of its contract:
+    /// a snapshot from the leader (its mark), entries, hard state.
+    pub fn from_ready(group: GroupId, rd: &concord_raft::Ready) -> Self {
+        WalBatch {
+            group,
+            snapshot: rd.snapshot.as_ref().map(|s| SnapshotMark {
+                index: s.meta.index,
+                term: s.meta.term,
+            }),
+            entries: rd.entries.clone(),
+            hard_state: rd.hard_state,
+        }
+    }
+
     /// A batch for `group` with nothing in it.
     pub fn new(group: GroupId) -> Self {
         WalBatch {

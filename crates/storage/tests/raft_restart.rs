@@ -45,15 +45,7 @@ impl Member {
             if let Some(s) = &rd.snapshot {
                 self.snaps.save(GROUP, s).unwrap();
             }
-            let batch = WalBatch {
-                group: GROUP,
-                snapshot: rd.snapshot.as_ref().map(|s| SnapshotMark {
-                    index: s.meta.index,
-                    term: s.meta.term,
-                }),
-                entries: rd.entries.clone(),
-                hard_state: rd.hard_state,
-            };
+            let batch = WalBatch::from_ready(GROUP, &rd);
             self.wal.append_sync(&batch).unwrap();
             let _ = rd.persisted();
             for e in &rd.committed_entries {
