@@ -36,10 +36,17 @@ struct Args {
     /// figure8, vote-before-persist, vote-without-log-check, lease-without-check-quorum.
     #[arg(long)]
     bug: Option<String>,
+    /// Override every clock's largest rate error (e.g. 0.6 = 60%: far beyond
+    /// the drift the core assumes, to see what that does to lease reads).
+    #[arg(long)]
+    clock_bound: Option<f64>,
 }
 
-fn config(seed: u64, bug: Option<&str>) -> Result<SimConfig> {
+fn config(seed: u64, bug: Option<&str>, clock_bound: Option<f64>) -> Result<SimConfig> {
     let mut cfg = SimConfig::for_seed(seed);
+    if let Some(b) = clock_bound {
+        cfg.clock_bound = b;
+    }
     if let Some(name) = bug {
         let Some(b) = concord_sim::bugs::parse(name) else {
             bail!("unknown bug {name}; one of {:?}", concord_sim::bugs::NAMES);
@@ -66,7 +73,7 @@ fn replay_line(seed: u64, bug: Option<&str>) -> String {
 fn main() -> Result<()> {
     let args = Args::parse();
     if let Some(seed) = args.seed {
-        let mut cfg = config(seed, args.bug.as_deref())?;
+        let mut cfg = config(seed, args.bug.as_deref(), args.clock_bound)?;
         cfg.trace = args.trace;
         let report = run(cfg.clone());
         if args.trace {
@@ -99,14 +106,14 @@ fn main() -> Result<()> {
     let mut workers = Vec::new();
     for _ in 0..args.jobs.max(1) {
         let (next, reports, bar, end) = (next.clone(), reports.clone(), bar.clone(), range.end);
-        let bug = args.bug.clone();
-        config(0, bug.as_deref())?;
+        let (bug, clock_bound) = (args.bug.clone(), args.clock_bound);
+        config(0, bug.as_deref(), clock_bound)?;
         workers.push(std::thread::spawn(move || loop {
             let seed = next.fetch_add(1, Ordering::SeqCst);
             if seed >= end {
                 break;
             }
-            let mut r = run(config(seed, bug.as_deref()).expect("checked above"));
+            let mut r = run(config(seed, bug.as_deref(), clock_bound).expect("checked above"));
             r.history.clear();
             r.trace.clear();
             if r.failed() {
