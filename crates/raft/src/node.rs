@@ -244,11 +244,21 @@ impl RawNode {
 
     /// Propose a membership change; it takes effect when applied.
     pub fn propose_conf_change(&mut self, cc: ConfChange) -> Result<(), RaftError> {
+        self.propose_conf_change_with_context(cc, Bytes::new())
+    }
+
+    /// Propose a membership change carrying application data (for example
+    /// the new member's name and addresses), applied with the change.
+    pub fn propose_conf_change_with_context(
+        &mut self,
+        cc: ConfChange,
+        context: Bytes,
+    ) -> Result<(), RaftError> {
         let entry = Entry {
             term: 0,
             index: 0,
             kind: EntryKind::ConfChange(cc),
-            data: Bytes::new(),
+            data: context,
         };
         self.raft.propose(vec![entry])
     }
