@@ -1,0 +1,335 @@
+//! Server configuration: etcd's flag names (and `--config-file` YAML with
+//! the same keys), so that an etcd user's configuration carries over.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::error::ServerError;
+
+/// Default `--max-request-bytes` (etcd: 1.5 MiB).
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+/// Default `--quota-backend-bytes` (etcd: 2 GiB).
+pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// Flags of the `concord` binary. Names follow etcd's.
+#[derive(Debug, Clone, Parser, Deserialize)]
+#[command(
+    name = "concord",
+    version,
+    about = "Concord: an etcd v3 compatible coordination service"
+)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct Config {
+    /// Human-readable name of this member.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Directory for the WAL, snapshots and the backend.
+    #[arg(long, default_value = "default.concord")]
+    pub data_dir: PathBuf,
+    /// URLs to listen on for client traffic (comma separated).
+    #[arg(long, default_value = "http://localhost:2379")]
+    pub listen_client_urls: String,
+    /// Client URLs advertised to the rest of the cluster.
+    #[arg(long, default_value = "http://localhost:2379")]
+    pub advertise_client_urls: String,
+    /// URLs to listen on for peer traffic.
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub listen_peer_urls: String,
+    /// This member's peer URLs, advertised to the rest of the cluster.
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+    /// Initial cluster: `name=peerurl,name=peerurl,...`.
+    #[arg(long, default_value = "default=http://localhost:2380")]
+    pub initial_cluster: String,
+    /// `new` to bootstrap a cluster, `existing` to join one.
+    #[arg(long, default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Token that makes cluster and member ids unique per cluster.
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// Heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Election timeout in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// Applied entries between snapshots.
+    #[arg(long, default_value_t = 100_000)]
+    pub snapshot_count: u64,
+    /// Backend size beyond which the NOSPACE alarm is raised (0 = default).
+    #[arg(long, default_value_t = DEFAULT_QUOTA_BACKEND_BYTES)]
+    pub quota_backend_bytes: u64,
+    /// Largest client request accepted.
+    #[arg(long, default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    pub max_request_bytes: usize,
+    /// Extra URLs serving /health, /livez, /readyz and /metrics.
+    #[arg(long, default_value = "")]
+    pub listen_metrics_urls: String,
+    /// Client TLS certificate (not supported yet: refused if set).
+    #[arg(long, default_value = "")]
+    pub cert_file: String,
+    /// Client TLS key (not supported yet: refused if set).
+    #[arg(long, default_value = "")]
+    pub key_file: String,
+    /// Client TLS CA (not supported yet: refused if set).
+    #[arg(long, default_value = "")]
+    pub trusted_ca_file: String,
+    /// Require client certificates (not supported yet: refused if set).
+    #[arg(long, default_value_t = false)]
+    pub client_cert_auth: bool,
+    /// Peer TLS certificate (not supported yet: refused if set).
+    #[arg(long, default_value = "")]
+    pub peer_cert_file: String,
+    /// Peer TLS key (not supported yet: refused if set).
+    #[arg(long, default_value = "")]
+    pub peer_key_file: String,
+    /// Peer TLS CA (not supported yet: refused if set).
+    #[arg(long, default_value = "")]
+    pub peer_trusted_ca_file: String,
+    /// Require peer certificates (not supported yet: refused if set).
+    #[arg(long, default_value_t = false)]
+    pub peer_client_cert_auth: bool,
+    /// YAML file with the same keys as the flags; flags given on the
+    /// command line are overridden by the file, as in etcd.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
+    /// Log level filter (`info`, `debug`, ...).
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse_from(["concord"])
+    }
+}
+
+/// One member of the initial cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialMember {
+    /// Member name.
+    pub name: String,
+    /// Its peer URLs.
+    pub peer_urls: Vec<String>,
+}
+
+impl Config {
+    /// Parses flags, then the config file if one is named.
+    pub fn load(args: impl IntoIterator<Item = String>) -> Result<Config, ServerError> {
+        let cfg = Config::try_parse_from(args).map_err(|e| ServerError::Config(e.to_string()))?;
+        match &cfg.config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ServerError::Config(format!("cannot read {}: {e}", path.display()))
+                })?;
+                let mut file: Config = serde_yaml::from_str(&text)
+                    .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?;
+                file.config_file = cfg.config_file.clone();
+                file.validate()?;
+                Ok(file)
+            }
+            None => {
+                cfg.validate()?;
+                Ok(cfg)
+            }
+        }
+    }
+
+    /// Checks values that clap cannot.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let bad = |m: String| Err(ServerError::Config(m));
+        if self.heartbeat_interval == 0 || self.election_timeout < 5 * self.heartbeat_interval {
+            return bad(format!(
+                "--election-timeout ({}) must be at least 5 times --heartbeat-interval ({})",
+                self.election_timeout, self.heartbeat_interval
+            ));
+        }
+        if !matches!(self.initial_cluster_state.as_str(), "new" | "existing") {
+            return bad(format!(
+                "--initial-cluster-state must be 'new' or 'existing', not {:?}",
+                self.initial_cluster_state
+            ));
+        }
+        let tls = [
+            &self.cert_file,
+            &self.key_file,
+            &self.trusted_ca_file,
+            &self.peer_cert_file,
+            &self.peer_key_file,
+            &self.peer_trusted_ca_file,
+        ];
+        if tls.iter().any(|s| !s.is_empty()) || self.client_cert_auth || self.peer_client_cert_auth
+        {
+            return bad("TLS is not supported yet: use http:// URLs".into());
+        }
+        self.initial_members()?;
+        self.client_listen_addrs()?;
+        self.peer_listen_addrs()?;
+        self.metrics_listen_addrs()?;
+        if !self.initial_members()?.iter().any(|m| m.name == self.name) {
+            return bad(format!(
+                "--initial-cluster has no member named {:?} (--name)",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// Parses `--initial-cluster`.
+    pub fn initial_members(&self) -> Result<Vec<InitialMember>, ServerError> {
+        let mut out: Vec<InitialMember> = Vec::new();
+        for part in self.initial_cluster.split(',').filter(|s| !s.is_empty()) {
+            let (name, url) = part.split_once('=').ok_or_else(|| {
+                ServerError::Config(format!("--initial-cluster: {part:?} is not name=url"))
+            })?;
+            parse_host_port(url)?;
+            match out.iter_mut().find(|m| m.name == name) {
+                Some(m) => m.peer_urls.push(url.to_string()),
+                None => out.push(InitialMember {
+                    name: name.to_string(),
+                    peer_urls: vec![url.to_string()],
+                }),
+            }
+        }
+        if out.is_empty() {
+            return Err(ServerError::Config("--initial-cluster is empty".into()));
+        }
+        Ok(out)
+    }
+
+    /// Socket addresses of `--listen-client-urls`.
+    pub fn client_listen_addrs(&self) -> Result<Vec<String>, ServerError> {
+        split_urls(&self.listen_client_urls)
+    }
+
+    /// Socket addresses of `--listen-peer-urls`.
+    pub fn peer_listen_addrs(&self) -> Result<Vec<String>, ServerError> {
+        split_urls(&self.listen_peer_urls)
+    }
+
+    /// Socket addresses of `--listen-metrics-urls`.
+    pub fn metrics_listen_addrs(&self) -> Result<Vec<String>, ServerError> {
+        split_urls(&self.listen_metrics_urls)
+    }
+
+    /// `--advertise-client-urls` as a list.
+    pub fn advertised_client_urls(&self) -> Vec<String> {
+        list(&self.advertise_client_urls)
+    }
+
+    /// `--initial-advertise-peer-urls` as a list.
+    pub fn advertised_peer_urls(&self) -> Vec<String> {
+        list(&self.initial_advertise_peer_urls)
+    }
+
+    /// One Raft tick.
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval)
+    }
+
+    /// Election timeout in ticks.
+    pub fn election_ticks(&self) -> u32 {
+        (self.election_timeout / self.heartbeat_interval).max(2) as u32
+    }
+}
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn split_urls(s: &str) -> Result<Vec<String>, ServerError> {
+    list(s).iter().map(|u| parse_host_port(u)).collect()
+}
+
+/// `http://host:port` (or `host:port`) to `host:port`. `https` is refused
+/// until TLS is supported.
+pub fn parse_host_port(url: &str) -> Result<String, ServerError> {
+    let rest = if let Some(r) = url.strip_prefix("http://") {
+        r
+    } else if url.starts_with("https://") || url.starts_with("unix") {
+        return Err(ServerError::Config(format!(
+            "{url}: only http:// URLs are supported"
+        )));
+    } else {
+        url
+    };
+    let rest = rest.trim_end_matches('/');
+    match rest.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(rest.to_string())
+        }
+        _ => Err(ServerError::Config(format!(
+            "{url}: expected http://host:port"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ServerError> {
+        Config::load(
+            std::iter::once("concord")
+                .chain(args.iter().copied())
+                .map(String::from),
+        )
+    }
+
+    #[test]
+    fn etcd_flags_parse() {
+        let c = parse(&[
+            "--name",
+            "n1",
+            "--initial-cluster",
+            "n1=http://127.0.0.1:2380,n2=http://127.0.0.1:22380",
+            "--listen-client-urls",
+            "http://127.0.0.1:2379",
+            "--heartbeat-interval",
+            "50",
+            "--election-timeout",
+            "500",
+        ])
+        .unwrap();
+        assert_eq!(c.initial_members().unwrap().len(), 2);
+        assert_eq!(c.client_listen_addrs().unwrap(), vec!["127.0.0.1:2379"]);
+        assert_eq!(c.election_ticks(), 10);
+    }
+
+    #[test]
+    fn bad_values_get_clear_errors() {
+        let e = parse(&["--election-timeout", "100"]).unwrap_err();
+        assert!(e.to_string().contains("5 times"), "{e}");
+        let e = parse(&["--name", "x"]).unwrap_err();
+        assert!(e.to_string().contains("no member named"), "{e}");
+        let e = parse(&["--listen-client-urls", "https://a:1"]).unwrap_err();
+        assert!(e.to_string().contains("only http://"), "{e}");
+        let e = parse(&["--cert-file", "c.pem"]).unwrap_err();
+        assert!(e.to_string().contains("TLS"), "{e}");
+        let e = parse(&["--initial-cluster-state", "old"]).unwrap_err();
+        assert!(e.to_string().contains("existing"), "{e}");
+    }
+
+    #[test]
+    fn config_file_uses_etcd_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "name: a\ninitial-cluster: a=http://127.0.0.1:3380\nsnapshot-count: 5\n",
+        )
+        .unwrap();
+        let c = parse(&["--config-file", path.to_str().unwrap()]).unwrap();
+        assert_eq!(c.name, "a");
+        assert_eq!(c.snapshot_count, 5);
+        assert_eq!(c.heartbeat_interval, 100);
+    }
+}

@@ -1,0 +1,635 @@
+//! The Raft driver: one thread owns the group's `RawNode` and follows the
+//! `Ready` ordering contract:
+//!
+//! 1. send `messages` at once (the leader's appends go out while it writes
+//!    its own log, Raft thesis 10.2.1);
+//! 2. save a received snapshot file, then append entries and hard state to
+//!    the WAL through group commit, and wait for the fsync;
+//! 3. send the messages released by `persisted()` (votes, acks);
+//! 4. restore a received snapshot, apply committed entries in order, answer
+//!    waiting clients, publish watch events;
+//! 5. `advance()`, then release reads whose index is now applied.
+//!
+//! Inputs (peer messages, proposals, reads, ticks) arrive on one bounded
+//! channel; everything that arrived while the previous fsync ran is handled
+//! in the next round, which is where batching comes from.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use concord_mvcc::Command;
+use concord_raft::{
+    ConfChange, ConfChangeStep, Entry, EntryKind, Message, RaftError, RawNode, Ready, Role,
+    Snapshot,
+};
+use concord_storage::{FsDisk, GroupCommit, SnapshotMark, SnapshotStore, WalBatch};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::envelope::{self, MemberContext, Payload, ServerOp};
+use crate::error::ServerError;
+use crate::shared::{Outcome, Shared};
+use crate::snapshot;
+use crate::transport::Transport;
+
+/// The one Raft group of this server (multi-Raft will add more).
+pub const GROUP: u64 = 1;
+/// Inputs handled per round before the `Ready` is processed.
+pub const MAX_INPUTS_PER_ROUND: usize = 8192;
+/// Driver inbox capacity.
+pub const INBOX_CAPACITY: usize = 65536;
+/// Ticks between lease checkpoints (about 5 s at the default heartbeat).
+const LEASE_CHECKPOINT_TICKS: u64 = 50;
+
+/// An input to the driver.
+#[derive(Debug)]
+pub enum Input {
+    /// One heartbeat interval passed.
+    Tick,
+    /// A message from a peer.
+    Peer(Message),
+    /// Propose an entry; its waiter is registered under `id`.
+    Propose {
+        /// Request id.
+        id: u64,
+        /// Encoded entry.
+        data: Bytes,
+    },
+    /// Propose a membership change.
+    ConfChange {
+        /// Request id.
+        id: u64,
+        /// The change.
+        cc: ConfChange,
+        /// Encoded [`MemberContext`].
+        ctx: Bytes,
+    },
+    /// A linearizable read wants a ReadIndex barrier.
+    Read(oneshot::Sender<Result<(), ServerError>>),
+    /// Hand leadership to a member.
+    Transfer {
+        /// The target member.
+        target: u64,
+    },
+    /// Stop the driver.
+    Stop,
+}
+
+type ReadWaiters = Vec<oneshot::Sender<Result<(), ServerError>>>;
+
+/// The driver's state.
+pub struct Driver {
+    pub(crate) node: RawNode,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) transport: Arc<Transport>,
+    pub(crate) wal: GroupCommit<FsDisk>,
+    pub(crate) snaps: SnapshotStore<FsDisk>,
+    pub(crate) inbox: mpsc::Receiver<Input>,
+    pub(crate) snapshot_count: u64,
+    pub(crate) snapshot_index: u64,
+    applied: u64,
+    proposals: Vec<(u64, Bytes)>,
+    new_reads: ReadWaiters,
+    read_ctx: u64,
+    reads_in_flight: HashMap<Bytes, ReadWaiters>,
+    reads_to_apply: BTreeMap<u64, ReadWaiters>,
+    ticks: u64,
+    revoking: HashMap<i64, u64>,
+    published_attributes: bool,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("id", &self.shared.id)
+            .finish()
+    }
+}
+
+impl Driver {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        node: RawNode,
+        shared: Arc<Shared>,
+        transport: Arc<Transport>,
+        wal: GroupCommit<FsDisk>,
+        snaps: SnapshotStore<FsDisk>,
+        inbox: mpsc::Receiver<Input>,
+        snapshot_count: u64,
+        snapshot_index: u64,
+        applied: u64,
+    ) -> Driver {
+        Driver {
+            node,
+            shared,
+            transport,
+            wal,
+            snaps,
+            inbox,
+            snapshot_count,
+            snapshot_index,
+            applied,
+            proposals: Vec::new(),
+            new_reads: Vec::new(),
+            read_ctx: 0,
+            reads_in_flight: HashMap::new(),
+            reads_to_apply: BTreeMap::new(),
+            ticks: 0,
+            revoking: HashMap::new(),
+            published_attributes: false,
+        }
+    }
+
+    /// Runs until stopped or a storage failure (which is fatal: the state
+    /// in memory may be ahead of the disk).
+    pub fn run(mut self) -> Result<(), ServerError> {
+        let r = self.run_loop();
+        if let Err(e) = &r {
+            tracing::error!(error = %e, "raft driver stopped on an error");
+        }
+        self.shared.fail_all(|| ServerError::Stopped);
+        let _ = self.shared.shutdown.send(true);
+        if let Err(e) = self.wal.shutdown() {
+            tracing::error!(error = %e, "closing the WAL");
+        }
+        r
+    }
+
+    fn run_loop(&mut self) -> Result<(), ServerError> {
+        loop {
+            let Some(first) = self.inbox.blocking_recv() else {
+                return Ok(());
+            };
+            if !self.handle(first) {
+                return Ok(());
+            }
+            for _ in 1..MAX_INPUTS_PER_ROUND {
+                match self.inbox.try_recv() {
+                    Ok(i) => {
+                        if !self.handle(i) {
+                            return Ok(());
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.flush_proposals();
+            self.flush_reads();
+            while self.node.has_ready() {
+                let rd = self.node.ready();
+                self.handle_ready(rd)?;
+            }
+            self.maybe_snapshot()?;
+        }
+    }
+
+    /// Handles one input; false to stop.
+    fn handle(&mut self, input: Input) -> bool {
+        match input {
+            Input::Tick => {
+                self.node.tick();
+                self.ticks += 1;
+                if self.shared.is_leader() {
+                    self.lease_duties();
+                }
+                self.maybe_publish_attributes();
+            }
+            Input::Peer(m) => {
+                if let Err(e) = self.node.step(m) {
+                    tracing::debug!(error = %e, "peer message refused");
+                }
+            }
+            Input::Propose { id, data } => self.proposals.push((id, data)),
+            Input::ConfChange { id, cc, ctx } => {
+                if let Err(e) = self.node.propose_conf_change_with_context(cc, ctx) {
+                    self.shared.respond(id, Err(raft_error(e)));
+                }
+            }
+            Input::Read(tx) => self.new_reads.push(tx),
+            Input::Transfer { target } => self.node.transfer_leader(target),
+            Input::Stop => return false,
+        }
+        true
+    }
+
+    fn flush_proposals(&mut self) {
+        if self.proposals.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.proposals);
+        let (ids, data): (Vec<u64>, Vec<Bytes>) = batch.into_iter().unzip();
+        if let Err(e) = self.node.propose_batch(data) {
+            metrics::counter!("concord_proposals_failed_total").increment(ids.len() as u64);
+            let e = raft_error(e);
+            for id in ids {
+                self.shared.respond(id, Err(clone_err(&e)));
+            }
+        }
+    }
+
+    fn flush_reads(&mut self) {
+        if self.new_reads.is_empty() {
+            return;
+        }
+        let waiters = std::mem::take(&mut self.new_reads);
+        self.read_ctx += 1;
+        let ctx = Bytes::copy_from_slice(&self.read_ctx.to_be_bytes());
+        match self.node.read_index(ctx.clone()) {
+            Ok(()) => {
+                self.reads_in_flight.insert(ctx, waiters);
+            }
+            Err(e) => {
+                let e = raft_error(e);
+                for w in waiters {
+                    let _ = w.send(Err(clone_err(&e)));
+                }
+            }
+        }
+    }
+
+    fn handle_ready(&mut self, mut rd: Ready) -> Result<(), ServerError> {
+        if let Some(ss) = rd.soft_state {
+            self.on_soft_state(ss.role, ss.leader);
+        }
+        if tracing::enabled!(tracing::Level::TRACE) {
+            for m in &rd.messages {
+                tracing::trace!(to = m.to, term = m.term, kind = m.body.name(), "send");
+            }
+        }
+        self.transport.send(std::mem::take(&mut rd.messages));
+        if rd.must_persist() {
+            if let Some(s) = &rd.snapshot {
+                self.snaps.save(GROUP, s)?;
+            }
+            let batch = WalBatch::from_ready(GROUP, &rd);
+            if !batch.is_empty() {
+                let started = Instant::now();
+                self.wal.submit(batch)?.wait()?;
+                metrics::histogram!("concord_wal_fsync_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+            }
+        }
+        let after = rd.persisted();
+        self.transport.send(after);
+        // `advance` needs the snapshot and the committed entries back.
+        if let Some(s) = rd.snapshot.take() {
+            self.restore_snapshot(&s)?;
+            rd.snapshot = Some(s);
+        }
+        let committed = std::mem::take(&mut rd.committed_entries);
+        if !committed.is_empty() {
+            let started = Instant::now();
+            self.apply(&committed)?;
+            metrics::histogram!("concord_backend_commit_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+        }
+        rd.committed_entries = committed;
+        for rs in std::mem::take(&mut rd.read_states) {
+            if let Some(w) = self.reads_in_flight.remove(&rs.ctx) {
+                self.reads_to_apply.entry(rs.index).or_default().extend(w);
+            }
+        }
+        for ctx in std::mem::take(&mut rd.dropped_reads) {
+            if let Some(w) = self.reads_in_flight.remove(&ctx) {
+                for tx in w {
+                    let _ = tx.send(Err(ServerError::LeaderChanged));
+                }
+            }
+        }
+        self.node.advance(rd);
+        self.release_reads();
+        self.refresh_status();
+        Ok(())
+    }
+
+    fn on_soft_state(&mut self, role: Role, leader: u64) {
+        let was_leader = self.shared.is_leader();
+        self.shared.set_role(role, leader);
+        metrics::counter!("concord_leader_changes_seen_total").increment(1);
+        if role == Role::Leader && !was_leader {
+            tracing::info!(member = format!("{:x}", self.shared.id), "became leader");
+            self.shared
+                .store
+                .write()
+                .lease_promote(self.shared.now_ms());
+            self.revoking.clear();
+        }
+        if leader == 0 {
+            // Reads waiting for a round that can no longer finish.
+            for (_, w) in self.reads_in_flight.drain() {
+                for tx in w {
+                    let _ = tx.send(Err(ServerError::NoLeader));
+                }
+            }
+        }
+    }
+
+    fn release_reads(&mut self) {
+        while let Some((&index, _)) = self.reads_to_apply.first_key_value() {
+            if index > self.applied {
+                break;
+            }
+            let (_, w) = self.reads_to_apply.pop_first().expect("non-empty");
+            for tx in w {
+                let _ = tx.send(Ok(()));
+            }
+        }
+    }
+
+    fn refresh_status(&mut self) {
+        let st = self.node.status();
+        let mut s = self.shared.status.write();
+        s.term = st.hard_state.term;
+        s.commit = st.hard_state.commit;
+        s.applied = self.applied;
+        s.last_index = st.last_index;
+        s.is_learner = st.conf_state.learners.contains(&self.shared.id);
+        s.progress = st.progress.iter().map(|(id, p)| (*id, p.matched)).collect();
+        drop(s);
+        metrics::gauge!("concord_raft_term").set(st.hard_state.term as f64);
+        metrics::gauge!("concord_raft_commit_index").set(st.hard_state.commit as f64);
+        metrics::gauge!("concord_raft_applied_index").set(self.applied as f64);
+        metrics::gauge!("concord_is_leader").set(if st.role == Role::Leader { 1.0 } else { 0.0 });
+        for (id, p) in &st.progress {
+            metrics::gauge!("concord_follower_apply_lag", "member" => format!("{id:x}"))
+                .set(st.hard_state.commit.saturating_sub(p.matched) as f64);
+        }
+    }
+
+    /// Applies committed entries in order: runs of MVCC commands go to the
+    /// store in one batch; membership and server operations in between.
+    fn apply(&mut self, entries: &[Entry]) -> Result<(), ServerError> {
+        let mut run: Vec<(u64, u64, Command)> = Vec::new();
+        for e in entries {
+            match &e.kind {
+                EntryKind::Normal => match envelope::decode(&e.data) {
+                    Ok(Some((id, Payload::Mvcc(cmd)))) => run.push((e.index, id, cmd)),
+                    Ok(Some((id, Payload::Server(op)))) => {
+                        self.apply_run(&mut run)?;
+                        self.apply_server_op(op)?;
+                        self.shared.respond(id, Ok(Outcome::Done));
+                    }
+                    Ok(None) => self.apply_run(&mut run)?,
+                    Err(err) => {
+                        // Only a bug puts an undecodable entry in the log;
+                        // every member skips it the same way.
+                        tracing::error!(index = e.index, error = %err, "skipping undecodable entry");
+                        self.apply_run(&mut run)?;
+                    }
+                },
+                EntryKind::ConfChange(cc) => {
+                    self.apply_run(&mut run)?;
+                    self.apply_conf_change(cc, &e.data)?;
+                }
+            }
+            self.applied = e.index;
+        }
+        self.apply_run(&mut run)
+    }
+
+    fn apply_run(&mut self, run: &mut Vec<(u64, u64, Command)>) -> Result<(), ServerError> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<(u64, Command)> = run.iter().map(|(i, _, c)| (*i, c.clone())).collect();
+        let ids: HashMap<u64, u64> = run.iter().map(|(i, id, _)| (*i, *id)).collect();
+        run.clear();
+        let applied = {
+            let mut store = self.shared.store.write();
+            store.apply_batch(&batch)?
+        };
+        let mut events = Vec::new();
+        for a in applied {
+            if let Command::LeaseRevoke { id } = batch
+                .iter()
+                .find(|(i, _)| *i == a.index)
+                .map(|(_, c)| c)
+                .unwrap_or(&Command::Noop)
+            {
+                self.revoking.remove(id);
+            }
+            events.extend(a.events);
+            match a.result {
+                Ok(_) => metrics::counter!("concord_proposals_committed_total").increment(1),
+                Err(_) => metrics::counter!("concord_proposals_failed_total").increment(1),
+            }
+            if let Some(&id) = ids.get(&a.index) {
+                self.shared.respond(id, Ok(Outcome::Mvcc(a.result)));
+            }
+        }
+        if !events.is_empty() {
+            let store = self.shared.store.read();
+            self.shared.watch.publish(events, &store);
+        }
+        Ok(())
+    }
+
+    fn apply_server_op(&mut self, op: ServerOp) -> Result<(), ServerError> {
+        let mut t = self.shared.members.write();
+        match op {
+            ServerOp::SetAttributes {
+                id,
+                name,
+                client_urls,
+            } => t.set_attributes(id, &name, &client_urls),
+            ServerOp::SetPeerUrls { id, peer_urls } => {
+                t.set_peer_urls(id, &peer_urls);
+                if let Some(u) = peer_urls.first() {
+                    if let Ok(addr) = crate::config::parse_host_port(u) {
+                        self.transport.set_peer(id, addr);
+                    }
+                }
+            }
+            ServerOp::Alarm {
+                activate,
+                member,
+                alarm,
+            } => {
+                if activate {
+                    t.alarms.insert((member, alarm));
+                } else {
+                    t.alarms.remove(&(member, alarm));
+                }
+            }
+        }
+        t.save(&self.shared.data_dir)?;
+        Ok(())
+    }
+
+    fn apply_conf_change(&mut self, cc: &ConfChange, data: &[u8]) -> Result<(), ServerError> {
+        let ctx: Option<MemberContext> = serde_json::from_slice(data).ok();
+        let added = ctx.as_ref().and_then(|c| c.member.clone());
+        let me = self.shared.id;
+        let mut removed_self = false;
+        {
+            let mut t = self.shared.members.write();
+            for step in &cc.changes {
+                match *step {
+                    ConfChangeStep::AddVoter(n) | ConfChangeStep::AddLearner(n) => {
+                        let learner = matches!(step, ConfChangeStep::AddLearner(_));
+                        match added.clone().filter(|m| m.id == n) {
+                            Some(mut m) => {
+                                m.is_learner = learner;
+                                if let Some(u) = m.peer_urls.first() {
+                                    if let Ok(addr) = crate::config::parse_host_port(u) {
+                                        self.transport.set_peer(n, addr);
+                                    }
+                                }
+                                t.add(m);
+                            }
+                            None if !learner => t.promote(n),
+                            None => {}
+                        }
+                    }
+                    ConfChangeStep::Remove(n) => {
+                        t.remove(n);
+                        self.transport.remove_peer(n);
+                        removed_self |= n == me;
+                    }
+                }
+            }
+            t.save(&self.shared.data_dir)?;
+        }
+        if let Some(c) = ctx {
+            self.shared.respond(c.request, Ok(Outcome::Done));
+        }
+        if removed_self {
+            tracing::warn!("this member was removed from the cluster; stopping");
+            self.shared.removed.store(true, Ordering::Relaxed);
+            let _ = self.shared.shutdown.send(true);
+        }
+        Ok(())
+    }
+
+    fn restore_snapshot(&mut self, s: &Snapshot) -> Result<(), ServerError> {
+        let (members, image) = snapshot::decode(&s.data).map_err(ServerError::Internal)?;
+        self.shared.store.write().restore(image)?;
+        members.save(&self.shared.data_dir)?;
+        for m in members.members.values() {
+            if let Some(addr) = m
+                .peer_urls
+                .first()
+                .and_then(|u| crate::config::parse_host_port(u).ok())
+            {
+                self.transport.set_peer(m.id, addr);
+            }
+        }
+        *self.shared.members.write() = members;
+        self.applied = s.meta.index;
+        self.snapshot_index = s.meta.index;
+        tracing::info!(index = s.meta.index, "restored a snapshot from the leader");
+        Ok(())
+    }
+
+    /// Every `--snapshot-count` applied entries: make the store durable,
+    /// save a snapshot file, then let the WAL drop what it covers.
+    fn maybe_snapshot(&mut self) -> Result<(), ServerError> {
+        if self.applied < self.snapshot_index + self.snapshot_count {
+            return Ok(());
+        }
+        let index = self.applied;
+        let data = {
+            let mut store = self.shared.store.write();
+            store.checkpoint()?;
+            snapshot::encode(&self.shared.members.read(), &store.snapshot())
+        };
+        let meta = self
+            .node
+            .compact(index, Bytes::from(data.clone()))
+            .map_err(|e| ServerError::Internal(e.to_string()))?;
+        let snap = Snapshot {
+            meta: meta.clone(),
+            data: Bytes::from(data),
+        };
+        self.snaps.save(GROUP, &snap)?;
+        self.wal.compact(
+            GROUP,
+            SnapshotMark {
+                index: meta.index,
+                term: meta.term,
+            },
+        )?;
+        self.snaps.prune(GROUP)?;
+        self.snapshot_index = index;
+        tracing::info!(index, "saved a snapshot and compacted the WAL");
+        Ok(())
+    }
+
+    /// Leader only: revoke expired leases and checkpoint remaining TTLs.
+    fn lease_duties(&mut self) {
+        let now = self.shared.now_ms();
+        let expired = self.shared.store.read().expired_leases(now);
+        for id in expired {
+            // Re-propose a revoke that did not apply within 50 ticks.
+            if self.revoking.get(&id).is_some_and(|&t| self.ticks < t + 50) {
+                continue;
+            }
+            self.revoking.insert(id, self.ticks);
+            self.proposals.push((
+                0,
+                envelope::encode(0, &Payload::Mvcc(Command::LeaseRevoke { id })),
+            ));
+        }
+        if self.ticks % LEASE_CHECKPOINT_TICKS == 0 {
+            let checkpoints = self.shared.store.read().lease_remaining(now);
+            if !checkpoints.is_empty() {
+                let cmd = Command::LeaseCheckpoint { checkpoints };
+                self.proposals
+                    .push((0, envelope::encode(0, &Payload::Mvcc(cmd))));
+            }
+        }
+    }
+
+    /// Once a leader is known, publish this member's name and client URLs
+    /// if the table does not have them yet.
+    fn maybe_publish_attributes(&mut self) {
+        if self.published_attributes || self.shared.status.read().leader == 0 {
+            return;
+        }
+        let me = self.shared.id;
+        let wanted = self.shared.client_urls.clone();
+        let current = self.shared.members.read().members.get(&me).cloned();
+        match current {
+            Some(m) if m.name == self.shared.name && m.client_urls == wanted => {
+                self.published_attributes = true;
+            }
+            Some(_) if self.ticks % 10 == 0 => {
+                let op = ServerOp::SetAttributes {
+                    id: me,
+                    name: self.shared.name.clone(),
+                    client_urls: wanted,
+                };
+                self.proposals
+                    .push((0, envelope::encode(0, &Payload::Server(op))));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn raft_error(e: RaftError) -> ServerError {
+    match e {
+        RaftError::NoLeader | RaftError::NotLeader(_) => ServerError::NoLeader,
+        RaftError::TransferInProgress => ServerError::LeaderChanged,
+        RaftError::TooManyUncommitted | RaftError::TooManyPendingReads => {
+            ServerError::TooManyRequests
+        }
+        RaftError::LearnerNotCaughtUp(_) => ServerError::LearnerNotReady,
+        RaftError::ConfChangeInProgress => {
+            ServerError::BadMembership("a membership change is already in progress".into())
+        }
+        RaftError::InvalidConfChange(m) => ServerError::BadMembership(m),
+        other => ServerError::Internal(other.to_string()),
+    }
+}
+
+fn clone_err(e: &ServerError) -> ServerError {
+    match e {
+        ServerError::NoLeader => ServerError::NoLeader,
+        ServerError::TooManyRequests => ServerError::TooManyRequests,
+        ServerError::LeaderChanged => ServerError::LeaderChanged,
+        other => ServerError::Internal(other.to_string()),
+    }
+}

@@ -1,0 +1,133 @@
+//! Server errors, and their mapping to etcd's gRPC codes and messages
+//! (clients match on the message strings).
+
+use concord_mvcc::MvccError;
+use thiserror::Error;
+use tonic::{Code, Status};
+
+/// Everything that can fail in the server.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    /// Bad flags or config file.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// WAL or snapshot storage failed.
+    #[error("storage: {0}")]
+    Storage(#[from] concord_storage::StorageError),
+    /// The state machine failed or refused the request.
+    #[error(transparent)]
+    Mvcc(#[from] MvccError),
+    /// An I/O error outside the WAL.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// No leader is known.
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    /// The request did not finish in time.
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    /// Leadership changed while the request was in flight.
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    /// Queues are full: the client should back off.
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    /// The request is over `--max-request-bytes`.
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    /// The NOSPACE alarm is raised.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// Unknown member id.
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    /// A member with these peer URLs exists.
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    /// Promote of a member that is not a learner.
+    #[error("etcdserver: can only promote a learner member")]
+    NotLearner,
+    /// Promote of a learner whose log is behind.
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    /// A membership change is in progress or invalid.
+    #[error("etcdserver: {0}")]
+    BadMembership(String),
+    /// This member was removed from the cluster.
+    #[error("etcdserver: the member has been permanently removed from the cluster")]
+    Removed,
+    /// The server is shutting down.
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    /// Anything else.
+    #[error("etcdserver: {0}")]
+    Internal(String),
+}
+
+impl From<ServerError> for Status {
+    fn from(e: ServerError) -> Status {
+        let msg = e.to_string();
+        let code = match &e {
+            ServerError::Mvcc(m) => mvcc_code(m),
+            ServerError::NoLeader | ServerError::Timeout | ServerError::LeaderChanged => {
+                Code::Unavailable
+            }
+            ServerError::Stopped => Code::Unavailable,
+            ServerError::TooManyRequests => Code::ResourceExhausted,
+            ServerError::RequestTooLarge => Code::InvalidArgument,
+            ServerError::NoSpace => Code::ResourceExhausted,
+            ServerError::MemberNotFound => Code::NotFound,
+            ServerError::PeerUrlExists => Code::FailedPrecondition,
+            ServerError::NotLearner | ServerError::LearnerNotReady => Code::FailedPrecondition,
+            ServerError::BadMembership(_) => Code::FailedPrecondition,
+            ServerError::Removed => Code::FailedPrecondition,
+            ServerError::Config(_) => Code::InvalidArgument,
+            ServerError::Storage(_) | ServerError::Io(_) | ServerError::Internal(_) => {
+                Code::Internal
+            }
+        };
+        Status::new(code, msg)
+    }
+}
+
+fn mvcc_code(e: &MvccError) -> Code {
+    match e {
+        MvccError::EmptyKey
+        | MvccError::RequestTooLarge
+        | MvccError::TooManyTxnOps
+        | MvccError::DuplicateKey
+        | MvccError::InvalidRange
+        | MvccError::ValueProvided
+        | MvccError::LeaseProvided
+        | MvccError::Codec(_) => Code::InvalidArgument,
+        MvccError::Compacted | MvccError::FutureRevision => Code::OutOfRange,
+        MvccError::LeaseNotFound | MvccError::KeyNotFound => Code::NotFound,
+        MvccError::LeaseExists => Code::FailedPrecondition,
+        MvccError::LeaseTtlTooLarge => Code::OutOfRange,
+        MvccError::Storage(_) | MvccError::Corrupt(_) => Code::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_codes_and_messages() {
+        let s: Status = ServerError::Mvcc(MvccError::Compacted).into();
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert_eq!(s.message(), "mvcc: required revision has been compacted");
+        let s: Status = ServerError::Mvcc(MvccError::LeaseNotFound).into();
+        assert_eq!(s.code(), Code::NotFound);
+        assert_eq!(s.message(), "etcdserver: requested lease not found");
+        let s: Status = ServerError::NoLeader.into();
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(s.message(), "etcdserver: no leader");
+        let s: Status = ServerError::RequestTooLarge.into();
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(s.message(), "etcdserver: request is too large");
+        let s: Status = ServerError::NoSpace.into();
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(s.message(), "etcdserver: mvcc: database space exceeded");
+    }
+}

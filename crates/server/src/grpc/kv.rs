@@ -1,0 +1,159 @@
+//! The KV service: Range, Put, DeleteRange, Txn, Compact.
+//!
+//! Writes go through the log (a follower forwards them to the leader);
+//! linearizable reads wait for a ReadIndex barrier and are then served from
+//! the local store; serializable reads are served locally at once.
+
+use std::time::Instant;
+
+use concord_mvcc::{Command, Response as MvccResponse};
+use concord_proto::etcdserverpb::kv_server::Kv;
+use concord_proto::etcdserverpb::*;
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use super::{count, current_header, header, State};
+use crate::envelope::Payload;
+use crate::error::ServerError;
+use crate::shared::Outcome;
+
+/// The KV service.
+#[derive(Debug, Clone)]
+pub struct KvService {
+    /// Shared server state.
+    pub state: State,
+}
+
+/// Runs an MVCC command through the log and returns its response.
+pub async fn write(state: &State, cmd: Command) -> Result<MvccResponse, Status> {
+    if state.no_space() && !matches!(cmd, Command::DeleteRange(_) | Command::Compact { .. }) {
+        return Err(ServerError::NoSpace.into());
+    }
+    match state.propose(Payload::Mvcc(cmd)).await? {
+        Outcome::Mvcc(r) => r.map_err(|e| ServerError::Mvcc(e).into()),
+        Outcome::Done => Err(Status::internal("etcdserver: unexpected apply result")),
+    }
+}
+
+fn observe(method: &'static str, started: Instant) {
+    count(method);
+    metrics::histogram!("concord_grpc_request_duration_seconds", "method" => method)
+        .record(started.elapsed().as_secs_f64());
+}
+
+fn check_size(state: &State, n: usize) -> Result<(), Status> {
+    if n > state.max_request_bytes {
+        return Err(ServerError::RequestTooLarge.into());
+    }
+    Ok(())
+}
+
+/// Serves a range (after the barrier, if linearizable).
+pub async fn range(state: &State, r: RangeRequest) -> Result<RangeResponse, Status> {
+    if r.key.is_empty() {
+        return Err(ServerError::Mvcc(concord_mvcc::MvccError::EmptyKey).into());
+    }
+    if !r.serializable {
+        state.read_barrier().await?;
+    }
+    if convert::is_backwards(&r.key, &r.range_end) {
+        return Ok(RangeResponse {
+            header: Some(current_header(state)),
+            ..Default::default()
+        });
+    }
+    let req = convert::range_request(r)?;
+    let resp = state.store.read().range(&req).map_err(ServerError::Mvcc)?;
+    Ok(convert::range_response(resp, header(state, 0)))
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let started = Instant::now();
+        let r = range(&self.state, req.into_inner()).await;
+        observe("Range", started);
+        r.map(Response::new)
+    }
+
+    async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        check_size(&self.state, r.key.len() + r.value.len())?;
+        let resp = write(&self.state, Command::Put(convert::put_request(r))).await;
+        observe("Put", started);
+        match resp? {
+            MvccResponse::Put(p) => Ok(Response::new(convert::put_response(
+                p,
+                header(&self.state, 0),
+            ))),
+            _ => Err(Status::internal("etcdserver: unexpected apply result")),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        req: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        check_size(&self.state, r.key.len() + r.range_end.len())?;
+        if convert::is_backwards(&r.key, &r.range_end) {
+            return Ok(Response::new(DeleteRangeResponse {
+                header: Some(current_header(&self.state)),
+                ..Default::default()
+            }));
+        }
+        let resp = write(
+            &self.state,
+            Command::DeleteRange(convert::delete_request(r)),
+        )
+        .await;
+        observe("DeleteRange", started);
+        match resp? {
+            MvccResponse::DeleteRange(d) => Ok(Response::new(convert::delete_response(
+                d,
+                header(&self.state, 0),
+            ))),
+            _ => Err(Status::internal("etcdserver: unexpected apply result")),
+        }
+    }
+
+    async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        check_size(&self.state, prost::Message::encoded_len(&r))?;
+        let t = convert::txn_request(r)?;
+        let resp = write(&self.state, Command::Txn(t)).await;
+        observe("Txn", started);
+        match resp? {
+            MvccResponse::Txn(t) => Ok(Response::new(convert::txn_response(
+                t,
+                header(&self.state, 0),
+            ))),
+            _ => Err(Status::internal("etcdserver: unexpected apply result")),
+        }
+    }
+
+    async fn compact(
+        &self,
+        req: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        let resp = write(
+            &self.state,
+            Command::Compact {
+                revision: r.revision,
+            },
+        )
+        .await;
+        observe("Compact", started);
+        match resp? {
+            MvccResponse::Compact { revision } => Ok(Response::new(CompactionResponse {
+                header: Some(header(&self.state, revision)),
+            })),
+            _ => Err(Status::internal("etcdserver: unexpected apply result")),
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The Lock service (`v3lockpb`), built on KV, leases and watches as
+//! etcd's is: the lock key is `name/<lease id in hex>`, created with the
+//! caller's lease; the holder is the key with the lowest create revision
+//! under `name/`; a waiter watches only the key just before its own (no
+//! herd), and re-checks its lease once it gets the lock. The key's create
+//! revision is the fencing token.
+
+use bytes::Bytes;
+use concord_mvcc::{
+    Command, Compare, CompareResult, CompareTarget, PutRequest, RangeRequest, RequestOp,
+    Response as MvccResponse, ResponseOp, SortOrder, SortTarget, TxnRequest,
+};
+use concord_proto::v3lockpb::lock_server::Lock;
+use concord_proto::v3lockpb::*;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use super::kv::write;
+use super::{count, header, State};
+use crate::error::ServerError;
+use crate::watch::{Delivery, WatchSpec};
+
+/// The Lock service.
+#[derive(Debug, Clone)]
+pub struct LockService {
+    /// Shared server state.
+    pub state: State,
+}
+
+/// `prefix` + 1 on the last byte: the end of a prefix range.
+pub fn prefix_end(prefix: &[u8]) -> Bytes {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Bytes::from(end);
+        }
+    }
+    Bytes::from_static(b"\0")
+}
+
+/// Creates `key` with `lease` (and `value`) unless it exists; returns its
+/// create revision and the header revision.
+pub async fn create_key(
+    state: &State,
+    key: &Bytes,
+    value: &Bytes,
+    lease: i64,
+) -> Result<(i64, i64), Status> {
+    let txn = TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal,
+            target: CompareTarget::Create(0),
+            key: key.clone(),
+            range_end: Bytes::new(),
+        }],
+        success: vec![RequestOp::Put(PutRequest {
+            key: key.clone(),
+            value: value.clone(),
+            lease,
+            ..Default::default()
+        })],
+        failure: vec![RequestOp::Range(RangeRequest {
+            key: key.clone(),
+            ..Default::default()
+        })],
+    };
+    match write(state, Command::Txn(txn)).await? {
+        MvccResponse::Txn(t) if t.succeeded => Ok((t.revision, t.revision)),
+        MvccResponse::Txn(t) => match t.responses.first() {
+            Some(ResponseOp::Range(r)) if !r.kvs.is_empty() => {
+                Ok((r.kvs[0].create_revision, t.revision))
+            }
+            _ => Err(Status::internal("etcdserver: lock key vanished")),
+        },
+        _ => Err(Status::internal("etcdserver: unexpected apply result")),
+    }
+}
+
+/// Waits until no key under `prefix` was created before `my_rev`. Each
+/// round watches only the newest older key for its deletion.
+pub async fn wait_for_turn(state: &State, prefix: &Bytes, my_rev: i64) -> Result<(), Status> {
+    loop {
+        state.read_barrier().await?;
+        let (prev, rev) = {
+            let store = state.store.read();
+            let r = store
+                .range(&RangeRequest {
+                    key: prefix.clone(),
+                    range_end: prefix_end(prefix),
+                    limit: 1,
+                    sort_order: SortOrder::Descend,
+                    sort_target: SortTarget::Create,
+                    max_create_revision: my_rev - 1,
+                    ..Default::default()
+                })
+                .map_err(ServerError::Mvcc)?;
+            (r.kvs.into_iter().next(), store.current_revision())
+        };
+        let Some(prev) = prev else {
+            return Ok(());
+        };
+        wait_deleted(state, &prev.key, rev + 1).await?;
+    }
+}
+
+/// Waits for a delete of `key` at or after `start_rev`.
+pub async fn wait_deleted(state: &State, key: &Bytes, start_rev: i64) -> Result<(), Status> {
+    let (tx, mut rx) = mpsc::channel::<Delivery>(16);
+    let spec = WatchSpec {
+        key: key.clone(),
+        range_end: Bytes::new(),
+        no_put: true,
+        no_delete: false,
+        prev_kv: false,
+    };
+    let id = {
+        let store = state.store.read();
+        state.watch.add(spec, 0, start_rev, tx, &store)
+    };
+    let _guard = HubGuard(state.clone(), id);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            d = rx.recv() => match d {
+                Some(d) if !d.events.is_empty() => return Ok(()),
+                Some(_) => {}
+                None => return Err(ServerError::Stopped.into()),
+            },
+            _ = tick.tick() => {
+                let r = {
+                    let store = state.store.read();
+                    state.watch.catch_up(id, &store)
+                };
+                if let crate::watch::CatchUp::Compacted(_) = r {
+                    return Ok(()); // re-check from the current state
+                }
+            }
+        }
+    }
+}
+
+struct HubGuard(State, u64);
+
+impl Drop for HubGuard {
+    fn drop(&mut self) {
+        self.0.watch.remove(self.1);
+    }
+}
+
+/// Deletes a key if the request that created it is abandoned.
+struct DeleteOnDrop {
+    state: Option<State>,
+    key: Bytes,
+}
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        if let Some(state) = self.state.take() {
+            let key = self.key.clone();
+            tokio::spawn(async move {
+                let _ = delete_key(&state, key).await;
+            });
+        }
+    }
+}
+
+async fn delete_key(state: &State, key: Bytes) -> Result<i64, Status> {
+    let cmd = Command::DeleteRange(concord_mvcc::DeleteRangeRequest {
+        key,
+        ..Default::default()
+    });
+    match write(state, cmd).await? {
+        MvccResponse::DeleteRange(d) => Ok(d.revision),
+        _ => Err(Status::internal("etcdserver: unexpected apply result")),
+    }
+}
+
+/// Checks that a lease still exists.
+pub fn lease_alive(state: &State, lease: i64) -> bool {
+    state.store.read().leases().iter().any(|l| l.id == lease)
+}
+
+#[tonic::async_trait]
+impl Lock for LockService {
+    async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        count("Lock");
+        let r = req.into_inner();
+        if r.name.is_empty() {
+            return Err(Status::invalid_argument("etcdserver: key is not provided"));
+        }
+        if !lease_alive(&self.state, r.lease) {
+            return Err(ServerError::Mvcc(concord_mvcc::MvccError::LeaseNotFound).into());
+        }
+        let mut prefix = r.name.to_vec();
+        prefix.push(b'/');
+        let prefix = Bytes::from(prefix);
+        let mut key = prefix.to_vec();
+        key.extend_from_slice(format!("{:x}", r.lease).as_bytes());
+        let key = Bytes::from(key);
+        let (my_rev, _) = create_key(&self.state, &key, &Bytes::new(), r.lease).await?;
+        let mut guard = DeleteOnDrop {
+            state: Some(self.state.clone()),
+            key: key.clone(),
+        };
+        wait_for_turn(&self.state, &prefix, my_rev).await?;
+        if !lease_alive(&self.state, r.lease) {
+            return Err(ServerError::Mvcc(concord_mvcc::MvccError::LeaseNotFound).into());
+        }
+        guard.state = None;
+        let rev = self.state.store.read().current_revision();
+        Ok(Response::new(LockResponse {
+            header: Some(header(&self.state, rev)),
+            key,
+        }))
+    }
+
+    async fn unlock(
+        &self,
+        req: Request<UnlockRequest>,
+    ) -> Result<Response<UnlockResponse>, Status> {
+        count("Unlock");
+        let rev = delete_key(&self.state, req.into_inner().key).await?;
+        Ok(Response::new(UnlockResponse {
+            header: Some(header(&self.state, rev)),
+        }))
+    }
+}

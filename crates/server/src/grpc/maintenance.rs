@@ -1,0 +1,224 @@
+//! The Maintenance service: Status, Alarm, Hash, HashKV, Snapshot,
+//! Defragment, MoveLeader.
+
+use std::pin::Pin;
+
+use concord_proto::etcdserverpb::alarm_request::AlarmAction;
+use concord_proto::etcdserverpb::maintenance_server::Maintenance;
+use concord_proto::etcdserverpb::*;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::{count, current_header, header, State};
+use crate::envelope::{Payload, ServerOp};
+use crate::error::ServerError;
+
+/// The version reported by Status (the etcd API level Concord serves).
+pub const SERVER_VERSION: &str = "3.5.0";
+/// Bytes per Snapshot stream message.
+pub const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+/// The Maintenance service.
+#[derive(Debug, Clone)]
+pub struct MaintenanceService {
+    /// Shared server state.
+    pub state: State,
+}
+
+/// Size of the backend file.
+pub fn db_size(state: &State) -> i64 {
+    std::fs::metadata(crate::server::backend_path(&state.data_dir)).map_or(0, |m| m.len() as i64)
+}
+
+/// Raises NOSPACE through the log when the backend outgrows the quota.
+pub async fn check_quota(state: &State) {
+    if state.quota_backend_bytes == 0 || state.no_space() {
+        return;
+    }
+    if db_size(state) as u64 > state.quota_backend_bytes {
+        tracing::warn!("backend over --quota-backend-bytes; raising NOSPACE");
+        let op = ServerOp::Alarm {
+            activate: true,
+            member: state.id,
+            alarm: AlarmType::Nospace as i32,
+        };
+        let _ = state.propose(Payload::Server(op)).await;
+    }
+}
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        count("Alarm");
+        let r = req.into_inner();
+        let action = AlarmAction::try_from(r.action)
+            .map_err(|_| Status::invalid_argument("etcdserver: invalid alarm action"))?;
+        if action != AlarmAction::Get {
+            let activate = action == AlarmAction::Activate;
+            let op = ServerOp::Alarm {
+                activate,
+                member: r.member_id,
+                alarm: r.alarm,
+            };
+            self.state.propose(Payload::Server(op)).await?;
+        }
+        let alarms = self
+            .state
+            .members
+            .read()
+            .alarms
+            .iter()
+            .filter(|(m, a)| {
+                action == AlarmAction::Get
+                    || (r.member_id == 0 || *m == r.member_id) && (r.alarm == 0 || *a == r.alarm)
+            })
+            .map(|&(member_id, alarm)| AlarmMember { member_id, alarm })
+            .collect();
+        Ok(Response::new(AlarmResponse {
+            header: Some(current_header(&self.state)),
+            alarms,
+        }))
+    }
+
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        count("Status");
+        let st = self.state.raft_status();
+        let size = db_size(&self.state);
+        let errors = self
+            .state
+            .members
+            .read()
+            .alarms
+            .iter()
+            .map(|(m, a)| format!("memberID:{m} alarm:{} ", alarm_name(*a)))
+            .collect();
+        Ok(Response::new(StatusResponse {
+            header: Some(current_header(&self.state)),
+            version: SERVER_VERSION.into(),
+            db_size: size,
+            leader: st.leader,
+            raft_index: st.commit,
+            raft_term: st.term,
+            raft_applied_index: st.applied,
+            errors,
+            db_size_in_use: size,
+            is_learner: st.is_learner,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        count("Defragment");
+        // redb reuses freed pages itself; a durable checkpoint is the useful part.
+        self.state
+            .store
+            .write()
+            .checkpoint()
+            .map_err(ServerError::Mvcc)?;
+        Ok(Response::new(DefragmentResponse {
+            header: Some(current_header(&self.state)),
+        }))
+    }
+
+    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        count("Hash");
+        let h = self
+            .state
+            .store
+            .read()
+            .hash_kv(0)
+            .map_err(ServerError::Mvcc)?;
+        Ok(Response::new(HashResponse {
+            header: Some(current_header(&self.state)),
+            hash: h.hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        count("HashKV");
+        let rev = req.into_inner().revision;
+        let store = self.state.store.read();
+        let h = store.hash_kv(rev).map_err(ServerError::Mvcc)?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(header(&self.state, store.current_revision())),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+            hash_revision: h.revision,
+        }))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        _req: Request<SnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
+        count("Snapshot");
+        let blob = crate::bolt_snapshot::build(&self.state)?;
+        let state = self.state.clone();
+        let total = blob.len();
+        let chunks: Vec<Result<SnapshotResponse, Status>> = blob
+            .chunks(SNAPSHOT_CHUNK)
+            .enumerate()
+            .map(|(i, c)| {
+                let sent = (i * SNAPSHOT_CHUNK + c.len()) as u64;
+                Ok(SnapshotResponse {
+                    header: Some(current_header(&state)),
+                    remaining_bytes: total as u64 - sent,
+                    blob: bytes::Bytes::copy_from_slice(c),
+                    version: String::new(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn move_leader(
+        &self,
+        req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        count("MoveLeader");
+        let target = req.into_inner().target_id;
+        if !self.state.is_leader() {
+            return Err(Status::failed_precondition("etcdserver: not leader"));
+        }
+        match self.state.members.read().members.get(&target) {
+            None => return Err(ServerError::MemberNotFound.into()),
+            Some(m) if m.is_learner => {
+                return Err(Status::failed_precondition(
+                    "etcdserver: can not transfer leadership to a learner",
+                ))
+            }
+            Some(_) => {}
+        }
+        self.state.transfer_leader(target).await?;
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(current_header(&self.state)),
+        }))
+    }
+
+    async fn downgrade(
+        &self,
+        _req: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(Status::unimplemented("concord: downgrade is not supported"))
+    }
+}
+
+fn alarm_name(a: i32) -> &'static str {
+    match AlarmType::try_from(a) {
+        Ok(AlarmType::Nospace) => "NOSPACE",
+        Ok(AlarmType::Corrupt) => "CORRUPT",
+        _ => "NONE",
+    }
+}

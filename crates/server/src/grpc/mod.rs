@@ -1,0 +1,40 @@
+//! The etcd v3 gRPC services.
+
+pub mod cluster;
+pub mod convert;
+pub mod election;
+pub mod kv;
+pub mod lease;
+pub mod lock;
+pub mod maintenance;
+pub mod watch;
+
+use std::sync::Arc;
+
+use concord_proto::etcdserverpb::ResponseHeader;
+
+use crate::shared::Shared;
+
+/// A response header with this member's ids, the current term and `revision`.
+pub fn header(s: &Shared, revision: i64) -> ResponseHeader {
+    ResponseHeader {
+        cluster_id: s.cluster_id,
+        member_id: s.id,
+        revision,
+        raft_term: s.status.read().term,
+    }
+}
+
+/// A header at the store's current revision.
+pub fn current_header(s: &Shared) -> ResponseHeader {
+    let rev = s.store.read().current_revision();
+    header(s, rev)
+}
+
+/// Shared state handle every service holds.
+pub type State = Arc<Shared>;
+
+/// Counts a request by method for `/metrics`.
+pub fn count(method: &'static str) {
+    metrics::counter!("concord_grpc_requests_total", "method" => method).increment(1);
+}

@@ -1,0 +1,179 @@
+//! The client listener (gRPC and HTTP on one port, as etcd does) and the
+//! metrics listener: `/health`, `/livez`, `/readyz`, `/metrics`.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::State as AxState;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use concord_proto::etcdserverpb::{
+    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer,
+};
+use concord_proto::v3electionpb::election_server::ElectionServer;
+use concord_proto::v3lockpb::lock_server::LockServer;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::grpc;
+use crate::shared::Shared;
+
+static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process.
+pub fn install_metrics() {
+    METRICS.get_or_init(|| {
+        let buckets = [
+            0.0001, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512,
+            1.024, 2.048, 4.096, 8.192,
+        ];
+        PrometheusBuilder::new()
+            .set_buckets(&buckets)
+            .ok()?
+            .install_recorder()
+            .ok()
+    });
+}
+
+/// Everything served on a client URL: the gRPC services plus HTTP health
+/// and metrics routes.
+#[derive(Clone, Debug)]
+pub struct ClientRouter {
+    state: Arc<Shared>,
+    min_ttl: i64,
+    token: String,
+}
+
+/// The services of this member.
+pub fn router(state: Arc<Shared>, min_ttl: i64, token: &str) -> ClientRouter {
+    ClientRouter {
+        state,
+        min_ttl,
+        token: token.to_string(),
+    }
+}
+
+fn http_routes(state: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+}
+
+/// Serves gRPC and HTTP on one client listener.
+pub async fn serve_grpc(
+    listener: TcpListener,
+    r: ClientRouter,
+    shared: Arc<Shared>,
+    max_request_bytes: usize,
+) {
+    // etcd accepts messages up to the request limit plus gRPC overhead.
+    let max = max_request_bytes + 512 * 1024;
+    let s = r.state.clone();
+    let kv = KvServer::new(grpc::kv::KvService { state: s.clone() }).max_decoding_message_size(max);
+    let watch = WatchServer::new(grpc::watch::WatchService {
+        state: s.clone(),
+        progress_interval: grpc::watch::PROGRESS_INTERVAL,
+    })
+    .max_decoding_message_size(max);
+    let lease = LeaseServer::new(grpc::lease::LeaseService {
+        state: s.clone(),
+        min_ttl: r.min_ttl,
+    });
+    let cluster = ClusterServer::new(grpc::cluster::ClusterService {
+        state: s.clone(),
+        token: r.token.clone(),
+    });
+    let maintenance =
+        MaintenanceServer::new(grpc::maintenance::MaintenanceService { state: s.clone() })
+            .max_encoding_message_size(usize::MAX);
+    let lock = LockServer::new(grpc::lock::LockService { state: s.clone() });
+    let election = ElectionServer::new(grpc::election::ElectionService { state: s.clone() });
+    let routes = tonic::service::Routes::new(kv)
+        .add_service(watch)
+        .add_service(lease)
+        .add_service(cluster)
+        .add_service(maintenance)
+        .add_service(lock)
+        .add_service(election);
+    let app = routes.into_axum_router().merge(http_routes(s));
+    let mut stop = shared.shutdown.subscribe();
+    let r = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_routes(tonic::service::Routes::from(app))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, "client listener failed");
+    }
+}
+
+/// Serves only the HTTP routes (`--listen-metrics-urls`).
+pub async fn serve_metrics(listener: TcpListener, shared: Arc<Shared>) {
+    let app = http_routes(shared);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "metrics listener failed");
+    }
+}
+
+async fn health(AxState(s): AxState<Arc<Shared>>) -> impl IntoResponse {
+    let ok = s.raft_status().leader != 0
+        && !s.no_space()
+        && tokio::time::timeout(Duration::from_secs(1), s.read_barrier())
+            .await
+            .is_ok_and(|r| r.is_ok());
+    let reason = if ok {
+        ""
+    } else if s.no_space() {
+        "ALARM NOSPACE"
+    } else {
+        "RAFT NO LEADER"
+    };
+    let body = format!(r#"{{"health":"{ok}","reason":"{reason}"}}"#);
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, [("content-type", "application/json")], body)
+}
+
+async fn livez() -> impl IntoResponse {
+    (StatusCode::OK, "ok\n")
+}
+
+async fn readyz(AxState(s): AxState<Arc<Shared>>) -> impl IntoResponse {
+    let st = s.raft_status();
+    if st.leader != 0 && !s.removed.load(std::sync::atomic::Ordering::Relaxed) {
+        (StatusCode::OK, "ok\n".to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no leader\n".to_string(),
+        )
+    }
+}
+
+async fn metrics_text(AxState(s): AxState<Arc<Shared>>) -> impl IntoResponse {
+    metrics::gauge!("concord_leases").set(s.store.read().leases().len() as f64);
+    metrics::gauge!("concord_db_size_bytes").set(grpc::maintenance::db_size(&s) as f64);
+    let body = METRICS
+        .get()
+        .and_then(|h| h.as_ref())
+        .map(|h| h.render())
+        .unwrap_or_default();
+    (
+        StatusCode::OK,
+        [("content-type", "text/plain; version=0.0.4")],
+        body,
+    )
+}

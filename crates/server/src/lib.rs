@@ -1,0 +1,26 @@
+//! The Concord server: one member of a Raft-replicated, etcd v3 compatible
+//! key-value store.
+//!
+//! [`server::run`] starts a member from a [`Config`] (etcd's flag names)
+//! and bound [`server::Listeners`], and stops when the given shutdown future
+//! resolves, so tests can run whole clusters in one process.
+#![deny(missing_docs)]
+
+pub mod bolt_snapshot;
+pub mod config;
+pub mod driver;
+pub mod envelope;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod join;
+pub mod members;
+pub mod server;
+pub mod shared;
+pub mod snapshot;
+pub mod transport;
+pub mod watch;
+
+pub use config::Config;
+pub use error::ServerError;
+pub use server::{run, Listeners};

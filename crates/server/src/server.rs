@@ -1,0 +1,287 @@
+//! Starting a member: open or bootstrap storage, start the driver thread,
+//! the peer transport, the ticker and the gRPC/HTTP listeners.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use concord_mvcc::{Limits, Store};
+use concord_raft::{Config as RaftConfig, RawNode, ReadMode};
+use concord_storage::{
+    FsDisk, GroupCommit, GroupCommitOptions, SnapshotMark, SnapshotOptions, SnapshotStore, Wal,
+    WalOptions,
+};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::config::{parse_host_port, Config};
+use crate::driver::{Driver, Input, GROUP, INBOX_CAPACITY};
+use crate::error::ServerError;
+use crate::members::MemberTable;
+use crate::shared::Shared;
+use crate::transport::{serve_peers, Transport};
+
+/// The MVCC backend file.
+pub fn backend_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("backend.redb")
+}
+
+fn id_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("member_id")
+}
+
+/// Bound sockets, so that tests can pick free ports.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Client listeners (gRPC and HTTP).
+    pub client: Vec<TcpListener>,
+    /// Peer listener.
+    pub peer: Vec<TcpListener>,
+    /// Metrics listeners (HTTP only).
+    pub metrics: Vec<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every URL in the configuration.
+    pub async fn bind(cfg: &Config) -> Result<Listeners, ServerError> {
+        async fn all(addrs: Vec<String>) -> Result<Vec<TcpListener>, ServerError> {
+            let mut out = Vec::new();
+            for a in addrs {
+                out.push(
+                    TcpListener::bind(&a)
+                        .await
+                        .map_err(|e| ServerError::Config(format!("cannot listen on {a}: {e}")))?,
+                );
+            }
+            Ok(out)
+        }
+        Ok(Listeners {
+            client: all(cfg.client_listen_addrs()?).await?,
+            peer: all(cfg.peer_listen_addrs()?).await?,
+            metrics: all(cfg.metrics_listen_addrs()?).await?,
+        })
+    }
+}
+
+/// Runs a member until `shutdown` resolves or the member stops itself
+/// (removed from the cluster, fatal storage error).
+pub async fn run(
+    cfg: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    crate::http::install_metrics();
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let data_dir = cfg.data_dir.clone();
+    let limits = Limits {
+        max_request_bytes: cfg.max_request_bytes,
+        ..Limits::default()
+    };
+    let mut store = Store::open_with(backend_path(&data_dir), limits)?;
+    let snaps = SnapshotStore::open(FsDisk, data_dir.join("snap"), SnapshotOptions::default())?;
+    let (mut wal, recovered) = Wal::open(FsDisk, data_dir.join("wal"), WalOptions::default())?;
+    if let Some(t) = &recovered.torn_tail {
+        tracing::warn!(?t, "cut a torn tail off the WAL");
+    }
+    let existing_log = recovered.groups.get(&GROUP).cloned();
+    let saved = MemberTable::load(&data_dir)?;
+    let saved_id = std::fs::read_to_string(id_path(&data_dir))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+
+    let raft_cfg = |id: u64| {
+        let mut c = RaftConfig::new(id, GROUP);
+        c.election_tick = cfg.election_ticks();
+        c.heartbeat_tick = 1;
+        c.pre_vote = true;
+        c.check_quorum = true;
+        c.read_mode = ReadMode::Safe;
+        c.seed = id ^ std::process::id() as u64;
+        c
+    };
+
+    let (members, id, node, snapshot_index, applied) = match (saved, saved_id, existing_log) {
+        (Some(table), Some(id), Some(log)) => {
+            // Restart from our own data.
+            let snapshot = snaps.load_latest(GROUP)?;
+            let mut table = table;
+            let mut applied = store.applied_index();
+            let snap_index = snapshot.as_ref().map_or(0, |s| s.meta.index);
+            if let Some(s) = &snapshot {
+                if s.meta.index > applied {
+                    let (t, image) =
+                        crate::snapshot::decode(&s.data).map_err(ServerError::Internal)?;
+                    store.restore(image)?;
+                    t.save(&data_dir)?;
+                    table = t;
+                    applied = s.meta.index;
+                }
+                wal.record_snapshot(
+                    GROUP,
+                    SnapshotMark {
+                        index: s.meta.index,
+                        term: s.meta.term,
+                    },
+                )?;
+            }
+            let state = log.into_initial_state(GROUP, snapshot, applied)?;
+            let node = RawNode::restart(raft_cfg(id), state)
+                .map_err(|e| ServerError::Config(e.to_string()))?;
+            tracing::info!(
+                member = format!("{id:x}"),
+                applied,
+                "restarted from the data directory"
+            );
+            (table, id, node, snap_index, applied)
+        }
+        _ if cfg.initial_cluster_state == "new" => {
+            let initial: Vec<(String, Vec<String>)> = cfg
+                .initial_members()?
+                .into_iter()
+                .map(|m| (m.name, m.peer_urls))
+                .collect();
+            let table = MemberTable::bootstrap(&initial, &cfg.initial_cluster_token);
+            let id = table
+                .members
+                .values()
+                .find(|m| m.name == cfg.name)
+                .map(|m| m.id)
+                .ok_or_else(|| ServerError::Config("--name not in --initial-cluster".into()))?;
+            let voters: Vec<u64> = table.members.keys().copied().collect();
+            table.save(&data_dir)?;
+            let node = RawNode::bootstrap(raft_cfg(id), &voters)
+                .map_err(|e| ServerError::Config(e.to_string()))?;
+            tracing::info!(member = format!("{id:x}"), "bootstrapped a new cluster");
+            (table, id, node, 0, 0)
+        }
+        _ => {
+            let table = crate::join::fetch_members(&cfg).await?;
+            let mine = cfg.advertised_peer_urls();
+            let id = table
+                .find_by_peer_urls(&mine)
+                .map(|m| m.id)
+                .ok_or_else(|| {
+                    ServerError::Config(format!(
+                        "the cluster has no member with peer URLs {mine:?}: add it with MemberAdd first"
+                    ))
+                })?;
+            table.save(&data_dir)?;
+            let node = RawNode::restart(raft_cfg(id), Default::default())
+                .map_err(|e| ServerError::Config(e.to_string()))?;
+            tracing::info!(member = format!("{id:x}"), "joining an existing cluster");
+            (table, id, node, 0, 0)
+        }
+    };
+    std::fs::write(id_path(&data_dir), id.to_string())?;
+
+    let rt = tokio::runtime::Handle::current();
+    let (inbox_tx, inbox_rx) = mpsc::channel::<Input>(INBOX_CAPACITY);
+    let cluster_id = members.cluster_id;
+    let transport = Transport::new(id, cluster_id, rt.clone());
+    for m in members.members.values() {
+        if let Some(addr) = m.peer_urls.first().and_then(|u| parse_host_port(u).ok()) {
+            transport.set_peer(m.id, addr);
+        }
+    }
+    let shared = Arc::new(Shared::new(
+        id,
+        cluster_id,
+        cfg.name.clone(),
+        cfg.advertised_client_urls(),
+        data_dir.clone(),
+        store,
+        members,
+        inbox_tx.clone(),
+        cfg.max_request_bytes,
+        cfg.quota_backend_bytes,
+    ));
+    let wal = GroupCommit::start(wal, GroupCommitOptions::default())?;
+    let driver = Driver::new(
+        node,
+        shared.clone(),
+        transport.clone(),
+        wal,
+        snaps,
+        inbox_rx,
+        cfg.snapshot_count.max(1),
+        snapshot_index,
+        applied,
+    );
+    let driver_thread = std::thread::Builder::new()
+        .name("raft-driver".into())
+        .spawn(move || driver.run())?;
+
+    let mut tasks = Vec::new();
+    for l in listeners.peer {
+        tasks.push(tokio::spawn(serve_peers(
+            l,
+            cluster_id,
+            id,
+            inbox_tx.clone(),
+            shared.clone(),
+        )));
+    }
+    let tick = cfg.tick();
+    let ticker_inbox = inbox_tx.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut iv = tokio::time::interval(tick);
+        loop {
+            iv.tick().await;
+            if ticker_inbox.is_closed() {
+                return;
+            }
+            let _ = ticker_inbox.try_send(Input::Tick);
+        }
+    }));
+    let quota_state = shared.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut iv = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            iv.tick().await;
+            crate::grpc::maintenance::check_quota(&quota_state).await;
+        }
+    }));
+
+    let min_ttl = ((cfg.election_timeout * 3).div_ceil(2)).div_ceil(1000) as i64;
+    let router = crate::http::router(shared.clone(), min_ttl.max(1), &cfg.initial_cluster_token);
+    for l in listeners.client {
+        tasks.push(tokio::spawn(crate::http::serve_grpc(
+            l,
+            router.clone(),
+            shared.clone(),
+            cfg.max_request_bytes,
+        )));
+    }
+    for l in listeners.metrics {
+        tasks.push(tokio::spawn(crate::http::serve_metrics(l, shared.clone())));
+    }
+    tracing::info!(
+        name = %cfg.name,
+        member = format!("{id:x}"),
+        cluster = format!("{cluster_id:x}"),
+        "serving clients on {}",
+        cfg.listen_client_urls
+    );
+
+    let mut stopped = shared.shutdown.subscribe();
+    tokio::select! {
+        _ = shutdown => {}
+        _ = stopped.wait_for(|s| *s) => {}
+    }
+    tracing::info!("shutting down");
+    let _ = shared.shutdown.send(true);
+    let _ = inbox_tx.send(Input::Stop).await;
+    for t in tasks {
+        t.abort();
+    }
+    let r = tokio::task::spawn_blocking(move || driver_thread.join())
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?;
+    match r {
+        Ok(r) => r,
+        Err(_) => Err(ServerError::Internal("raft driver panicked".into())),
+    }?;
+    shared.store.write().checkpoint()?;
+    Ok(())
+}

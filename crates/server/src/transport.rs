@@ -1,0 +1,283 @@
+//! Peer transport: Raft messages over persistent TCP connections.
+//!
+//! One sender task per peer drains its bounded queue into frames (a frame
+//! is a batch of messages: 4-byte big-endian length, then a protobuf
+//! `Frame`), so replication batches naturally under load. Snapshot chunks
+//! go through a second queue and connection, so a large snapshot never
+//! holds up heartbeats and appends. A broken connection is re-dialled with
+//! exponential backoff; messages that cannot be queued or sent are dropped,
+//! which Raft tolerates (it retries).
+//!
+//! The listener accepts connections, checks the cluster id in the first
+//! frame, and feeds decoded messages to the driver's inbox.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use concord_proto::concordpeer::{Frame, RaftMessage};
+use concord_proto::peer::{from_wire, to_wire};
+use concord_raft::{Body, Message};
+use parking_lot::Mutex;
+use prost::Message as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::driver::Input;
+
+/// Messages queued per peer before new ones are dropped.
+pub const PEER_QUEUE: usize = 8192;
+/// Most messages in one frame.
+pub const MAX_MESSAGES_PER_FRAME: usize = 4096;
+/// Largest frame accepted from a peer.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+/// Backoff bounds for re-dialling a peer.
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+
+struct Peer {
+    addr: Arc<Mutex<String>>,
+    normal: mpsc::Sender<Message>,
+    snapshot: mpsc::Sender<Message>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Sends Raft messages to peers.
+pub struct Transport {
+    me: u64,
+    cluster_id: u64,
+    rt: tokio::runtime::Handle,
+    peers: Mutex<HashMap<u64, Peer>>,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport").field("me", &self.me).finish()
+    }
+}
+
+impl Transport {
+    /// A transport for member `me` of cluster `cluster_id`.
+    pub fn new(me: u64, cluster_id: u64, rt: tokio::runtime::Handle) -> Arc<Transport> {
+        Arc::new(Transport {
+            me,
+            cluster_id,
+            rt,
+            peers: Mutex::new(HashMap::new()),
+            dropped: Default::default(),
+        })
+    }
+
+    /// Adds a peer or changes its address.
+    pub fn set_peer(&self, id: u64, addr: String) {
+        if id == self.me {
+            return;
+        }
+        let mut peers = self.peers.lock();
+        if let Some(p) = peers.get(&id) {
+            *p.addr.lock() = addr;
+            return;
+        }
+        let addr = Arc::new(Mutex::new(addr));
+        let (ntx, nrx) = mpsc::channel(PEER_QUEUE);
+        let (stx, srx) = mpsc::channel(64);
+        let tasks = vec![
+            self.rt
+                .spawn(sender(self.me, self.cluster_id, id, addr.clone(), nrx)),
+            self.rt
+                .spawn(sender(self.me, self.cluster_id, id, addr.clone(), srx)),
+        ];
+        peers.insert(
+            id,
+            Peer {
+                addr,
+                normal: ntx,
+                snapshot: stx,
+                tasks,
+            },
+        );
+    }
+
+    /// Forgets a peer (removed from the cluster).
+    pub fn remove_peer(&self, id: u64) {
+        if let Some(p) = self.peers.lock().remove(&id) {
+            for t in p.tasks {
+                t.abort();
+            }
+        }
+    }
+
+    /// Queues messages; never blocks.
+    pub fn send(&self, msgs: Vec<Message>) {
+        if msgs.is_empty() {
+            return;
+        }
+        let peers = self.peers.lock();
+        for m in msgs {
+            let Some(p) = peers.get(&m.to) else {
+                self.note_drop();
+                continue;
+            };
+            let q = if matches!(m.body, Body::Snapshot { .. }) {
+                &p.snapshot
+            } else {
+                &p.normal
+            };
+            if q.try_send(m).is_err() {
+                self.note_drop();
+            }
+        }
+    }
+
+    fn note_drop(&self) {
+        self.dropped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!("concord_peer_messages_dropped_total").increment(1);
+    }
+
+    /// Messages dropped so far (queue full or unknown peer).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+async fn sender(
+    me: u64,
+    cluster_id: u64,
+    to: u64,
+    addr: Arc<Mutex<String>>,
+    mut rx: mpsc::Receiver<Message>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    loop {
+        let target = addr.lock().clone();
+        let mut stream = match TcpStream::connect(&target).await {
+            Ok(s) => s,
+            Err(_) => {
+                // Drop what queued up while the peer was unreachable: it is stale.
+                while rx.try_recv().is_ok() {}
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        if stream.write_all(&[KIND_RAFT]).await.is_err() {
+            continue;
+        }
+        backoff = BACKOFF_MIN;
+        loop {
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut messages: Vec<RaftMessage> = vec![to_wire(&first)];
+            while messages.len() < MAX_MESSAGES_PER_FRAME {
+                match rx.try_recv() {
+                    Ok(m) => messages.push(to_wire(&m)),
+                    Err(_) => break,
+                }
+            }
+            let frame = Frame {
+                cluster_id,
+                from: me,
+                messages,
+            };
+            buf.clear();
+            buf.extend_from_slice(&(frame.encoded_len() as u32).to_be_bytes());
+            frame.encode(&mut buf).expect("vec has room");
+            if stream.write_all(&buf).await.is_err() {
+                tracing::debug!(peer = to, "peer connection lost; re-dialling");
+                break;
+            }
+        }
+    }
+}
+
+/// First byte of a connection carrying Raft frames.
+pub const KIND_RAFT: u8 = 1;
+/// First byte of a connection asking for the member table (a joining member).
+pub const KIND_MEMBERS: u8 = 2;
+
+/// Accepts peer connections: Raft frames go to `inbox`; a member-table
+/// query is answered with the table.
+pub async fn serve_peers(
+    listener: TcpListener,
+    cluster_id: u64,
+    me: u64,
+    inbox: mpsc::Sender<Input>,
+    shared: Arc<crate::shared::Shared>,
+) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let inbox = inbox.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut kind = [0u8; 1];
+            if stream.read_exact(&mut kind).await.is_err() {
+                return;
+            }
+            match kind[0] {
+                KIND_RAFT => receive(stream, cluster_id, me, inbox).await,
+                KIND_MEMBERS => {
+                    let table = shared.members.read().encode();
+                    let mut out = (table.len() as u32).to_be_bytes().to_vec();
+                    out.extend_from_slice(&table);
+                    let _ = stream.write_all(&out).await;
+                }
+                _ => {}
+            }
+        });
+    }
+}
+
+async fn receive(mut stream: TcpStream, cluster_id: u64, me: u64, inbox: mpsc::Sender<Input>) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let mut len = [0u8; 4];
+        if stream.read_exact(&mut len).await.is_err() {
+            return;
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_FRAME_BYTES {
+            tracing::warn!(len, "peer frame over the limit; closing the connection");
+            return;
+        }
+        buf.resize(len, 0);
+        if stream.read_exact(&mut buf[..]).await.is_err() {
+            return;
+        }
+        let frame = match Frame::decode(buf.split().freeze()) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "malformed peer frame; closing the connection");
+                return;
+            }
+        };
+        if frame.cluster_id != cluster_id {
+            tracing::warn!(
+                got = frame.cluster_id,
+                want = cluster_id,
+                "peer from another cluster; closing the connection"
+            );
+            return;
+        }
+        for m in frame.messages {
+            match from_wire(m) {
+                Ok(m) if m.to == me && m.from == frame.from => {
+                    if inbox.send(Input::Peer(m)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(m) => tracing::warn!(to = m.to, from = m.from, "misaddressed peer message"),
+                Err(e) => tracing::warn!(error = %e, "dropping invalid peer message"),
+            }
+        }
+    }
+}
