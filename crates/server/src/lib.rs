@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod bolt_snapshot;
+pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod envelope;

@@ -2,13 +2,14 @@
 //! endpoints and an `etcdctl` line, and stops every member on Ctrl-C.
 //!
 //! Data lives under `--dir` (default `concord-local-data`), logs in
-//! `<dir>/<name>.log`. The `concord` binary is taken from next to this one.
+//! `<dir>/<name>.log`. Each member is this binary started again as
+//! `concord-local member <etcd flags>`, which is exactly the `concord` server.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -26,15 +27,15 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let exe = std::env::current_exe()?;
-    let concord = exe.with_file_name("concord");
-    if !concord.exists() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p concord-server`",
-            concord.display()
-        );
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("member") {
+        let mut server_args = vec!["concord".to_string()];
+        server_args.extend(argv[2..].iter().cloned());
+        concord_server::cli::serve_main(server_args)?;
+        return Ok(());
     }
+    let args = Args::parse();
+    let concord = std::env::current_exe()?;
     if args.fresh && args.dir.exists() {
         std::fs::remove_dir_all(&args.dir)?;
     }
@@ -50,6 +51,7 @@ fn main() -> anyhow::Result<()> {
     for (i, name) in names.iter().enumerate() {
         let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
         let child = Command::new(&concord)
+            .arg("member")
             .args(["--name", name])
             .arg("--data-dir")
             .arg(dir.join(name))

@@ -1,0 +1,31 @@
+//! What the `concord` binary does, shared with `concord-local` (which runs
+//! its members as copies of itself).
+
+use tracing_subscriber::EnvFilter;
+
+use crate::{run, Config, Listeners, ServerError};
+
+/// Parses etcd-style flags and runs a member until SIGINT or SIGTERM.
+pub fn serve_main(args: Vec<String>) -> Result<(), ServerError> {
+    let cfg = Config::load(args)?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(&cfg.log_level))
+        .with_ansi(false)
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listeners = Listeners::bind(&cfg).await?;
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        run(cfg, listeners, shutdown).await
+    })
+}
