@@ -1,0 +1,162 @@
+//! Endpoints and connections.
+
+use std::time::Duration;
+
+use concord_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use concord_proto::etcdserverpb::StatusRequest;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::BenchError;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `host:port` or `http://host:port` (trailing `/` dropped) as an
+/// `http://` URL. TLS is not supported.
+pub fn normalize_endpoint(ep: &str) -> Result<String, BenchError> {
+    let ep = ep.trim().trim_end_matches('/');
+    let rest = ep.strip_prefix("http://").unwrap_or(ep);
+    if ep.starts_with("https://") || rest.contains("://") {
+        return Err(BenchError(format!(
+            "endpoint {ep:?}: only plain http is supported"
+        )));
+    }
+    let port_ok = rest
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !port_ok || rest.contains('/') {
+        return Err(BenchError(format!("endpoint {ep:?}: expected host:port")));
+    }
+    Ok(format!("http://{rest}"))
+}
+
+/// Normalizes a list of endpoints (elements may themselves be
+/// comma-separated; empty elements are skipped). At least one is required.
+pub fn parse_endpoints(eps: &[String]) -> Result<Vec<String>, BenchError> {
+    let out = eps
+        .iter()
+        .flat_map(|e| e.split(','))
+        .filter(|e| !e.trim().is_empty())
+        .map(normalize_endpoint)
+        .collect::<Result<Vec<_>, _>>()?;
+    if out.is_empty() {
+        return Err(BenchError::new("no endpoints"));
+    }
+    Ok(out)
+}
+
+fn endpoint(url: &str) -> Result<Endpoint, BenchError> {
+    Ok(Endpoint::from_shared(url.to_string())
+        .map_err(|e| BenchError(format!("endpoint {url}: {e}")))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true))
+}
+
+/// An error and its sources, `: `-separated (tonic's transport errors say
+/// little at the top level).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
+/// Opens `n` connections, connection `j` to `endpoints[j % endpoints.len()]`.
+pub async fn connect(endpoints: &[String], n: usize) -> Result<Vec<Channel>, BenchError> {
+    let mut channels = Vec::with_capacity(n);
+    for j in 0..n {
+        let url = &endpoints[j % endpoints.len()];
+        let ch = endpoint(url)?
+            .connect()
+            .await
+            .map_err(|e| BenchError(format!("connecting to {url}: {}", chain(&e))))?;
+        channels.push(ch);
+    }
+    Ok(channels)
+}
+
+/// The endpoint whose member is the leader (Maintenance.Status: `leader ==
+/// header.member_id`).
+pub async fn find_leader(endpoints: &[String]) -> Result<String, BenchError> {
+    let mut seen = Vec::new();
+    for url in endpoints {
+        let status = async {
+            let ch = endpoint(url)?
+                .connect()
+                .await
+                .map_err(|e| BenchError(e.to_string()))?;
+            let resp = MaintenanceClient::new(ch).status(StatusRequest {}).await?;
+            Ok::<_, BenchError>(resp.into_inner())
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT * 2, status).await {
+            Ok(Ok(s)) => {
+                let member = s.header.as_ref().map_or(0, |h| h.member_id);
+                if s.leader != 0 && s.leader == member {
+                    return Ok(url.clone());
+                }
+                seen.push(format!("{url}: member {member:x}, leader {:x}", s.leader));
+            }
+            Ok(Err(e)) => seen.push(format!("{url}: {e}")),
+            Err(_) => seen.push(format!("{url}: status timed out")),
+        }
+    }
+    Err(BenchError(format!(
+        "no endpoint is the leader ({})",
+        seen.join("; ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_with_or_without_scheme() {
+        assert_eq!(
+            normalize_endpoint("127.0.0.1:2379").unwrap(),
+            "http://127.0.0.1:2379"
+        );
+        assert_eq!(
+            normalize_endpoint(" http://localhost:22379/ ").unwrap(),
+            "http://localhost:22379"
+        );
+        assert_eq!(
+            normalize_endpoint("[::1]:2379").unwrap(),
+            "http://[::1]:2379"
+        );
+        for bad in [
+            "https://x:1",
+            "grpc://x:1",
+            "x",
+            "x:port",
+            ":2379",
+            "x:1/path",
+            "x:70000",
+        ] {
+            assert!(normalize_endpoint(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_lists() {
+        let eps = parse_endpoints(&[
+            "127.0.0.1:2379,127.0.0.1:22379".to_string(),
+            "http://127.0.0.1:32379".to_string(),
+            String::new(),
+        ])
+        .unwrap();
+        assert_eq!(
+            eps,
+            vec![
+                "http://127.0.0.1:2379",
+                "http://127.0.0.1:22379",
+                "http://127.0.0.1:32379"
+            ]
+        );
+        assert!(parse_endpoints(&[",".to_string()]).is_err());
+        assert!(parse_endpoints(&["a:1,https://b:2".to_string()]).is_err());
+    }
+}

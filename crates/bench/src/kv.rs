@@ -1,0 +1,219 @@
+//! The KV workloads: `put`, `range` and `txn-put`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use concord_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use concord_proto::etcdserverpb::kv_client::KvClient;
+use concord_proto::etcdserverpb::request_op::Request;
+use concord_proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use tokio::task::JoinSet;
+use tonic::transport::Channel;
+
+use crate::control::{Control, Stats};
+use crate::keys::{self, KeyGen, Rng};
+use crate::progress::Progress;
+use crate::{Args, BenchError, Consistency, Report, Workload};
+
+/// Concurrent writers of the (unmeasured) range prefill.
+const PREFILL_TASKS: u64 = 64;
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Put,
+    TxnPut,
+    /// Reads among the first `keys` keys (the prefilled ones; 0: all keys).
+    Range {
+        serializable: bool,
+        keys: u64,
+    },
+}
+
+/// Runs `put`, `range` or `txn-put`.
+pub(crate) async fn run(args: &Args, channels: &[Channel]) -> Result<Report, BenchError> {
+    let keygen = KeyGen::new(Bytes::new(), args.key_size, args.key_space);
+    let kind = match args.workload {
+        Workload::Put => Kind::Put,
+        Workload::TxnPut => Kind::TxnPut,
+        Workload::Range {
+            consistency,
+            prefill,
+        } => {
+            let timeout = args.request_timeout();
+            prefill_keys(channels, &keygen, prefill, args.val_size, timeout).await?;
+            Kind::Range {
+                serializable: consistency == Consistency::S,
+                keys: prefill,
+            }
+        }
+        _ => unreachable!("not a KV workload"),
+    };
+    let ctl = Arc::new(Control::new(args.total, args.duration()));
+    let c = ctl.clone();
+    let progress = Progress::start(
+        !args.no_progress,
+        args.workload.name(),
+        ctl.total(),
+        move || c.done(),
+    );
+    let seed = base_seed();
+    let start = Instant::now();
+    let mut set = JoinSet::new();
+    for i in 0..args.clients {
+        let client = Client {
+            kv: KvClient::new(channels[i % channels.len()].clone()),
+            kind,
+            keys: keygen.clone(),
+            rng: Rng::new(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            timeout: args.request_timeout(),
+        };
+        set.spawn(client.run(ctl.clone(), args.val_size));
+    }
+    let mut stats = Stats::default();
+    while let Some(r) = set.join_next().await {
+        stats.merge(&r.map_err(|e| BenchError(format!("client task: {e}")))?);
+    }
+    let elapsed = start.elapsed();
+    progress.finish();
+    Ok(Report::new(args, args.clients, &stats, elapsed))
+}
+
+/// A seed that differs between runs.
+pub(crate) fn base_seed() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| d.as_nanos() as u64) ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+struct Client {
+    kv: KvClient<Channel>,
+    kind: Kind,
+    keys: KeyGen,
+    rng: Rng,
+    timeout: Duration,
+}
+
+impl Client {
+    async fn run(mut self, ctl: Arc<Control>, val_size: usize) -> Stats {
+        let value = keys::value(&mut self.rng, val_size);
+        let mut stats = Stats::default();
+        while ctl.next() {
+            let t = self.timeout;
+            match self.kind {
+                Kind::Put => {
+                    let req = put(self.keys.random(&mut self.rng), value.clone());
+                    stats.timed(t, self.kv.put(req)).await;
+                }
+                Kind::TxnPut => {
+                    let req = txn_put(self.keys.random(&mut self.rng), value.clone());
+                    let resp = stats.timed(t, self.kv.txn(req)).await;
+                    if resp.is_some_and(|r| !r.into_inner().succeeded) {
+                        // Counted as a success by `timed`; move it to the errors.
+                        stats.ok -= 1;
+                        stats.error("TxnCompareFailed");
+                    }
+                }
+                Kind::Range { serializable, keys } => {
+                    let key = match keys {
+                        0 => self.keys.random(&mut self.rng),
+                        n => self.keys.random_below(&mut self.rng, n),
+                    };
+                    let req = RangeRequest {
+                        key,
+                        serializable,
+                        ..Default::default()
+                    };
+                    stats.timed(t, self.kv.range(req)).await;
+                }
+            }
+            ctl.finish_one();
+        }
+        stats
+    }
+}
+
+fn put(key: Bytes, value: Bytes) -> PutRequest {
+    PutRequest {
+        key,
+        value,
+        ..Default::default()
+    }
+}
+
+/// A txn whose compare always holds (`mod_revision(key) > -1`: a missing key
+/// has mod_revision 0) and whose success branch puts the key.
+fn txn_put(key: Bytes, value: Bytes) -> TxnRequest {
+    TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Greater as i32,
+            target: CompareTarget::Mod as i32,
+            key: key.clone(),
+            range_end: Bytes::new(),
+            target_union: Some(TargetUnion::ModRevision(-1)),
+        }],
+        success: vec![RequestOp {
+            request: Some(Request::RequestPut(put(key, value))),
+        }],
+        failure: vec![],
+    }
+}
+
+/// Writes keys `0..n` (not measured), retrying each put a few times.
+async fn prefill_keys(
+    channels: &[Channel],
+    keygen: &KeyGen,
+    n: u64,
+    val_size: usize,
+    timeout: Duration,
+) -> Result<(), BenchError> {
+    let tasks = PREFILL_TASKS.min(n);
+    let mut set = JoinSet::new();
+    for t in 0..tasks {
+        let mut kv = KvClient::new(channels[t as usize % channels.len()].clone());
+        let keygen = keygen.clone();
+        let value = keys::value(&mut Rng::new(t), val_size);
+        set.spawn(async move {
+            for i in (t..n).step_by(tasks as usize) {
+                let mut attempt = 0;
+                loop {
+                    let req = put(keygen.key(i), value.clone());
+                    let err = match tokio::time::timeout(timeout, kv.put(req)).await {
+                        Ok(Ok(_)) => break,
+                        Ok(Err(s)) => BenchError::from(s),
+                        Err(_) => BenchError::new("timed out"),
+                    };
+                    attempt += 1;
+                    if attempt >= 3 {
+                        return Err(BenchError(format!("prefill put failed: {err}")));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            Ok(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(|e| BenchError(format!("prefill task: {e}")))??;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn txn_compare_is_always_true() {
+        let t = txn_put(Bytes::from_static(b"k"), Bytes::from_static(b"v"));
+        assert_eq!(t.compare.len(), 1);
+        let c = &t.compare[0];
+        assert_eq!(c.result, CompareResult::Greater as i32);
+        assert_eq!(c.target, CompareTarget::Mod as i32);
+        assert_eq!(c.target_union, Some(TargetUnion::ModRevision(-1)));
+        assert!(
+            matches!(&t.success[..], [RequestOp { request: Some(Request::RequestPut(p)) }]
+            if p.key == "k" && p.value == "v")
+        );
+        assert!(t.failure.is_empty());
+    }
+}
