@@ -393,29 +393,34 @@ impl Driver {
         if run.is_empty() {
             return Ok(());
         }
-        let batch: Vec<(u64, Command)> = run.iter().map(|(i, _, c)| (*i, c.clone())).collect();
-        let ids: HashMap<u64, u64> = run.iter().map(|(i, id, _)| (*i, *id)).collect();
-        run.clear();
+        // Request id and (for revocations) lease id of each index.
+        let meta: HashMap<u64, (u64, Option<i64>)> = run
+            .iter()
+            .map(|(i, id, c)| {
+                let revoked = match c {
+                    Command::LeaseRevoke { id } => Some(*id),
+                    _ => None,
+                };
+                (*i, (*id, revoked))
+            })
+            .collect();
+        let batch: Vec<(u64, Command)> = run.drain(..).map(|(i, _, c)| (i, c)).collect();
         let applied = {
             let mut store = self.shared.store.write();
             store.apply_batch(&batch)?
         };
         let mut events = Vec::new();
         for a in applied {
-            if let Command::LeaseRevoke { id } = batch
-                .iter()
-                .find(|(i, _)| *i == a.index)
-                .map(|(_, c)| c)
-                .unwrap_or(&Command::Noop)
-            {
-                self.revoking.remove(id);
+            let (id, revoked) = meta.get(&a.index).copied().unwrap_or((0, None));
+            if let Some(lease) = revoked {
+                self.revoking.remove(&lease);
             }
             events.extend(a.events);
             match a.result {
                 Ok(_) => metrics::counter!("concord_proposals_committed_total").increment(1),
                 Err(_) => metrics::counter!("concord_proposals_failed_total").increment(1),
             }
-            if let Some(&id) = ids.get(&a.index) {
+            if id != 0 {
                 self.shared.respond(id, Ok(Outcome::Mvcc(a.result)));
             }
         }

@@ -17,7 +17,6 @@ use concord_proto::v3electionpb::election_server::ElectionServer;
 use concord_proto::v3lockpb::lock_server::LockServer;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::grpc;
 use crate::shared::Shared;
@@ -108,9 +107,12 @@ pub async fn serve_grpc(
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_routes(tonic::service::Routes::from(app))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        )
         .await;
     if let Err(e) = r {
         tracing::error!(error = %e, "client listener failed");

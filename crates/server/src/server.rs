@@ -22,6 +22,9 @@ use crate::members::MemberTable;
 use crate::shared::Shared;
 use crate::transport::{serve_peers, Transport};
 
+/// redb cache size of a member.
+pub const BACKEND_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// The MVCC backend file.
 pub fn backend_path(data_dir: &Path) -> PathBuf {
     data_dir.join("backend.redb")
@@ -76,6 +79,9 @@ pub async fn run(
     let data_dir = cfg.data_dir.clone();
     let limits = Limits {
         max_request_bytes: cfg.max_request_bytes,
+        // Reads are served from the in-memory index; the backend cache only
+        // speeds up commits, so a small one keeps the member lean.
+        backend_cache_bytes: BACKEND_CACHE_BYTES,
         ..Limits::default()
     };
     let mut store = Store::open_with(backend_path(&data_dir), limits)?;

@@ -1,0 +1,656 @@
+//! Test harness for the compatibility suite: a real cluster of `concord`
+//! processes on loopback ports, with temp data dirs and per-member log files.
+//!
+//! Every wait is bounded; every process started here (members and the
+//! background `etcdctl` helpers) is killed and reaped on drop. When a test
+//! panics, the tail of each member's log is printed.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The server binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_concord");
+/// How long a fresh cluster may take to become healthy.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default bound for one `etcdctl` command.
+pub const CTL_TIMEOUT: Duration = Duration::from_secs(20);
+
+static PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// A free loopback port, never handed out twice by this process.
+pub fn free_port() -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local addr").port();
+        drop(l);
+        let mut used = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+        if used.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
+}
+
+/// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
+pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns the status code and the body.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    Some((code, body.to_string()))
+}
+
+/// What a member's Maintenance Status RPC says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The member's own id.
+    pub id: u64,
+    /// The leader it knows (0 = none).
+    pub leader: u64,
+    /// Raft term.
+    pub term: u64,
+    /// Commit index.
+    pub raft_index: u64,
+    /// Applied index.
+    pub applied: u64,
+    /// Is it a learner.
+    pub is_learner: bool,
+}
+
+/// Runs `fut` on a fresh current-thread runtime in its own thread, so the
+/// harness can be used from sync and async tests alike.
+pub fn block_on_thread<T: Send + 'static>(
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(fut)
+    })
+    .join()
+    .expect("harness thread panicked")
+}
+
+/// A client for one or more `host:port` endpoints, with short timeouts.
+pub async fn client(endpoints: &[String]) -> Option<etcd_client::Client> {
+    let urls: Vec<String> = endpoints.iter().map(|e| format!("http://{e}")).collect();
+    let opts = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(5));
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        etcd_client::Client::connect(urls, Some(opts)),
+    )
+    .await
+    .ok()?
+    .ok()
+}
+
+/// The Status RPC of the member at `addr`, or None if it does not answer.
+pub fn status_of(addr: &str) -> Option<NodeStatus> {
+    let addr = addr.to_string();
+    block_on_thread(async move {
+        let mut c = client(&[addr]).await?;
+        let s = tokio::time::timeout(Duration::from_secs(3), c.status())
+            .await
+            .ok()?
+            .ok()?;
+        Some(NodeStatus {
+            id: s.header()?.member_id(),
+            leader: s.leader(),
+            term: s.raft_term(),
+            raft_index: s.raft_index(),
+            applied: s.raft_applied_index(),
+            is_learner: s.is_learner(),
+        })
+    })
+}
+
+/// Output of a finished (or timed out) command.
+#[derive(Debug, Clone)]
+pub struct Out {
+    /// Exit code (None if killed by a signal or timed out).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// True if the command hit its timeout and was killed.
+    pub timed_out: bool,
+}
+
+impl Out {
+    /// Exited with 0.
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// Panics with the whole output unless the command succeeded.
+    #[track_caller]
+    pub fn expect_ok(self, what: &str) -> Out {
+        assert!(self.ok(), "{what} failed: {self:#?}");
+        self
+    }
+
+    /// Stdout lines.
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+
+    /// Stdout parsed as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {self:#?}"))
+    }
+}
+
+fn drain(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = r;
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+    });
+    rx
+}
+
+/// Runs a command with optional stdin, killing it after `timeout`.
+pub fn run(cmd: &mut Command, stdin: Option<&str>, timeout: Duration) -> Out {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    if let (Some(input), Some(mut w)) = (stdin, child.stdin.take()) {
+        let input = input.to_string();
+        std::thread::spawn(move || {
+            let _ = w.write_all(input.as_bytes());
+        });
+    }
+    let out_rx = drain(child.stdout.take().expect("stdout"));
+    let err_rx = drain(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break Some(s);
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // A grandchild may keep the pipes open: do not wait for it for long.
+    let grace = Duration::from_secs(2);
+    Out {
+        code: status.and_then(|s| s.code()),
+        stdout: out_rx.recv_timeout(grace).unwrap_or_default(),
+        stderr: err_rx.recv_timeout(grace).unwrap_or_default(),
+        timed_out,
+    }
+}
+
+/// True if `etcdctl` can be run. Without it a test should return early,
+/// unless `CONCORD_REQUIRE_ETCDCTL=1`, which makes this panic instead.
+pub fn have_etcdctl() -> bool {
+    let found = Command::new("etcdctl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return true;
+    }
+    if std::env::var("CONCORD_REQUIRE_ETCDCTL").as_deref() == Ok("1") {
+        panic!("etcdctl not found and CONCORD_REQUIRE_ETCDCTL=1");
+    }
+    println!("skipped: etcdctl not found");
+    false
+}
+
+/// An `etcdctl` command for `endpoints` (comma separated `host:port`).
+pub fn etcdctl_cmd(endpoints: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("etcdctl");
+    c.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .arg("--dial-timeout=3s")
+        .arg("--command-timeout=10s")
+        .args(args);
+    c
+}
+
+/// A background process whose output goes to a file; killed on drop.
+#[derive(Debug)]
+pub struct Bg {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Bg {
+    /// Starts `cmd` with stdout and stderr appended to `out`.
+    pub fn spawn(mut cmd: Command, out: PathBuf) -> Bg {
+        let f = File::create(&out).expect("create output file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().expect("clone file"))
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        Bg { child, out }
+    }
+
+    /// Everything it printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Waits until the output satisfies `pred`.
+    pub fn wait_output(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
+        wait_until(timeout, || pred(&self.output()).then_some(())).is_some()
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM (a graceful stop).
+    pub fn term(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for it to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_until(timeout, || self.child.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One member process.
+#[derive(Debug)]
+pub struct Node {
+    /// `--name`.
+    pub name: String,
+    /// Client port on 127.0.0.1.
+    pub client_port: u16,
+    /// Peer port on 127.0.0.1.
+    pub peer_port: u16,
+    /// `--data-dir`.
+    pub data_dir: PathBuf,
+    /// Log file (stdout and stderr, appended across restarts).
+    pub log: PathBuf,
+    /// `--initial-cluster`.
+    pub initial_cluster: String,
+    /// `--initial-cluster-state`.
+    pub state: String,
+    token: String,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// `127.0.0.1:<client port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// `http://127.0.0.1:<client port>`.
+    pub fn client_url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// `http://127.0.0.1:<peer port>`.
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    /// The command line it runs with.
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "--name".into(),
+            self.name.clone(),
+            "--data-dir".into(),
+            self.data_dir.display().to_string(),
+            "--listen-client-urls".into(),
+            self.client_url(),
+            "--advertise-client-urls".into(),
+            self.client_url(),
+            "--listen-peer-urls".into(),
+            self.peer_url(),
+            "--initial-advertise-peer-urls".into(),
+            self.peer_url(),
+            "--initial-cluster".into(),
+            self.initial_cluster.clone(),
+            "--initial-cluster-state".into(),
+            self.state.clone(),
+            "--initial-cluster-token".into(),
+            self.token.clone(),
+        ];
+        for s in [
+            "--heartbeat-interval",
+            "50",
+            "--election-timeout",
+            "500",
+            "--log-level",
+            "info",
+        ] {
+            a.push(s.into());
+        }
+        a
+    }
+
+    /// Starts the process (logs appended to `log`).
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open log");
+        let _ = writeln!(f, "=== harness: starting {} {:?}", self.name, self.args());
+        let child = Command::new(BIN)
+            .args(self.args())
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().expect("clone log"))
+            .stderr(f)
+            .spawn()
+            .expect("spawn concord");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Is the process alive.
+    pub fn running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let c = self.child.as_mut()?;
+        let st = wait_until(timeout, || c.try_wait().ok().flatten());
+        if st.is_some() {
+            self.child = None;
+        }
+        st
+    }
+
+    /// Does `/health` say `"health":"true"`.
+    pub fn healthy(&self) -> bool {
+        http_get(&self.addr(), "/health").is_some_and(|(_, b)| b.contains(r#""health":"true""#))
+    }
+
+    /// Maintenance Status.
+    pub fn status(&self) -> Option<NodeStatus> {
+        status_of(&self.addr())
+    }
+
+    /// Last `n` lines of the log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A cluster of member processes; everything is stopped on drop.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Nodes, in start order (removed ones stay, stopped).
+    pub nodes: Vec<Node>,
+    /// The temp dir holding data dirs and logs.
+    pub dir: tempfile::TempDir,
+    token: String,
+}
+
+impl Cluster {
+    /// Starts `n` members and waits until all are healthy.
+    pub fn start(n: usize) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("concord-compat-")
+            .tempdir()
+            .expect("tempdir");
+        let token = format!("compat-{}", free_port());
+        let mut nodes: Vec<Node> = (1..=n)
+            .map(|i| Self::new_node(dir.path(), &format!("m{i}"), &token))
+            .collect();
+        let initial = nodes
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        for m in &mut nodes {
+            m.initial_cluster = initial.clone();
+        }
+        let mut c = Cluster { nodes, dir, token };
+        for m in &mut c.nodes {
+            m.spawn();
+        }
+        c.wait_all_healthy(START_TIMEOUT);
+        c
+    }
+
+    fn new_node(dir: &Path, name: &str, token: &str) -> Node {
+        Node {
+            name: name.to_string(),
+            client_port: free_port(),
+            peer_port: free_port(),
+            data_dir: dir.join(format!("{name}.data")),
+            log: dir.join(format!("{name}.log")),
+            initial_cluster: String::new(),
+            state: "new".into(),
+            token: token.to_string(),
+            child: None,
+        }
+    }
+
+    /// A temp file path inside the cluster's directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Prepares (does not start) a member that joins with
+    /// `--initial-cluster-state existing`; its `--initial-cluster` lists
+    /// the running members plus itself. Returns its index.
+    pub fn prepare_join(&mut self, name: &str) -> usize {
+        let mut n = Self::new_node(self.dir.path(), name, &self.token);
+        let mut parts: Vec<String> = Vec::new();
+        for m in &mut self.nodes {
+            if m.running() {
+                parts.push(format!("{}={}", m.name, m.peer_url()));
+            }
+        }
+        parts.push(format!("{}={}", n.name, n.peer_url()));
+        n.initial_cluster = parts.join(",");
+        n.state = "existing".into();
+        self.nodes.push(n);
+        self.nodes.len() - 1
+    }
+
+    /// Client addresses of running members, comma separated.
+    pub fn endpoints(&mut self) -> String {
+        self.running_addrs().join(",")
+    }
+
+    /// Client addresses of running members.
+    pub fn running_addrs(&mut self) -> Vec<String> {
+        self.nodes
+            .iter_mut()
+            .filter_map(|m| m.running().then(|| m.addr()))
+            .collect()
+    }
+
+    /// Client addresses of all members.
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(Node::addr).collect()
+    }
+
+    /// Waits until every running member reports healthy.
+    #[track_caller]
+    pub fn wait_all_healthy(&mut self, timeout: Duration) {
+        let ok = wait_until(timeout, || {
+            self.nodes
+                .iter_mut()
+                .filter(|m| m.child.is_some())
+                .all(|m| m.healthy())
+                .then_some(())
+        });
+        assert!(ok.is_some(), "cluster not healthy within {timeout:?}");
+    }
+
+    /// Index of the member that is leader (agreed by itself), waiting up to
+    /// `timeout` for one.
+    #[track_caller]
+    pub fn leader(&mut self, timeout: Duration) -> usize {
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].running())
+            .collect();
+        let found = wait_until(timeout, || {
+            running.iter().copied().find(|&i| {
+                self.nodes[i]
+                    .status()
+                    .is_some_and(|s| s.leader != 0 && s.leader == s.id)
+            })
+        });
+        found.unwrap_or_else(|| panic!("no leader within {timeout:?}"))
+    }
+
+    /// SIGKILLs member `i`.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].kill();
+    }
+
+    /// Starts member `i` again with the same flags.
+    pub fn restart(&mut self, i: usize) {
+        self.nodes[i].spawn();
+    }
+
+    /// Runs `etcdctl` against every running member.
+    pub fn ctl(&mut self, args: &[&str]) -> Out {
+        let ep = self.endpoints();
+        run(&mut etcdctl_cmd(&ep, args), None, CTL_TIMEOUT)
+    }
+
+    /// Runs `etcdctl` with `stdin` against every running member.
+    pub fn ctl_stdin(&mut self, args: &[&str], stdin: &str) -> Out {
+        let ep = self.endpoints();
+        run(&mut etcdctl_cmd(&ep, args), Some(stdin), CTL_TIMEOUT)
+    }
+
+    /// Starts a background `etcdctl` against every running member; its
+    /// output goes to `<tag>.out` in the cluster dir.
+    pub fn ctl_bg(&mut self, tag: &str, args: &[&str]) -> Bg {
+        let ep = self.endpoints();
+        Bg::spawn(etcdctl_cmd(&ep, args), self.path(&format!("{tag}.out")))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for m in &self.nodes {
+                eprintln!(
+                    "----- {} ({}) log tail -----\n{}",
+                    m.name,
+                    m.log.display(),
+                    m.log_tail(60)
+                );
+            }
+        }
+        for m in &mut self.nodes {
+            m.kill();
+        }
+    }
+}
+
+/// Standard base64 (as etcdctl's JSON output encodes keys and values).
+pub fn b64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
