@@ -22,8 +22,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use concord_mvcc::Command;
 use concord_raft::{
-    ConfChange, ConfChangeStep, Entry, EntryKind, Message, RaftError, RawNode, Ready, Role,
-    Snapshot,
+    ConfChange, ConfChangeStep, Entry, EntryKind, HardState, Message, RaftError, RawNode, Ready,
+    Role, Snapshot,
 };
 use concord_storage::{FsDisk, GroupCommit, SnapshotMark, SnapshotStore, WalBatch};
 use tokio::sync::{mpsc, oneshot};
@@ -98,6 +98,8 @@ pub struct Driver {
     ticks: u64,
     revoking: HashMap<i64, u64>,
     published_attributes: bool,
+    /// The last hard state handed to the WAL.
+    written: HardState,
 }
 
 impl std::fmt::Debug for Driver {
@@ -139,6 +141,7 @@ impl Driver {
             ticks: 0,
             revoking: HashMap::new(),
             published_attributes: false,
+            written: HardState::default(),
         }
     }
 
@@ -259,20 +262,33 @@ impl Driver {
             }
         }
         self.transport.send(std::mem::take(&mut rd.messages));
+        // Like etcd, wait for the fsync only when it matters: new entries, a
+        // snapshot, or a new term or vote. A hard state that only moves the
+        // commit index is written (and synced by the next group-commit
+        // round) without waiting; losing it in a crash only means
+        // re-learning the commit index (restart raises it to the backend's
+        // applied index, see `server.rs`).
+        let must_sync = !rd.entries.is_empty()
+            || rd.snapshot.is_some()
+            || rd
+                .hard_state
+                .is_some_and(|hs| hs.term != self.written.term || hs.vote != self.written.vote);
+        let mut ack = None;
         if rd.must_persist() {
             if let Some(s) = &rd.snapshot {
                 self.snaps.save(GROUP, s)?;
             }
             let batch = WalBatch::from_ready(GROUP, &rd);
             if !batch.is_empty() {
-                let started = Instant::now();
-                self.wal.submit(batch)?.wait()?;
-                metrics::histogram!("concord_wal_fsync_duration_seconds")
-                    .record(started.elapsed().as_secs_f64());
+                ack = Some((self.wal.submit(batch)?, Instant::now()));
+            }
+            if let Some(hs) = rd.hard_state {
+                self.written = hs;
             }
         }
-        let after = rd.persisted();
-        self.transport.send(after);
+        // Apply while the fsync runs: committed entries are already durable
+        // on a quorum, and the backend becomes durable only at checkpoints,
+        // which come after the WAL.
         // `advance` needs the snapshot and the committed entries back.
         if let Some(s) = rd.snapshot.take() {
             self.restore_snapshot(&s)?;
@@ -286,6 +302,15 @@ impl Driver {
                 .record(started.elapsed().as_secs_f64());
         }
         rd.committed_entries = committed;
+        if let Some((ack, started)) = ack {
+            if must_sync {
+                ack.wait()?;
+                metrics::histogram!("concord_wal_fsync_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+            }
+        }
+        let after = rd.persisted();
+        self.transport.send(after);
         for rs in std::mem::take(&mut rd.read_states) {
             if let Some(w) = self.reads_in_flight.remove(&rs.ctx) {
                 self.reads_to_apply.entry(rs.index).or_default().extend(w);

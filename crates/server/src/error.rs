@@ -66,7 +66,16 @@ pub enum ServerError {
 
 impl From<ServerError> for Status {
     fn from(e: ServerError) -> Status {
-        let msg = e.to_string();
+        let msg = match &e {
+            // etcd's gRPC errors for these carry an `etcdserver: ` prefix
+            // (rpctypes.ErrGRPCCompacted, ErrGRPCFutureRev); clients match on
+            // the full string. The bare mvcc text is only a watch's cancel
+            // reason.
+            ServerError::Mvcc(m @ (MvccError::Compacted | MvccError::FutureRevision)) => {
+                format!("etcdserver: {m}")
+            }
+            _ => e.to_string(),
+        };
         let code = match &e {
             ServerError::Mvcc(m) => mvcc_code(m),
             ServerError::NoLeader | ServerError::Timeout | ServerError::LeaderChanged => {
@@ -116,7 +125,16 @@ mod tests {
     fn etcd_codes_and_messages() {
         let s: Status = ServerError::Mvcc(MvccError::Compacted).into();
         assert_eq!(s.code(), Code::OutOfRange);
-        assert_eq!(s.message(), "mvcc: required revision has been compacted");
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
+        let s: Status = ServerError::Mvcc(MvccError::FutureRevision).into();
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision is a future revision"
+        );
         let s: Status = ServerError::Mvcc(MvccError::LeaseNotFound).into();
         assert_eq!(s.code(), Code::NotFound);
         assert_eq!(s.message(), "etcdserver: requested lease not found");

@@ -131,7 +131,13 @@ pub async fn run(
                     },
                 )?;
             }
-            let state = log.into_initial_state(GROUP, snapshot, applied)?;
+            let mut state = log.into_initial_state(GROUP, snapshot, applied)?;
+            // A commit-only hard state is written without waiting for its
+            // fsync, so the WAL may remember a lower commit than the backend
+            // applied; what was applied was committed.
+            if state.hard_state.commit < applied {
+                state.hard_state.commit = applied;
+            }
             let node = RawNode::restart(raft_cfg(id), state)
                 .map_err(|e| ServerError::Config(e.to_string()))?;
             tracing::info!(

@@ -16,8 +16,18 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The server binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_concord");
+/// The server binary under test: `concord`, or the binary named by
+/// `CONCORD_COMPAT_SERVER` (e.g. `etcd`, to check the suite's expectations
+/// against the reference implementation; it takes the same flags).
+pub fn server_bin() -> String {
+    std::env::var("CONCORD_COMPAT_SERVER")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_concord").to_string())
+}
+
+/// True when running against the reference etcd instead of Concord.
+pub fn against_etcd() -> bool {
+    std::env::var("CONCORD_COMPAT_SERVER").is_ok()
+}
 /// How long a fresh cluster may take to become healthy.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default bound for one `etcdctl` command.
@@ -197,9 +207,7 @@ pub fn run(cmd: &mut Command, stdin: Option<&str>, timeout: Duration) -> Out {
     })
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     if let (Some(input), Some(mut w)) = (stdin, child.stdin.take()) {
         let input = input.to_string();
         std::thread::spawn(move || {
@@ -403,7 +411,7 @@ impl Node {
             .open(&self.log)
             .expect("open log");
         let _ = writeln!(f, "=== harness: starting {} {:?}", self.name, self.args());
-        let child = Command::new(BIN)
+        let child = Command::new(server_bin())
             .args(self.args())
             .stdin(Stdio::null())
             .stdout(f.try_clone().expect("clone log"))
