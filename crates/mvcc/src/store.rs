@@ -2,9 +2,11 @@
 //!
 //! # Durability invariant
 //!
-//! Batches commit with `Durability::None` (no fsync): the Raft WAL is the
-//! source of truth and replays anything lost. [`Store::checkpoint`] commits
-//! durably and returns the applied index it covers. **The server must only
+//! Applied batches live in memory only; [`Store::checkpoint`] writes
+//! everything since the previous checkpoint in one durable redb
+//! transaction and returns the applied index it covers (dropping the store
+//! checkpoints too). The Raft WAL is the source of truth and replays
+//! anything lost in a crash. **The server must only
 //! compact the WAL below [`Store::durable_applied_index`]**: entries above it
 //! may be lost from the backend on a crash and are replayed from the WAL,
 //! which is safe because the applied index travels in the same redb
@@ -67,11 +69,15 @@ impl Store {
         Ok(out.pop())
     }
 
-    /// Applies entries in one redb write transaction (no fsync). Entries at
-    /// or below the applied index are skipped; indexes must increase. A
-    /// request error is reported in [`Applied::result`] and still consumes
-    /// the index. An `Err` is a backend failure: the store is then poisoned
-    /// and must be reopened.
+    /// Applies entries to the in-memory state, which serves every read.
+    /// The backend is written only by [`Store::checkpoint`], one durable
+    /// transaction for everything applied since the last one: per-batch
+    /// transactions cost a copy-on-write page path each and, without
+    /// fsync, keep freed pages from being reused (the file balloons).
+    /// Entries at or below the applied index are skipped; indexes must
+    /// increase. A request error is reported in [`Applied::result`] and
+    /// still consumes the index. An `Err` is a backend failure: the store is
+    /// then poisoned and must be reopened.
     pub fn apply_batch(&mut self, entries: &[(u64, Command)]) -> Result<Vec<Applied>> {
         if self.poisoned {
             return Err(MvccError::Storage(
@@ -94,12 +100,14 @@ impl Store {
             });
         }
         assert!(self.applied >= before, "applied index went backwards");
-        if self.applied == before {
-            return Ok(out);
-        }
-        self.commit(Durability::None)
-            .inspect_err(|_| self.poisoned = true)?;
         Ok(out)
+    }
+
+    /// Changes applied in memory and not yet written to the backend (they
+    /// are written, durably, by the next [`Store::checkpoint`]).
+    pub fn pending_changes(&self) -> usize {
+        let c = &self.state.changes;
+        c.hist_put.len() + c.hist_del.len() + c.leases.len()
     }
 
     fn commit(&mut self, durability: Durability) -> Result<()> {
@@ -201,5 +209,14 @@ impl Store {
     /// All leases, in id order.
     pub fn leases(&self) -> Vec<LeaseRecord> {
         self.state.leases.values().map(|l| l.rec.clone()).collect()
+    }
+}
+
+impl Drop for Store {
+    /// A clean close keeps what was applied (a crash relies on the WAL).
+    fn drop(&mut self) {
+        if !self.poisoned && self.applied > self.durable_applied {
+            let _ = self.checkpoint();
+        }
     }
 }

@@ -40,6 +40,10 @@ pub const GROUP: u64 = 1;
 pub const MAX_INPUTS_PER_ROUND: usize = 8192;
 /// Driver inbox capacity.
 pub const INBOX_CAPACITY: usize = 65536;
+/// Interval of durable backend commits.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Backend changes held in memory before a checkpoint is forced.
+const MAX_PENDING_CHANGES: usize = 100_000;
 /// Ticks between lease checkpoints (about 5 s at the default heartbeat).
 const LEASE_CHECKPOINT_TICKS: u64 = 50;
 
@@ -100,6 +104,7 @@ pub struct Driver {
     published_attributes: bool,
     /// The last hard state handed to the WAL.
     written: HardState,
+    last_checkpoint: Instant,
 }
 
 impl std::fmt::Debug for Driver {
@@ -142,6 +147,7 @@ impl Driver {
             revoking: HashMap::new(),
             published_attributes: false,
             written: HardState::default(),
+            last_checkpoint: Instant::now(),
         }
     }
 
@@ -185,7 +191,25 @@ impl Driver {
                 self.handle_ready(rd)?;
             }
             self.maybe_snapshot()?;
+            self.maybe_checkpoint()?;
         }
+    }
+
+    /// About once a second (or after `MAX_PENDING_CHANGES`), write what was
+    /// applied to the backend in one durable transaction: it bounds the
+    /// memory held for the backend and the replay after a crash.
+    fn maybe_checkpoint(&mut self) -> Result<(), ServerError> {
+        if self.last_checkpoint.elapsed() < CHECKPOINT_INTERVAL
+            && self.shared.store.read().pending_changes() < MAX_PENDING_CHANGES
+        {
+            return Ok(());
+        }
+        self.last_checkpoint = Instant::now();
+        let mut store = self.shared.store.write();
+        if store.applied_index() > store.durable_applied_index() {
+            store.checkpoint()?;
+        }
+        Ok(())
     }
 
     /// Handles one input; false to stop.

@@ -70,6 +70,8 @@ fn lock_contention() {
 #[test]
 fn election_contention() {
     let Some(mut c) = cluster() else { return };
+    // Not the first write of the cluster: see `elect_as_first_write`.
+    c.ctl(&["put", "warm", "up"]).expect_ok("put");
     let mut first = c.ctl_bg("elect1", &["elect", "myelect", "p1"]);
     assert!(
         first.wait_output(Duration::from_secs(10), |o| o.contains("\np1\n")),
@@ -105,6 +107,23 @@ fn election_contention() {
     );
     let o = observer.output();
     assert!(o.find("\np1\n") < o.find("\np2\n"), "{o}");
+}
+
+/// etcd's store starts at revision 1, so the first write is revision 2.
+/// Concord starts at 0 (`concord-mvcc`'s `State::current_rev`), so the
+/// first write is revision 1, and etcd's client-side election recipe
+/// (`etcdctl elect`, clientv3 `concurrency.Election`) then waits for
+/// deletes below `WithMaxCreateRev(1 - 1)`, i.e. with no bound: the
+/// candidate waits for its own key forever.
+#[test]
+#[ignore = "Concord bug: a fresh store starts at revision 0 (etcd: 1)"]
+fn elect_as_first_write() {
+    let Some(mut c) = cluster() else { return };
+    let j = c.ctl(&["get", "nothing", "-w", "json"]).json();
+    assert_eq!(j["header"]["revision"], 1, "{j}");
+    let e = c.ctl_bg("first", &["elect", "first", "p1"]);
+    let elected = e.wait_output(Duration::from_secs(10), |o| o.contains("\np1\n"));
+    assert!(elected, "never elected: {:?}", e.output());
 }
 
 fn member_id(out: &Out, verb: &str) -> String {
@@ -188,15 +207,22 @@ fn membership() {
     })
     .expect("learner never promoted");
     assert_eq!(member_id(&promoted, "promoted"), id);
-    let j = c.ctl(&["member", "list", "-w", "json"]).json();
-    let m4 = j["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|m| format!("{:x}", m["ID"].as_u64().unwrap_or(0)) == id)
-        .cloned()
-        .unwrap_or(Value::Null);
-    assert_eq!(m4["name"], "m4", "{j}");
+    // The new member publishes its name and client URLs once it runs.
+    let find_m4 = |j: &Value| {
+        j["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| format!("{:x}", m["ID"].as_u64().unwrap_or(0)) == id)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let j = wait_until(Duration::from_secs(10), || {
+        let j = c.ctl(&["member", "list", "-w", "json"]).json();
+        (find_m4(&j)["name"] == "m4").then_some(j)
+    })
+    .expect("m4 never published its name");
+    let m4 = find_m4(&j);
     assert_eq!(m4["clientURLs"][0], c.nodes[i].client_url().as_str(), "{j}");
     assert!(m4.get("isLearner").is_none(), "{j}");
 

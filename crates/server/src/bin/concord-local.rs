@@ -5,6 +5,10 @@
 //! `<dir>/<name>.log`. Each member is this binary started again as
 //! `concord-local member <etcd flags>`, which is exactly the `concord` server.
 
+/// mimalloc: the allocator matters on the request path (many small buffers).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
