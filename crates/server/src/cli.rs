@@ -12,7 +12,10 @@ pub fn serve_main(args: Vec<String>) -> Result<(), ServerError> {
         .with_env_filter(EnvFilter::new(&cfg.log_level))
         .with_ansi(false)
         .try_init();
+    // Fewer workers than CPUs: the driver and WAL threads need cores too, and
+    // cross-thread wake-ups cost more than they save on small machines.
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.runtime_threads())
         .enable_all()
         .build()?;
     rt.block_on(async move {

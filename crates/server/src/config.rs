@@ -97,6 +97,10 @@ pub struct Config {
     #[arg(long)]
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
+    /// Threads serving gRPC and peer I/O (Concord only; 0 = half the CPUs,
+    /// at least one). The Raft driver and the WAL writer have their own.
+    #[arg(long, default_value_t = 0)]
+    pub worker_threads: usize,
     /// Log level filter (`info`, `debug`, ...).
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -224,6 +228,15 @@ impl Config {
     /// `--initial-advertise-peer-urls` as a list.
     pub fn advertised_peer_urls(&self) -> Vec<String> {
         list(&self.initial_advertise_peer_urls)
+    }
+
+    /// Worker threads of the async runtime.
+    pub fn runtime_threads(&self) -> usize {
+        if self.worker_threads > 0 {
+            return self.worker_threads;
+        }
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        (cpus / 2).max(1)
     }
 
     /// One Raft tick.
