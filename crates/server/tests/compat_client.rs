@@ -79,7 +79,10 @@ fn kv_and_txn() {
         assert_eq!(r.count(), 4);
         assert!(r.kvs().iter().all(|kv| kv.value().is_empty()));
         let r = c
-            .get("", Some(GetOptions::new().with_all_keys().with_count_only()))
+            .get(
+                "",
+                Some(GetOptions::new().with_all_keys().with_count_only()),
+            )
             .await
             .expect("count");
         assert_eq!((r.count(), r.kvs().len()), (4, 0));
@@ -101,7 +104,10 @@ fn kv_and_txn() {
         assert_eq!(serial.kvs().len(), 1);
 
         let d = c
-            .delete("d/", Some(DeleteOptions::new().with_prefix().with_prev_key()))
+            .delete(
+                "d/",
+                Some(DeleteOptions::new().with_prefix().with_prev_key()),
+            )
             .await
             .expect("delete");
         assert_eq!(d.deleted(), 1);
@@ -301,7 +307,10 @@ fn leases() {
         let t = c.lease_time_to_live(id, None).await.expect("ttl");
         assert_eq!(t.ttl(), -1);
         let err = c.lease_revoke(id).await.expect_err("revoke twice");
-        assert!(err.to_string().contains("requested lease not found"), "{err}");
+        assert!(
+            err.to_string().contains("requested lease not found"),
+            "{err}"
+        );
         // Keep-alive of a gone lease: TTL 0.
         keeper.keep_alive().await.expect("send");
         let r = timeout(T, stream.message()).await.expect("in time");
@@ -314,6 +323,8 @@ fn lock_and_unlock() {
     with_cluster(|mut c, addrs| async move {
         let l1 = c.lease_grant(30, None).await.expect("grant").id();
         let l2 = c.lease_grant(30, None).await.expect("grant").id();
+        // The first write of the cluster (grants do not bump the revision):
+        // the lock key gets the store's first revision.
         let held = c
             .lock("res", Some(LockOptions::new().with_lease(l1)))
             .await
@@ -332,11 +343,11 @@ fn lock_and_unlock() {
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert!(!waiter.is_finished(), "second lock granted while held");
 
-        // The lock key is an ordinary key: a fencing token by revision.
-        let r = c
-            .get("res/", Some(GetOptions::new().with_prefix()))
-            .await
-            .expect("get");
+        // The lock keys are ordinary keys; the holder's was created first.
+        let by_create = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Ascend);
+        let r = c.get("res/", Some(by_create)).await.expect("get");
         assert_eq!(r.kvs().len(), 2);
         assert_eq!(r.kvs()[0].key(), &key1[..]);
         assert_eq!(r.kvs()[0].lease(), l1);
@@ -373,6 +384,7 @@ fn election() {
     with_cluster(|mut c, addrs| async move {
         let l1 = c.lease_grant(30, None).await.expect("grant").id();
         let l2 = c.lease_grant(30, None).await.expect("grant").id();
+        // The first write of the cluster, as in `lock_and_unlock`.
         let r = c.campaign("el", "v1", l1).await.expect("campaign");
         let leader = r.leader().expect("leader key").clone();
         assert_eq!(leader.name(), b"el");
@@ -440,7 +452,7 @@ fn cluster_and_status() {
 
         let mut leaders = Vec::new();
         for a in &addrs {
-            let mut one = client(&[a.clone()]).await.expect("connect");
+            let mut one = client(std::slice::from_ref(a)).await.expect("connect");
             let st = one.status().await.expect("status");
             let h = st.header().expect("header");
             assert_eq!(h.cluster_id(), cluster_id);

@@ -4,6 +4,10 @@
 //! Every wait is bounded; every process started here (members and the
 //! background `etcdctl` helpers) is killed and reaped on drop. When a test
 //! panics, the tail of each member's log is printed.
+//!
+//! `CONCORD_COMPAT_SERVER=etcd cargo test -p concord-server --test compat_...`
+//! runs a suite against the real etcd instead (same flags), which is how the
+//! expected outputs were checked.
 #![allow(dead_code)]
 
 mod cmd;
@@ -29,10 +33,6 @@ pub fn server_bin() -> String {
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_concord").to_string())
 }
 
-/// True when running against the reference etcd instead of Concord.
-pub fn against_etcd() -> bool {
-    std::env::var("CONCORD_COMPAT_SERVER").is_ok()
-}
 /// How long a fresh cluster may take to become healthy.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default bound for one `etcdctl` command.
