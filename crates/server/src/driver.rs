@@ -105,6 +105,7 @@ pub struct Driver {
     /// The last hard state handed to the WAL.
     written: HardState,
     last_checkpoint: Instant,
+    attributes_sent_at: Option<u64>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -148,6 +149,7 @@ impl Driver {
             published_attributes: false,
             written: HardState::default(),
             last_checkpoint: Instant::now(),
+            attributes_sent_at: None,
         }
     }
 
@@ -649,7 +651,9 @@ impl Driver {
             Some(m) if m.name == self.shared.name && m.client_urls == wanted => {
                 self.published_attributes = true;
             }
-            Some(_) if self.ticks % 10 == 0 => {
+            // At once, then every 10 ticks until it is applied.
+            Some(_) if self.attributes_sent_at.is_none_or(|t| self.ticks >= t + 10) => {
+                self.attributes_sent_at = Some(self.ticks);
                 let op = ServerOp::SetAttributes {
                     id: me,
                     name: self.shared.name.clone(),

@@ -129,6 +129,7 @@ pub async fn serve_metrics(listener: TcpListener, shared: Arc<Shared>) {
 
 async fn health(AxState(s): AxState<Arc<Shared>>) -> impl IntoResponse {
     let ok = s.raft_status().leader != 0
+        && s.published()
         && !s.no_space()
         && tokio::time::timeout(Duration::from_secs(1), s.read_barrier())
             .await
@@ -137,6 +138,8 @@ async fn health(AxState(s): AxState<Arc<Shared>>) -> impl IntoResponse {
         ""
     } else if s.no_space() {
         "ALARM NOSPACE"
+    } else if !s.published() {
+        "NOT PUBLISHED"
     } else {
         "RAFT NO LEADER"
     };
@@ -155,7 +158,7 @@ async fn livez() -> impl IntoResponse {
 
 async fn readyz(AxState(s): AxState<Arc<Shared>>) -> impl IntoResponse {
     let st = s.raft_status();
-    if st.leader != 0 && !s.removed.load(std::sync::atomic::Ordering::Relaxed) {
+    if st.leader != 0 && s.published() && !s.removed.load(std::sync::atomic::Ordering::Relaxed) {
         (StatusCode::OK, "ok\n".to_string())
     } else {
         (

@@ -246,6 +246,17 @@ pub async fn run(
             let _ = ticker_inbox.try_send(Input::Tick);
         }
     }));
+    let mut gone = transport.removed_signal();
+    let gone_state = shared.clone();
+    tasks.push(tokio::spawn(async move {
+        if gone.wait_for(|g| *g).await.is_ok() {
+            gone_state
+                .removed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!("the member has been permanently removed from the cluster; stopping");
+            let _ = gone_state.shutdown.send(true);
+        }
+    }));
     let quota_state = shared.clone();
     tasks.push(tokio::spawn(async move {
         let mut iv = tokio::time::interval(Duration::from_secs(5));

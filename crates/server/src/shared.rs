@@ -262,6 +262,16 @@ impl Shared {
         }
     }
 
+    /// Has this member's name and client URLs reached the member table (as
+    /// in etcd, it is not ready to serve before).
+    pub fn published(&self) -> bool {
+        self.members
+            .read()
+            .members
+            .get(&self.id)
+            .is_some_and(|m| m.name == self.name && m.client_urls == self.client_urls)
+    }
+
     /// Is this member the leader now.
     pub fn is_leader(&self) -> bool {
         self.status.read().is_leader

@@ -51,6 +51,7 @@ pub struct Transport {
     rt: tokio::runtime::Handle,
     peers: Mutex<HashMap<u64, Peer>>,
     dropped: std::sync::atomic::AtomicU64,
+    gone: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -68,7 +69,15 @@ impl Transport {
             rt,
             peers: Mutex::new(HashMap::new()),
             dropped: Default::default(),
+            gone: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// Becomes true when a peer answers that this member was removed from
+    /// the cluster (it may never see its own removal applied: the others
+    /// stop talking to it as soon as they apply it).
+    pub fn removed_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.gone.subscribe()
     }
 
     /// Adds a peer or changes its address.
@@ -84,11 +93,24 @@ impl Transport {
         let addr = Arc::new(Mutex::new(addr));
         let (ntx, nrx) = mpsc::channel(PEER_QUEUE);
         let (stx, srx) = mpsc::channel(64);
+        let gone = self.gone.clone();
         let tasks = vec![
-            self.rt
-                .spawn(sender(self.me, self.cluster_id, id, addr.clone(), nrx)),
-            self.rt
-                .spawn(sender(self.me, self.cluster_id, id, addr.clone(), srx)),
+            self.rt.spawn(sender(
+                self.me,
+                self.cluster_id,
+                id,
+                addr.clone(),
+                nrx,
+                gone.clone(),
+            )),
+            self.rt.spawn(sender(
+                self.me,
+                self.cluster_id,
+                id,
+                addr.clone(),
+                srx,
+                gone,
+            )),
         ];
         peers.insert(
             id,
@@ -150,12 +172,13 @@ async fn sender(
     to: u64,
     addr: Arc<Mutex<String>>,
     mut rx: mpsc::Receiver<Message>,
+    gone: tokio::sync::watch::Sender<bool>,
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut buf = Vec::with_capacity(64 * 1024);
     loop {
         let target = addr.lock().clone();
-        let mut stream = match TcpStream::connect(&target).await {
+        let stream = match TcpStream::connect(&target).await {
             Ok(s) => s,
             Err(_) => {
                 // Drop what queued up while the peer was unreachable: it is stale.
@@ -166,9 +189,22 @@ async fn sender(
             }
         };
         let _ = stream.set_nodelay(true);
+        let (mut reader, mut stream) = stream.into_split();
         if stream.write_all(&[KIND_RAFT]).await.is_err() {
             continue;
         }
+        // The peer only ever answers GONE: this member was removed.
+        let gone = gone.clone();
+        tokio::spawn(async move {
+            let mut b = [0u8; 1];
+            if reader.read_exact(&mut b).await.is_ok() && b[0] == GONE {
+                tracing::warn!(
+                    peer = to,
+                    "a peer says this member was removed from the cluster"
+                );
+                gone.send_replace(true);
+            }
+        });
         backoff = BACKOFF_MIN;
         loop {
             let Some(first) = rx.recv().await else {
@@ -201,6 +237,8 @@ async fn sender(
 pub const KIND_RAFT: u8 = 1;
 /// First byte of a connection asking for the member table (a joining member).
 pub const KIND_MEMBERS: u8 = 2;
+/// The one byte a listener sends back on a Raft connection: "you were removed".
+pub const GONE: u8 = 0xff;
 
 /// Accepts peer connections: Raft frames go to `inbox`; a member-table
 /// query is answered with the table.
@@ -224,7 +262,7 @@ pub async fn serve_peers(
                 return;
             }
             match kind[0] {
-                KIND_RAFT => receive(stream, cluster_id, me, inbox).await,
+                KIND_RAFT => receive(stream, cluster_id, me, inbox, shared).await,
                 KIND_MEMBERS => {
                     let table = shared.members.read().encode();
                     let mut out = (table.len() as u32).to_be_bytes().to_vec();
@@ -237,7 +275,13 @@ pub async fn serve_peers(
     }
 }
 
-async fn receive(mut stream: TcpStream, cluster_id: u64, me: u64, inbox: mpsc::Sender<Input>) {
+async fn receive(
+    mut stream: TcpStream,
+    cluster_id: u64,
+    me: u64,
+    inbox: mpsc::Sender<Input>,
+    shared: Arc<crate::shared::Shared>,
+) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         let mut len = [0u8; 4];
@@ -266,6 +310,15 @@ async fn receive(mut stream: TcpStream, cluster_id: u64, me: u64, inbox: mpsc::S
                 want = cluster_id,
                 "peer from another cluster; closing the connection"
             );
+            return;
+        }
+        if shared.members.read().removed.contains(&frame.from) {
+            // A removed member must not vote, campaign or forward writes.
+            tracing::warn!(
+                member = format!("{:x}", frame.from),
+                "refusing a removed member"
+            );
+            let _ = stream.write_all(&[GONE]).await;
             return;
         }
         for m in frame.messages {

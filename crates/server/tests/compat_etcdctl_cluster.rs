@@ -116,7 +116,6 @@ fn election_contention() {
 /// deletes below `WithMaxCreateRev(1 - 1)`, i.e. with no bound: the
 /// candidate waits for its own key forever.
 #[test]
-#[ignore = "Concord bug: a fresh store starts at revision 0 (etcd: 1)"]
 fn elect_as_first_write() {
     let Some(mut c) = cluster() else { return };
     let j = c.ctl(&["get", "nothing", "-w", "json"]).json();

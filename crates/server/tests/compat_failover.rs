@@ -173,7 +173,6 @@ fn leader_killed_while_writing() {
 /// Raft proposals, and the leader applies them. etcd's peers answer a
 /// removed member with "removed" instead, and it shuts down.
 #[test]
-#[ignore = "Concord bug: peers accept Raft frames from removed members"]
 fn removed_member_cannot_write() {
     let mut c = Cluster::start(3);
     let addrs = c.addrs();
