@@ -29,6 +29,9 @@ fn decode<'a, T: serde::Deserialize<'a>>(b: &'a [u8]) -> Result<T> {
 /// Loads the whole state; returns it with the applied index.
 pub(crate) fn load(db: &Database, state: &mut State) -> Result<u64> {
     let tx = db.begin_read().map_err(MvccError::storage)?;
+    // etcd starts an empty store at revision 1 (the first write gets 2);
+    // client recipes rely on it (a campaign bounded by `create_rev - 1`).
+    state.current_rev = state.current_rev.max(1);
     let meta = match tx.open_table(META) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
@@ -42,7 +45,7 @@ pub(crate) fn load(db: &Database, state: &mut State) -> Result<u64> {
             .unwrap_or(0))
     };
     let applied = get(APPLIED)?;
-    state.current_rev = get(CURRENT)? as i64;
+    state.current_rev = (get(CURRENT)? as i64).max(1);
     state.compact_rev = get(COMPACT)? as i64;
     let hist = tx.open_table(HISTORY).map_err(MvccError::storage)?;
     for item in hist.iter().map_err(MvccError::storage)? {

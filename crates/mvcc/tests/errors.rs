@@ -225,21 +225,22 @@ fn bad_reads_and_messages() {
     h.put("a", "1");
     h.put("a", "2");
     h.put("a", "3");
-    h.ok(Command::Compact { revision: 2 });
+    // An empty store is at revision 1, so the puts are revisions 2, 3, 4.
+    h.ok(Command::Compact { revision: 3 });
     let read = |rev| RangeRequest {
         key: b("a"),
         revision: rev,
         ..Default::default()
     };
     assert_eq!(
-        h.store.range(&read(1)).unwrap_err().to_string(),
+        h.store.range(&read(2)).unwrap_err().to_string(),
         "mvcc: required revision has been compacted"
     );
     assert_eq!(
-        h.store.range(&read(4)).unwrap_err().to_string(),
+        h.store.range(&read(5)).unwrap_err().to_string(),
         "mvcc: required revision is a future revision"
     );
-    assert_eq!(h.store.range(&read(2)).unwrap().kvs[0].value, b("2"));
+    assert_eq!(h.store.range(&read(3)).unwrap().kvs[0].value, b("2"));
     let e = h
         .store
         .range(&RangeRequest {

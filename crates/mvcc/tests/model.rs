@@ -280,8 +280,9 @@ fn step_strategy() -> impl Strategy<Value = Step> {
 
 fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let mut h = H::new();
+    // Like etcd, an empty store is at revision 1.
     let mut m = Model {
-        states: vec![Map::new()],
+        states: vec![Map::new(), Map::new()],
         compact: 0,
         leases: Default::default(),
     };
@@ -454,7 +455,8 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
     // Watch history: replaying the events from the oldest retained revision
     // onto the model's state before it rebuilds every later revision, with
     // strictly increasing event revisions and one or more events per revision.
-    let start = m.compact + 1;
+    // Revision 1 is the empty store's: no event.
+    let start = m.compact.max(1) + 1;
     let events = h
         .store
         .events_since(start, &Bytes::new(), &Bytes::new(), 0)

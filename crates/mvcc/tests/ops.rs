@@ -7,19 +7,21 @@ use concord_mvcc::*;
 #[test]
 fn versions_and_tombstones() {
     let mut h = H::new();
-    assert_eq!(h.put("a", "1"), 1);
-    assert_eq!(h.put("a", "2"), 2);
+    // An empty store is at revision 1 (as etcd): the first write gets 2.
+    assert_eq!(h.store.current_revision(), 1);
+    assert_eq!(h.put("a", "1"), 2);
+    assert_eq!(h.put("a", "2"), 3);
     let kv = h.get("a").unwrap();
-    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (1, 2, 2));
+    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
     assert_eq!(h.del("a", ""), 1);
-    assert_eq!(h.store.current_revision(), 3);
+    assert_eq!(h.store.current_revision(), 4);
     assert!(h.get("a").is_none());
-    assert_eq!(h.put("a", "3"), 4);
+    assert_eq!(h.put("a", "3"), 5);
     let kv = h.get("a").unwrap();
-    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (4, 4, 1));
+    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (5, 5, 1));
     // Deleting nothing does not bump the revision.
     assert_eq!(h.del("zz", ""), 0);
-    assert_eq!(h.store.current_revision(), 4);
+    assert_eq!(h.store.current_revision(), 5);
 }
 
 #[test]
@@ -28,12 +30,13 @@ fn historical_reads() {
     h.put("a", "1");
     h.put("a", "2");
     h.del("a", "");
-    assert_eq!(h.get_at("a", 1).unwrap().value, b("1"));
-    assert_eq!(h.get_at("a", 2).unwrap().value, b("2"));
-    assert!(h.get_at("a", 3).is_none());
+    // Writes are at revisions 2, 3 and 4 (the empty store is at 1).
+    assert_eq!(h.get_at("a", 2).unwrap().value, b("1"));
+    assert_eq!(h.get_at("a", 3).unwrap().value, b("2"));
+    assert!(h.get_at("a", 4).is_none());
     let e = h.store.range(&RangeRequest {
         key: b("a"),
-        revision: 4,
+        revision: 5,
         ..Default::default()
     });
     assert_eq!(e.unwrap_err(), MvccError::FutureRevision);
@@ -69,10 +72,11 @@ fn put_options() {
 }
 
 fn fill(h: &mut H) {
+    // a, b, c, d at revisions 2, 3, 4, 5 (the empty store is at 1).
     for (k, v) in [("a", "3"), ("b", "1"), ("c", "2"), ("d", "0")] {
         h.put(k, v);
     }
-    h.put("b", "9"); // b: version 2, mod 5
+    h.put("b", "9"); // b: version 2, mod 6
 }
 
 #[test]
@@ -113,7 +117,7 @@ fn range_limit_count_more() {
     let r = h.range(RangeRequest {
         key: b("a"),
         range_end: b("\0"),
-        min_mod_revision: 3,
+        min_mod_revision: 4,
         ..Default::default()
     });
     let keys: Vec<_> = r.kvs.iter().map(|kv| kv.key.clone()).collect();
@@ -122,7 +126,7 @@ fn range_limit_count_more() {
     let r = h.range(RangeRequest {
         key: b("a"),
         range_end: b("\0"),
-        max_create_revision: 2,
+        max_create_revision: 3,
         ..Default::default()
     });
     assert_eq!(r.kvs.len(), 2);
@@ -169,7 +173,7 @@ fn range_sort() {
 #[test]
 fn txn_sub_revisions_and_compares() {
     let mut h = H::new();
-    h.put("a", "1");
+    h.put("a", "1"); // revision 2
     let cmp = |t| Compare {
         result: CompareResult::Equal,
         target: t,
@@ -207,19 +211,19 @@ fn txn_sub_revisions_and_compares() {
         panic!()
     };
     assert!(t.succeeded);
-    assert_eq!(t.revision, 2);
+    assert_eq!(t.revision, 3);
     // The txn reads its own write.
     let ResponseOp::Range(r) = &t.responses[2] else {
         panic!()
     };
-    assert_eq!(r.kvs[0].mod_revision, 2);
+    assert_eq!(r.kvs[0].mod_revision, 3);
     let revs: Vec<_> = applied.events.iter().map(|e| e.revision).collect();
     assert_eq!(
         revs,
         vec![
-            Revision::new(2, 0),
-            Revision::new(2, 1),
-            Revision::new(2, 2)
+            Revision::new(3, 0),
+            Revision::new(3, 1),
+            Revision::new(3, 2)
         ]
     );
     // Same txn again: compares fail, failure branch is empty, no bump.
@@ -227,12 +231,12 @@ fn txn_sub_revisions_and_compares() {
         panic!()
     };
     assert!(!t.succeeded);
-    assert_eq!(h.store.current_revision(), 2);
-    // Range compare: every key in [b, d) has version 1; nested txn.
+    assert_eq!(h.store.current_revision(), 3);
+    // Range compare: every key in [b, d) has version 1 and mod revision 3; nested txn.
     let nested = TxnRequest {
         compare: vec![Compare {
             result: CompareResult::Greater,
-            target: CompareTarget::Mod(1),
+            target: CompareTarget::Mod(2),
             key: b("b"),
             range_end: b("d"),
         }],
@@ -251,7 +255,7 @@ fn txn_sub_revisions_and_compares() {
     };
     let a = h.run(Command::Txn(outer));
     assert_eq!(a.events.len(), 2);
-    assert_eq!(a.events[1].revision, Revision::new(3, 1));
+    assert_eq!(a.events[1].revision, Revision::new(4, 1));
     // Missing key: version/create/mod/lease compare as 0, value compare fails.
     let missing = |t, r| TxnRequest {
         compare: vec![Compare {
@@ -282,16 +286,17 @@ fn compaction_errors() {
     h.put("a", "2");
     h.put("b", "1");
     h.del("b", "");
-    h.ok(Command::Compact { revision: 3 });
-    assert_eq!(h.get_at("a", 3).unwrap().value, b("2"));
+    // Writes are at revisions 2..=5 (the empty store is at 1).
+    h.ok(Command::Compact { revision: 4 });
+    assert_eq!(h.get_at("a", 4).unwrap().value, b("2"));
     let e = h.store.range(&RangeRequest {
         key: b("a"),
-        revision: 2,
+        revision: 3,
         ..Default::default()
     });
     assert_eq!(e.unwrap_err(), MvccError::Compacted);
     assert_eq!(
-        h.err(Command::Compact { revision: 3 }),
+        h.err(Command::Compact { revision: 4 }),
         MvccError::Compacted
     );
     assert_eq!(
@@ -302,7 +307,7 @@ fn compaction_errors() {
         h.err(Command::Compact { revision: 9 }).to_string(),
         "mvcc: required revision is a future revision"
     );
-    h.ok(Command::Compact { revision: 4 });
+    h.ok(Command::Compact { revision: 5 });
     let all = RangeRequest {
         key: b("\0"),
         range_end: b("\0"),
@@ -311,10 +316,10 @@ fn compaction_errors() {
     assert_eq!(h.range(all).count, 1);
     assert_eq!(
         h.store
-            .events_since(3, &b(""), &b(""), 0)
+            .events_since(4, &b(""), &b(""), 0)
             .unwrap_err()
             .compact_revision,
-        4
+        5
     );
 }
 
@@ -334,6 +339,7 @@ fn lease_revoke_deletes_in_one_revision() {
         }),
         MvccError::LeaseExists
     );
+    // Granting a lease does not bump the revision: the puts are 2, 3, 4.
     h.put_lease("a", "1", 5);
     h.put_lease("b", "1", 5);
     h.put("c", "1");
@@ -346,8 +352,8 @@ fn lease_revoke_deletes_in_one_revision() {
     assert!(a
         .events
         .iter()
-        .all(|e| e.revision.main == 4 && e.kind == EventType::Delete));
-    assert_eq!(h.store.current_revision(), 4);
+        .all(|e| e.revision.main == 5 && e.kind == EventType::Delete));
+    assert_eq!(h.store.current_revision(), 5);
     assert!(h.get("a").is_none() && h.get("c").is_some());
     assert_eq!(
         h.err(Command::LeaseRevoke { id: 5 }).to_string(),
@@ -422,7 +428,8 @@ fn watch_events_no_gaps_no_dupes() {
         }))
         .events,
     );
-    let all = h.store.events_since(1, &b(""), &b(""), 0).unwrap();
+    // Revisions 2, 3, 4 and 5 (the empty store is at 1): start at the first write.
+    let all = h.store.events_since(2, &b(""), &b(""), 0).unwrap();
     assert_eq!(all, live);
     assert_eq!(all.len(), 5);
     assert_eq!(all[2].prev_kv.as_ref().unwrap().value, b("1"));
@@ -430,7 +437,7 @@ fn watch_events_no_gaps_no_dupes() {
     assert_eq!(all[3].prev_kv.as_ref().unwrap().value, b("2"));
     // Pages of 1 never split a revision: resuming after the last one is exact.
     let mut paged: Vec<Event> = Vec::new();
-    let mut next = 1;
+    let mut next = 2;
     loop {
         let page = h.store.events_since(next, &b(""), &b(""), 1).unwrap();
         let Some(last) = page.last() else { break };
@@ -438,7 +445,7 @@ fn watch_events_no_gaps_no_dupes() {
         paged.extend(page);
     }
     assert_eq!(paged, all);
-    let only_a = h.store.events_since(2, &b("a"), &b(""), 0).unwrap();
+    let only_a = h.store.events_since(3, &b("a"), &b(""), 0).unwrap();
     assert_eq!(only_a.len(), 2);
     assert!(h
         .store
@@ -457,8 +464,9 @@ fn hash_equal_for_same_history_and_different_otherwise() {
         h.del("a", "");
     }
     assert_eq!(x.hash(), y.hash());
-    assert_eq!(x.store.hash_kv(2).unwrap(), y.store.hash_kv(2).unwrap());
-    assert_ne!(x.store.hash_kv(2).unwrap().hash, x.hash());
+    // Revision 3 is the put of b, before the delete at 4.
+    assert_eq!(x.store.hash_kv(3).unwrap(), y.store.hash_kv(3).unwrap());
+    assert_ne!(x.store.hash_kv(3).unwrap().hash, x.hash());
     y.put("c", "3");
     x.put("c", "4");
     assert_ne!(x.hash(), y.hash());

@@ -15,7 +15,9 @@ fn workload(h: &mut H) {
     h.put("a", "3");
     h.del("a", "");
     h.put("c", "4");
-    h.ok(Command::Compact { revision: 3 });
+    // The empty store is at revision 1 and the lease grant does not bump it:
+    // the writes are revisions 2..=6; this compacts at the second put of a.
+    h.ok(Command::Compact { revision: 4 });
 }
 
 #[test]
@@ -30,7 +32,7 @@ fn reopen_gives_same_state_and_applied_index() {
     h.reopen();
     assert_eq!(h.store.hash_kv(0).unwrap(), hash);
     assert_eq!(h.store.current_revision(), rev);
-    assert_eq!(h.store.compact_revision(), 3);
+    assert_eq!(h.store.compact_revision(), 4);
     assert_eq!(h.store.applied_index(), applied);
     assert_eq!(
         h.store.lease_time_to_live(9, 0, true).unwrap().keys,
@@ -81,7 +83,8 @@ fn batch_applies_in_one_transaction_and_persists() {
         .collect();
     let out = h.store.apply_batch(&batch).unwrap();
     assert_eq!(out.len(), 100);
-    assert_eq!(out.last().unwrap().revision, 100);
+    // 100 puts after the empty store's revision 1.
+    assert_eq!(out.last().unwrap().revision, 101);
     // Partially overlapping batch: only the new indexes apply.
     let more: Vec<_> = (95..=105u64).map(|i| (i, Command::Noop)).collect();
     assert_eq!(h.store.apply_batch(&more).unwrap().len(), 5);
