@@ -97,9 +97,8 @@ pub async fn wait_for_turn(state: &State, prefix: &Bytes, my_rev: i64) -> Result
                 .map_err(ServerError::Mvcc)?;
             (r.kvs.into_iter().next(), store.current_revision())
         };
-        // `max_create_revision: 0` means "no bound", so when `my_rev` is the
-        // store's first revision (1) the range finds our own key: only a key
-        // created before ours counts.
+        // `max_create_revision: 0` means "no bound" (possible only if `my_rev`
+        // were 1, which no write gets): only a key created before ours counts.
         let Some(prev) = prev.filter(|kv| kv.create_revision < my_rev) else {
             return Ok(());
         };
