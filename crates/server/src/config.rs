@@ -124,7 +124,19 @@ pub struct InitialMember {
 impl Config {
     /// Parses flags, then the config file if one is named.
     pub fn load(args: impl IntoIterator<Item = String>) -> Result<Config, ServerError> {
-        let cfg = Config::try_parse_from(args).map_err(|e| ServerError::Config(e.to_string()))?;
+        let cfg = match Config::try_parse_from(args) {
+            Ok(c) => c,
+            // --help and --version print and exit, as every CLI does.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+                ) =>
+            {
+                e.exit()
+            }
+            Err(e) => return Err(ServerError::Config(e.to_string())),
+        };
         match &cfg.config_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
