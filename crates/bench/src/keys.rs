@@ -2,30 +2,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// A small, fast, seedable generator (SplitMix64): enough for picking keys.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator with this seed.
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `0..n` (`n > 0`), by multiply-shift (negligible bias).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-}
+/// The seeded generator for picking keys: the core's splitmix64.
+pub use concord_raft::rng::SplitMix64 as Rng;
 
 /// Decimal digits needed to write `n`.
 pub fn digits(n: u64) -> usize {

@@ -396,6 +396,16 @@ impl RawNode {
         r.log.assert_invariants();
     }
 
+    /// Current term, vote and commit index (cheaper than [`RawNode::status`]).
+    pub fn hard_state(&self) -> HardState {
+        self.raft.hard_state()
+    }
+
+    /// Index of the last log entry.
+    pub fn last_index(&self) -> Index {
+        self.raft.log.last_index()
+    }
+
     /// This member's state.
     pub fn status(&self) -> Status {
         let r = &self.raft;

@@ -220,6 +220,7 @@ impl Driver {
             Input::Tick => {
                 self.node.tick();
                 self.ticks += 1;
+                self.refresh_metrics();
                 if self.shared.is_leader() {
                     self.lease_duties();
                 }
@@ -389,16 +390,22 @@ impl Driver {
         }
     }
 
+    /// Refreshes what request headers and Status read (every `Ready`).
     fn refresh_status(&mut self) {
-        let st = self.node.status();
+        let hs = self.node.hard_state();
         let mut s = self.shared.status.write();
-        s.term = st.hard_state.term;
-        s.commit = st.hard_state.commit;
+        s.term = hs.term;
+        s.commit = hs.commit;
         s.applied = self.applied;
-        s.last_index = st.last_index;
-        s.is_learner = st.conf_state.learners.contains(&self.shared.id);
-        s.progress = st.progress.iter().map(|(id, p)| (*id, p.matched)).collect();
+        s.last_index = self.node.last_index();
         drop(s);
+    }
+
+    /// Refreshes the slower-moving figures: learner flag and `/metrics`
+    /// gauges (every tick, off the per-`Ready` path).
+    fn refresh_metrics(&mut self) {
+        let st = self.node.status();
+        self.shared.status.write().is_learner = st.conf_state.learners.contains(&self.shared.id);
         metrics::gauge!("concord_raft_term").set(st.hard_state.term as f64);
         metrics::gauge!("concord_raft_commit_index").set(st.hard_state.commit as f64);
         metrics::gauge!("concord_raft_applied_index").set(self.applied as f64);

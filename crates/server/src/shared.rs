@@ -46,8 +46,6 @@ pub struct RaftStatus {
     pub last_index: u64,
     /// Is this member a learner.
     pub is_learner: bool,
-    /// Leader only: `(member, matched index)`.
-    pub progress: Vec<(u64, u64)>,
 }
 
 /// How long a client request may wait for its entry to apply.

@@ -6,8 +6,8 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use concord_mvcc::{
-    Command, Compare, CompareResult, CompareTarget, PutRequest, RangeRequest, RequestOp,
-    Response as MvccResponse, SortOrder, SortTarget, TxnRequest,
+    Command, PutRequest, RangeRequest, RequestOp, Response as MvccResponse, SortOrder, SortTarget,
+    TxnRequest,
 };
 use concord_proto::v3electionpb::election_server::Election;
 use concord_proto::v3electionpb::*;
@@ -17,7 +17,9 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::kv::write;
-use super::lock::{create_key, lease_alive, prefix_end, wait_for_turn};
+use super::lock::{
+    create_key, created_at, lease_alive, lease_key, name_prefix, prefix_end, wait_for_turn,
+};
 use super::{convert, count, current_header, header, State};
 use crate::error::ServerError;
 use crate::watch::WatchSpec;
@@ -29,19 +31,13 @@ pub struct ElectionService {
     pub state: State,
 }
 
-fn prefix_of(name: &[u8]) -> Bytes {
-    let mut p = name.to_vec();
-    p.push(b'/');
-    Bytes::from(p)
-}
-
 fn not_leader() -> Status {
     Status::failed_precondition("election: not leader")
 }
 
 /// The current leader's key-value under `name`.
 fn leader_kv(state: &State, name: &[u8]) -> Result<Option<concord_mvcc::KeyValue>, Status> {
-    let prefix = prefix_of(name);
+    let prefix = name_prefix(name);
     let r = state
         .store
         .read()
@@ -60,12 +56,7 @@ fn leader_kv(state: &State, name: &[u8]) -> Result<Option<concord_mvcc::KeyValue
 /// Puts `value` on `leader.key` if it is still the same key (same create revision).
 async fn guarded_put(state: &State, leader: &LeaderKey, value: Bytes) -> Result<i64, Status> {
     let txn = TxnRequest {
-        compare: vec![Compare {
-            result: CompareResult::Equal,
-            target: CompareTarget::Create(leader.rev),
-            key: leader.key.clone(),
-            range_end: Bytes::new(),
-        }],
+        compare: vec![created_at(&leader.key, leader.rev)],
         success: vec![RequestOp::Put(PutRequest {
             key: leader.key.clone(),
             value,
@@ -77,7 +68,7 @@ async fn guarded_put(state: &State, leader: &LeaderKey, value: Bytes) -> Result<
     match write(state, Command::Txn(txn)).await? {
         MvccResponse::Txn(t) if t.succeeded => Ok(t.revision),
         MvccResponse::Txn(_) => Err(not_leader()),
-        _ => Err(Status::internal("etcdserver: unexpected apply result")),
+        _ => Err(super::unexpected()),
     }
 }
 
@@ -97,10 +88,8 @@ impl Election for ElectionService {
         if !lease_alive(&self.state, r.lease) {
             return Err(ServerError::Mvcc(concord_mvcc::MvccError::LeaseNotFound).into());
         }
-        let prefix = prefix_of(&r.name);
-        let mut key = prefix.to_vec();
-        key.extend_from_slice(format!("{:x}", r.lease).as_bytes());
-        let key = Bytes::from(key);
+        let prefix = name_prefix(&r.name);
+        let key = lease_key(&prefix, r.lease);
         let (create_rev, _) = create_key(&self.state, &key, &r.value, r.lease).await?;
         let leader = LeaderKey {
             name: r.name.clone(),
@@ -160,7 +149,7 @@ impl Election for ElectionService {
         let state = self.state.clone();
         let (out, rx) = mpsc::channel(16);
         tokio::spawn(async move {
-            let prefix = prefix_of(&name);
+            let prefix = name_prefix(&name);
             let (tx, mut events) = mpsc::channel(64);
             let spec = WatchSpec {
                 key: prefix.clone(),
@@ -212,12 +201,7 @@ impl Election for ElectionService {
         count("Resign");
         let leader = req.into_inner().leader.ok_or_else(not_leader)?;
         let txn = TxnRequest {
-            compare: vec![Compare {
-                result: CompareResult::Equal,
-                target: CompareTarget::Create(leader.rev),
-                key: leader.key.clone(),
-                range_end: Bytes::new(),
-            }],
+            compare: vec![created_at(&leader.key, leader.rev)],
             success: vec![RequestOp::DeleteRange(concord_mvcc::DeleteRangeRequest {
                 key: leader.key.clone(),
                 ..Default::default()
@@ -228,7 +212,7 @@ impl Election for ElectionService {
             MvccResponse::Txn(t) => Ok(Response::new(ResignResponse {
                 header: Some(header(&self.state, t.revision)),
             })),
-            _ => Err(Status::internal("etcdserver: unexpected apply result")),
+            _ => Err(super::unexpected()),
         }
     }
 }

@@ -31,7 +31,7 @@ pub async fn write(state: &State, cmd: Command) -> Result<MvccResponse, Status> 
     }
     match state.propose(Payload::Mvcc(cmd)).await? {
         Outcome::Mvcc(r) => r.map_err(|e| ServerError::Mvcc(e).into()),
-        Outcome::Done => Err(Status::internal("etcdserver: unexpected apply result")),
+        Outcome::Done => Err(super::unexpected()),
     }
 }
 
@@ -87,7 +87,7 @@ impl Kv for KvService {
                 p,
                 header(&self.state, 0),
             ))),
-            _ => Err(Status::internal("etcdserver: unexpected apply result")),
+            _ => Err(super::unexpected()),
         }
     }
 
@@ -115,7 +115,7 @@ impl Kv for KvService {
                 d,
                 header(&self.state, 0),
             ))),
-            _ => Err(Status::internal("etcdserver: unexpected apply result")),
+            _ => Err(super::unexpected()),
         }
     }
 
@@ -131,7 +131,7 @@ impl Kv for KvService {
                 t,
                 header(&self.state, 0),
             ))),
-            _ => Err(Status::internal("etcdserver: unexpected apply result")),
+            _ => Err(super::unexpected()),
         }
     }
 
@@ -153,7 +153,7 @@ impl Kv for KvService {
             MvccResponse::Compact { revision } => Ok(Response::new(CompactionResponse {
                 header: Some(header(&self.state, revision)),
             })),
-            _ => Err(Status::internal("etcdserver: unexpected apply result")),
+            _ => Err(super::unexpected()),
         }
     }
 }

@@ -123,7 +123,7 @@ impl Lease for LeaseService {
                     error: String::new(),
                 }))
             }
-            _ => Err(Status::internal("etcdserver: unexpected apply result")),
+            _ => Err(super::unexpected()),
         }
     }
 
@@ -137,7 +137,7 @@ impl Lease for LeaseService {
             MvccResponse::LeaseRevoke { revision } => Ok(Response::new(LeaseRevokeResponse {
                 header: Some(header(&self.state, revision)),
             })),
-            _ => Err(Status::internal("etcdserver: unexpected apply result")),
+            _ => Err(super::unexpected()),
         }
     }
 

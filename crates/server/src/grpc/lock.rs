@@ -39,6 +39,32 @@ pub fn prefix_end(prefix: &[u8]) -> Bytes {
     Bytes::from_static(b"\0")
 }
 
+/// `name/`: the prefix under which holders of a lock (or candidates of an
+/// election) queue.
+pub fn name_prefix(name: &[u8]) -> Bytes {
+    let mut p = name.to_vec();
+    p.push(b'/');
+    Bytes::from(p)
+}
+
+/// `prefix` followed by the lease id in hex: the key of a lock holder or
+/// election candidate, as etcd names it.
+pub fn lease_key(prefix: &[u8], lease: i64) -> Bytes {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(format!("{lease:x}").as_bytes());
+    Bytes::from(key)
+}
+
+/// "`key` was created at revision `rev`" (0: "`key` does not exist").
+pub fn created_at(key: &Bytes, rev: i64) -> Compare {
+    Compare {
+        result: CompareResult::Equal,
+        target: CompareTarget::Create(rev),
+        key: key.clone(),
+        range_end: Bytes::new(),
+    }
+}
+
 /// Creates `key` with `lease` (and `value`) unless it exists; returns its
 /// create revision and the header revision.
 pub async fn create_key(
@@ -48,12 +74,7 @@ pub async fn create_key(
     lease: i64,
 ) -> Result<(i64, i64), Status> {
     let txn = TxnRequest {
-        compare: vec![Compare {
-            result: CompareResult::Equal,
-            target: CompareTarget::Create(0),
-            key: key.clone(),
-            range_end: Bytes::new(),
-        }],
+        compare: vec![created_at(key, 0)],
         success: vec![RequestOp::Put(PutRequest {
             key: key.clone(),
             value: value.clone(),
@@ -73,7 +94,7 @@ pub async fn create_key(
             }
             _ => Err(Status::internal("etcdserver: lock key vanished")),
         },
-        _ => Err(Status::internal("etcdserver: unexpected apply result")),
+        _ => Err(super::unexpected()),
     }
 }
 
@@ -174,7 +195,7 @@ async fn delete_key(state: &State, key: Bytes) -> Result<i64, Status> {
     });
     match write(state, cmd).await? {
         MvccResponse::DeleteRange(d) => Ok(d.revision),
-        _ => Err(Status::internal("etcdserver: unexpected apply result")),
+        _ => Err(super::unexpected()),
     }
 }
 
@@ -194,12 +215,8 @@ impl Lock for LockService {
         if !lease_alive(&self.state, r.lease) {
             return Err(ServerError::Mvcc(concord_mvcc::MvccError::LeaseNotFound).into());
         }
-        let mut prefix = r.name.to_vec();
-        prefix.push(b'/');
-        let prefix = Bytes::from(prefix);
-        let mut key = prefix.to_vec();
-        key.extend_from_slice(format!("{:x}", r.lease).as_bytes());
-        let key = Bytes::from(key);
+        let prefix = name_prefix(&r.name);
+        let key = lease_key(&prefix, r.lease);
         let (my_rev, _) = create_key(&self.state, &key, &Bytes::new(), r.lease).await?;
         let mut guard = DeleteOnDrop {
             state: Some(self.state.clone()),

@@ -38,3 +38,8 @@ pub type State = Arc<Shared>;
 pub fn count(method: &'static str) {
     metrics::counter!("concord_grpc_requests_total", "method" => method).increment(1);
 }
+
+/// The error for an apply result of the wrong kind (a bug, never a client error).
+pub fn unexpected() -> tonic::Status {
+    tonic::Status::internal("etcdserver: unexpected apply result")
+}
