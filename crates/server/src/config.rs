@@ -68,28 +68,29 @@ pub struct Config {
     /// Extra URLs serving /health, /livez, /readyz and /metrics.
     #[arg(long, default_value = "")]
     pub listen_metrics_urls: String,
-    /// Client TLS certificate (not supported yet: refused if set).
+    /// Certificate (PEM) served on `https://` client URLs.
     #[arg(long, default_value = "")]
     pub cert_file: String,
-    /// Client TLS key (not supported yet: refused if set).
+    /// Private key (PEM) of `--cert-file`.
     #[arg(long, default_value = "")]
     pub key_file: String,
-    /// Client TLS CA (not supported yet: refused if set).
+    /// CA (PEM) that client certificates must be signed by.
     #[arg(long, default_value = "")]
     pub trusted_ca_file: String,
-    /// Require client certificates (not supported yet: refused if set).
+    /// Require client certificates signed by `--trusted-ca-file`.
     #[arg(long, default_value_t = false)]
     pub client_cert_auth: bool,
-    /// Peer TLS certificate (not supported yet: refused if set).
+    /// Certificate (PEM) served on `https://` peer URLs and shown when
+    /// dialling peers.
     #[arg(long, default_value = "")]
     pub peer_cert_file: String,
-    /// Peer TLS key (not supported yet: refused if set).
+    /// Private key (PEM) of `--peer-cert-file`.
     #[arg(long, default_value = "")]
     pub peer_key_file: String,
-    /// Peer TLS CA (not supported yet: refused if set).
+    /// CA (PEM) that peer certificates must be signed by.
     #[arg(long, default_value = "")]
     pub peer_trusted_ca_file: String,
-    /// Require peer certificates (not supported yet: refused if set).
+    /// Require peers to show certificates signed by `--peer-trusted-ca-file`.
     #[arg(long, default_value_t = false)]
     pub peer_client_cert_auth: bool,
     /// YAML file with the same keys as the flags; flags given on the
@@ -170,18 +171,7 @@ impl Config {
                 self.initial_cluster_state
             ));
         }
-        let tls = [
-            &self.cert_file,
-            &self.key_file,
-            &self.trusted_ca_file,
-            &self.peer_cert_file,
-            &self.peer_key_file,
-            &self.peer_trusted_ca_file,
-        ];
-        if tls.iter().any(|s| !s.is_empty()) || self.client_cert_auth || self.peer_client_cert_auth
-        {
-            return bad("TLS is not supported yet: use http:// URLs".into());
-        }
+        self.validate_tls()?;
         self.initial_members()?;
         self.client_listen_addrs()?;
         self.peer_listen_addrs()?;
@@ -191,6 +181,37 @@ impl Config {
                 "--initial-cluster has no member named {:?} (--name)",
                 self.name
             ));
+        }
+        Ok(())
+    }
+
+    /// TLS flags must come in working sets: `https://` URLs need a
+    /// certificate and key, certificate authentication needs a CA.
+    fn validate_tls(&self) -> Result<(), ServerError> {
+        let bad = |m: &str| Err(ServerError::Config(m.to_string()));
+        let https = |urls: &str| list(urls).iter().any(|u| u.starts_with("https://"));
+        if self.cert_file.is_empty() != self.key_file.is_empty() {
+            return bad("--cert-file and --key-file go together");
+        }
+        if self.peer_cert_file.is_empty() != self.peer_key_file.is_empty() {
+            return bad("--peer-cert-file and --peer-key-file go together");
+        }
+        if (https(&self.listen_client_urls) || https(&self.listen_metrics_urls))
+            && self.cert_file.is_empty()
+        {
+            return bad("https:// client URLs need --cert-file and --key-file");
+        }
+        if self.client_cert_auth && self.trusted_ca_file.is_empty() {
+            return bad("--client-cert-auth needs --trusted-ca-file");
+        }
+        if https(&self.listen_peer_urls) && self.peer_cert_file.is_empty() {
+            return bad("https:// peer URLs need --peer-cert-file and --peer-key-file");
+        }
+        if !self.peer_cert_file.is_empty() && self.peer_trusted_ca_file.is_empty() {
+            return bad("--peer-cert-file needs --peer-trusted-ca-file to verify peers");
+        }
+        if self.peer_client_cert_auth && self.peer_trusted_ca_file.is_empty() {
+            return bad("--peer-client-cert-auth needs --peer-trusted-ca-file");
         }
         Ok(())
     }
@@ -262,7 +283,8 @@ impl Config {
     }
 }
 
-fn list(s: &str) -> Vec<String> {
+/// A comma-separated flag value as a list.
+pub fn list(s: &str) -> Vec<String> {
     s.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -274,14 +296,16 @@ fn split_urls(s: &str) -> Result<Vec<String>, ServerError> {
     list(s).iter().map(|u| parse_host_port(u)).collect()
 }
 
-/// `http://host:port` (or `host:port`) to `host:port`. `https` is refused
-/// until TLS is supported.
+/// `http://host:port`, `https://host:port` (or `host:port`) to
+/// `host:port`. Unix sockets are refused.
 pub fn parse_host_port(url: &str) -> Result<String, ServerError> {
     let rest = if let Some(r) = url.strip_prefix("http://") {
         r
-    } else if url.starts_with("https://") || url.starts_with("unix") {
+    } else if let Some(r) = url.strip_prefix("https://") {
+        r
+    } else if url.starts_with("unix") {
         return Err(ServerError::Config(format!(
-            "{url}: only http:// URLs are supported"
+            "{url}: only http:// and https:// URLs are supported"
         )));
     } else {
         url
@@ -335,10 +359,18 @@ mod tests {
         assert!(e.to_string().contains("5 times"), "{e}");
         let e = parse(&["--name", "x"]).unwrap_err();
         assert!(e.to_string().contains("no member named"), "{e}");
-        let e = parse(&["--listen-client-urls", "https://a:1"]).unwrap_err();
+        let e = parse(&["--listen-client-urls", "unix://a:1"]).unwrap_err();
         assert!(e.to_string().contains("only http://"), "{e}");
+        let e = parse(&["--listen-client-urls", "https://a:1"]).unwrap_err();
+        assert!(e.to_string().contains("need --cert-file"), "{e}");
         let e = parse(&["--cert-file", "c.pem"]).unwrap_err();
-        assert!(e.to_string().contains("TLS"), "{e}");
+        assert!(e.to_string().contains("go together"), "{e}");
+        let e = parse(&["--client-cert-auth"]).unwrap_err();
+        assert!(e.to_string().contains("--trusted-ca-file"), "{e}");
+        let e = parse(&["--peer-cert-file", "p.pem", "--peer-key-file", "k.pem"]).unwrap_err();
+        assert!(e.to_string().contains("--peer-trusted-ca-file"), "{e}");
+        let e = parse(&["--listen-peer-urls", "https://127.0.0.1:2380"]).unwrap_err();
+        assert!(e.to_string().contains("need --peer-cert-file"), "{e}");
         let e = parse(&["--initial-cluster-state", "old"]).unwrap_err();
         assert!(e.to_string().contains("existing"), "{e}");
     }

@@ -500,9 +500,7 @@ impl Driver {
             ServerOp::SetPeerUrls { id, peer_urls } => {
                 t.set_peer_urls(id, &peer_urls);
                 if let Some(u) = peer_urls.first() {
-                    if let Ok(addr) = crate::config::parse_host_port(u) {
-                        self.transport.set_peer(id, addr);
-                    }
+                    self.transport.set_peer(id, u.clone());
                 }
             }
             ServerOp::Alarm {
@@ -536,9 +534,7 @@ impl Driver {
                             Some(mut m) => {
                                 m.is_learner = learner;
                                 if let Some(u) = m.peer_urls.first() {
-                                    if let Ok(addr) = crate::config::parse_host_port(u) {
-                                        self.transport.set_peer(n, addr);
-                                    }
+                                    self.transport.set_peer(n, u.clone());
                                 }
                                 t.add(m);
                             }
@@ -571,12 +567,8 @@ impl Driver {
         self.shared.store.write().restore(image)?;
         members.save(&self.shared.data_dir)?;
         for m in members.members.values() {
-            if let Some(addr) = m
-                .peer_urls
-                .first()
-                .and_then(|u| crate::config::parse_host_port(u).ok())
-            {
-                self.transport.set_peer(m.id, addr);
+            if let Some(u) = m.peer_urls.first() {
+                self.transport.set_peer(m.id, u.clone());
             }
         }
         *self.shared.members.write() = members;

@@ -17,6 +17,7 @@ use concord_proto::v3electionpb::election_server::ElectionServer;
 use concord_proto::v3lockpb::lock_server::LockServer;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::grpc;
 use crate::shared::Shared;
@@ -71,6 +72,7 @@ pub async fn serve_grpc(
     r: ClientRouter,
     shared: Arc<Shared>,
     max_request_bytes: usize,
+    tls: Option<TlsAcceptor>,
 ) {
     // etcd accepts messages up to the request limit plus gRPC overhead.
     let max = max_request_bytes + 512 * 1024;
@@ -102,29 +104,45 @@ pub async fn serve_grpc(
         .add_service(lock)
         .add_service(election);
     let app = routes.into_axum_router().merge(http_routes(s));
+    serve_app(app, listener, shared, tls).await;
+}
+
+/// Serves `app` (gRPC and HTTP/1.1) on `listener`, with TLS when an
+/// acceptor is given, until the member shuts down.
+async fn serve_app(
+    app: Router,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+) {
     let mut stop = shared.shutdown.subscribe();
-    let r = tonic::transport::Server::builder()
+    let signal = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let router = tonic::transport::Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_routes(tonic::service::Routes::from(app))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        )
-        .await;
+        .add_routes(tonic::service::Routes::from(app));
+    let r = match tls {
+        None => {
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router.serve_with_incoming_shutdown(incoming, signal).await
+        }
+        Some(acceptor) => {
+            router
+                .serve_with_incoming_shutdown(crate::tls::incoming(listener, acceptor), signal)
+                .await
+        }
+    };
     if let Err(e) = r {
         tracing::error!(error = %e, "client listener failed");
     }
 }
 
 /// Serves only the HTTP routes (`--listen-metrics-urls`).
-pub async fn serve_metrics(listener: TcpListener, shared: Arc<Shared>) {
-    let app = http_routes(shared);
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "metrics listener failed");
-    }
+pub async fn serve_metrics(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
+    serve_app(http_routes(shared.clone()), listener, shared, tls).await;
 }
 
 async fn health(AxState(s): AxState<Arc<Shared>>) -> impl IntoResponse {

@@ -6,11 +6,12 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use crate::config::{parse_host_port, Config};
 use crate::error::ServerError;
 use crate::members::MemberTable;
+use crate::tls::dial;
 use crate::transport::KIND_MEMBERS;
 
 /// How long a joining member keeps asking.
@@ -18,8 +19,8 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest member table accepted.
 const MAX_TABLE_BYTES: usize = 1 << 20;
 
-async fn ask(addr: &str) -> Result<MemberTable, String> {
-    let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+async fn ask(url: &str, tls: Option<&TlsConnector>) -> Result<MemberTable, String> {
+    let mut s = dial(url, tls).await.map_err(|e| e.to_string())?;
     s.write_all(&[KIND_MEMBERS])
         .await
         .map_err(|e| e.to_string())?;
@@ -35,7 +36,10 @@ async fn ask(addr: &str) -> Result<MemberTable, String> {
 }
 
 /// Fetches the member table from any reachable member of `--initial-cluster`.
-pub async fn fetch_members(cfg: &Config) -> Result<MemberTable, ServerError> {
+pub async fn fetch_members(
+    cfg: &Config,
+    tls: Option<&TlsConnector>,
+) -> Result<MemberTable, ServerError> {
     let mine = cfg.advertised_peer_urls();
     let others: Vec<String> = cfg
         .initial_members()?
@@ -52,7 +56,8 @@ pub async fn fetch_members(cfg: &Config) -> Result<MemberTable, ServerError> {
     let mut last = String::new();
     while tokio::time::Instant::now() < deadline {
         for u in &others {
-            match ask(&parse_host_port(u)?).await {
+            parse_host_port(u)?;
+            match ask(u, tls).await {
                 Ok(t) if t.find_by_peer_urls(&mine).is_some() => return Ok(t),
                 Ok(_) => last = format!("{u} does not list this member yet"),
                 Err(e) => last = format!("{u}: {e}"),

@@ -15,11 +15,12 @@ use concord_storage::{
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::config::{parse_host_port, Config};
+use crate::config::{self, Config};
 use crate::driver::{Driver, Input, GROUP, INBOX_CAPACITY};
 use crate::error::ServerError;
 use crate::members::MemberTable;
 use crate::shared::Shared;
+use crate::tls::{self, Tls};
 use crate::transport::{serve_peers, Transport};
 
 /// redb cache size of a member.
@@ -75,6 +76,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     crate::http::install_metrics();
+    let tls = Tls::load(&cfg)?;
     std::fs::create_dir_all(&cfg.data_dir)?;
     let data_dir = cfg.data_dir.clone();
     let limits = Limits {
@@ -168,7 +170,7 @@ pub async fn run(
             (table, id, node, 0, 0)
         }
         _ => {
-            let table = crate::join::fetch_members(&cfg).await?;
+            let table = crate::join::fetch_members(&cfg, tls.peer_connector.as_ref()).await?;
             let mine = cfg.advertised_peer_urls();
             let id = table
                 .find_by_peer_urls(&mine)
@@ -190,10 +192,10 @@ pub async fn run(
     let rt = tokio::runtime::Handle::current();
     let (inbox_tx, inbox_rx) = mpsc::channel::<Input>(INBOX_CAPACITY);
     let cluster_id = members.cluster_id;
-    let transport = Transport::new(id, cluster_id, rt.clone());
+    let transport = Transport::new(id, cluster_id, rt.clone(), tls.peer_connector.clone());
     for m in members.members.values() {
-        if let Some(addr) = m.peer_urls.first().and_then(|u| parse_host_port(u).ok()) {
-            transport.set_peer(m.id, addr);
+        if let Some(u) = m.peer_urls.first() {
+            transport.set_peer(m.id, u.clone());
         }
     }
     let shared = Arc::new(Shared::new(
@@ -225,13 +227,19 @@ pub async fn run(
         .spawn(move || driver.run())?;
 
     let mut tasks = Vec::new();
-    for l in listeners.peer {
+    // Listeners were bound in URL order: the scheme says which serve TLS.
+    let peer_urls = config::list(&cfg.listen_peer_urls);
+    for (l, url) in listeners.peer.into_iter().zip(&peer_urls) {
+        let acceptor = tls::is_tls_url(url)
+            .then(|| tls.peer_acceptor.clone())
+            .flatten();
         tasks.push(tokio::spawn(serve_peers(
             l,
             cluster_id,
             id,
             inbox_tx.clone(),
             shared.clone(),
+            acceptor,
         )));
     }
     let tick = cfg.tick();
@@ -268,16 +276,25 @@ pub async fn run(
 
     let min_ttl = ((cfg.election_timeout * 3).div_ceil(2)).div_ceil(1000) as i64;
     let router = crate::http::router(shared.clone(), min_ttl.max(1), &cfg.initial_cluster_token);
-    for l in listeners.client {
+    let client_urls = config::list(&cfg.listen_client_urls);
+    for (l, url) in listeners.client.into_iter().zip(&client_urls) {
+        let acceptor = tls::is_tls_url(url).then(|| tls.client.clone()).flatten();
         tasks.push(tokio::spawn(crate::http::serve_grpc(
             l,
             router.clone(),
             shared.clone(),
             cfg.max_request_bytes,
+            acceptor,
         )));
     }
-    for l in listeners.metrics {
-        tasks.push(tokio::spawn(crate::http::serve_metrics(l, shared.clone())));
+    let metrics_urls = config::list(&cfg.listen_metrics_urls);
+    for (l, url) in listeners.metrics.into_iter().zip(&metrics_urls) {
+        let acceptor = tls::is_tls_url(url).then(|| tls.client.clone()).flatten();
+        tasks.push(tokio::spawn(crate::http::serve_metrics(
+            l,
+            shared.clone(),
+            acceptor,
+        )));
     }
     tracing::info!(
         name = %cfg.name,

@@ -22,10 +22,12 @@ use concord_raft::{Body, Message};
 use parking_lot::Mutex;
 use prost::Message as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::driver::Input;
+use crate::tls::{accept_peer, dial, PeerStream};
 
 /// Messages queued per peer before new ones are dropped.
 pub const PEER_QUEUE: usize = 8192;
@@ -52,6 +54,7 @@ pub struct Transport {
     peers: Mutex<HashMap<u64, Peer>>,
     dropped: std::sync::atomic::AtomicU64,
     gone: tokio::sync::watch::Sender<bool>,
+    tls: Option<TlsConnector>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -61,8 +64,14 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    /// A transport for member `me` of cluster `cluster_id`.
-    pub fn new(me: u64, cluster_id: u64, rt: tokio::runtime::Handle) -> Arc<Transport> {
+    /// A transport for member `me` of cluster `cluster_id`; `tls` dials
+    /// `https://` peer URLs.
+    pub fn new(
+        me: u64,
+        cluster_id: u64,
+        rt: tokio::runtime::Handle,
+        tls: Option<TlsConnector>,
+    ) -> Arc<Transport> {
         Arc::new(Transport {
             me,
             cluster_id,
@@ -70,6 +79,7 @@ impl Transport {
             peers: Mutex::new(HashMap::new()),
             dropped: Default::default(),
             gone: tokio::sync::watch::channel(false).0,
+            tls,
         })
     }
 
@@ -80,7 +90,7 @@ impl Transport {
         self.gone.subscribe()
     }
 
-    /// Adds a peer or changes its address.
+    /// Adds a peer or changes its peer URL.
     pub fn set_peer(&self, id: u64, addr: String) {
         if id == self.me {
             return;
@@ -102,6 +112,7 @@ impl Transport {
                 addr.clone(),
                 nrx,
                 gone.clone(),
+                self.tls.clone(),
             )),
             self.rt.spawn(sender(
                 self.me,
@@ -110,6 +121,7 @@ impl Transport {
                 addr.clone(),
                 srx,
                 gone,
+                self.tls.clone(),
             )),
         ];
         peers.insert(
@@ -173,14 +185,16 @@ async fn sender(
     addr: Arc<Mutex<String>>,
     mut rx: mpsc::Receiver<Message>,
     gone: tokio::sync::watch::Sender<bool>,
+    tls: Option<TlsConnector>,
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut buf = Vec::with_capacity(64 * 1024);
     loop {
         let target = addr.lock().clone();
-        let stream = match TcpStream::connect(&target).await {
+        let stream = match dial(&target, tls.as_ref()).await {
             Ok(s) => s,
-            Err(_) => {
+            Err(e) => {
+                tracing::debug!(peer = to, error = %e, "cannot reach peer");
                 // Drop what queued up while the peer was unreachable: it is stale.
                 while rx.try_recv().is_ok() {}
                 tokio::time::sleep(backoff).await;
@@ -188,8 +202,7 @@ async fn sender(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let (mut reader, mut stream) = stream.into_split();
+        let (mut reader, mut stream) = tokio::io::split(stream);
         if stream.write_all(&[KIND_RAFT]).await.is_err() {
             continue;
         }
@@ -248,15 +261,23 @@ pub async fn serve_peers(
     me: u64,
     inbox: mpsc::Sender<Input>,
     shared: Arc<crate::shared::Shared>,
+    tls: Option<TlsAcceptor>,
 ) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
+        let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
-        let _ = stream.set_nodelay(true);
         let inbox = inbox.clone();
         let shared = shared.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let mut stream = match accept_peer(tcp, tls.as_ref()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "peer TLS handshake failed");
+                    return;
+                }
+            };
             let mut kind = [0u8; 1];
             if stream.read_exact(&mut kind).await.is_err() {
                 return;
@@ -276,7 +297,7 @@ pub async fn serve_peers(
 }
 
 async fn receive(
-    mut stream: TcpStream,
+    mut stream: PeerStream,
     cluster_id: u64,
     me: u64,
     inbox: mpsc::Sender<Input>,

@@ -102,8 +102,38 @@ pub struct Node {
     pub initial_cluster: String,
     /// `--initial-cluster-state`.
     pub state: String,
+    /// Serve clients and peers over TLS with these files.
+    pub tls: Option<TlsFiles>,
+    /// Plain-HTTP `--listen-metrics-urls` port (health checks of TLS members).
+    pub metrics_port: u16,
     token: String,
     child: Option<Child>,
+}
+
+/// Certificates for a TLS cluster (PEM files).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA that signed everything below.
+    pub ca: PathBuf,
+    /// Member certificate (server and client use, SANs 127.0.0.1 and localhost).
+    pub member_cert: PathBuf,
+    /// Its key.
+    pub member_key: PathBuf,
+    /// Client certificate for `etcdctl`.
+    pub client_cert: PathBuf,
+    /// Its key.
+    pub client_key: PathBuf,
+}
+
+impl TlsFiles {
+    /// `etcdctl` flags that trust the CA and show the client certificate.
+    pub fn ctl_args(&self) -> Vec<String> {
+        vec![
+            format!("--cacert={}", self.ca.display()),
+            format!("--cert={}", self.client_cert.display()),
+            format!("--key={}", self.client_key.display()),
+        ]
+    }
 }
 
 impl Node {
@@ -112,14 +142,22 @@ impl Node {
         format!("127.0.0.1:{}", self.client_port)
     }
 
-    /// `http://127.0.0.1:<client port>`.
-    pub fn client_url(&self) -> String {
-        format!("http://{}", self.addr())
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
-    /// `http://127.0.0.1:<peer port>`.
+    /// `http://127.0.0.1:<client port>` (`https` with TLS).
+    pub fn client_url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.addr())
+    }
+
+    /// `http://127.0.0.1:<peer port>` (`https` with TLS).
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.peer_port)
     }
 
     /// The command line it runs with.
@@ -153,6 +191,27 @@ impl Node {
             "info",
         ] {
             a.push(s.into());
+        }
+        if let Some(t) = &self.tls {
+            let f = |p: &PathBuf| p.display().to_string();
+            a.extend([
+                "--cert-file".into(),
+                f(&t.member_cert),
+                "--key-file".into(),
+                f(&t.member_key),
+                "--trusted-ca-file".into(),
+                f(&t.ca),
+                "--client-cert-auth".into(),
+                "--peer-cert-file".into(),
+                f(&t.member_cert),
+                "--peer-key-file".into(),
+                f(&t.member_key),
+                "--peer-trusted-ca-file".into(),
+                f(&t.ca),
+                "--peer-client-cert-auth".into(),
+                "--listen-metrics-urls".into(),
+                format!("http://127.0.0.1:{}", self.metrics_port),
+            ]);
         }
         a
     }
@@ -202,9 +261,14 @@ impl Node {
         st
     }
 
-    /// Does `/health` say `"health":"true"`.
+    /// Does `/health` say `"health":"true"` (asked on the plain metrics
+    /// listener of a TLS member).
     pub fn healthy(&self) -> bool {
-        http_get(&self.addr(), "/health").is_some_and(|(_, b)| b.contains(r#""health":"true""#))
+        let addr = match self.tls {
+            Some(_) => format!("127.0.0.1:{}", self.metrics_port),
+            None => self.addr(),
+        };
+        http_get(&addr, "/health").is_some_and(|(_, b)| b.contains(r#""health":"true""#))
     }
 
     /// Maintenance Status.
@@ -239,6 +303,13 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` members and waits until all are healthy.
     pub fn start(n: usize) -> Cluster {
+        Self::start_with(n, None)
+    }
+
+    /// Starts `n` members (serving TLS on client and peer URLs, with
+    /// client-certificate authentication on both, when `tls` is given) and
+    /// waits until all are healthy.
+    pub fn start_with(n: usize, tls: Option<TlsFiles>) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("concord-compat-")
             .tempdir()
@@ -247,6 +318,9 @@ impl Cluster {
         let mut nodes: Vec<Node> = (1..=n)
             .map(|i| Self::new_node(dir.path(), &format!("m{i}"), &token))
             .collect();
+        for m in &mut nodes {
+            m.tls = tls.clone();
+        }
         let initial = nodes
             .iter()
             .map(|m| format!("{}={}", m.name, m.peer_url()))
@@ -255,12 +329,15 @@ impl Cluster {
         for m in &mut nodes {
             m.initial_cluster = initial.clone();
         }
+        let plain = tls.is_none();
         let mut c = Cluster { nodes, dir, token };
         for m in &mut c.nodes {
             m.spawn();
         }
         c.wait_all_healthy(START_TIMEOUT);
-        c.wait_published(START_TIMEOUT);
+        if plain {
+            c.wait_published(START_TIMEOUT);
+        }
         c
     }
 
@@ -290,6 +367,8 @@ impl Cluster {
             log: dir.join(format!("{name}.log")),
             initial_cluster: String::new(),
             state: "new".into(),
+            tls: None,
+            metrics_port: free_port(),
             token: token.to_string(),
             child: None,
         }
