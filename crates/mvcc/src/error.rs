@@ -49,6 +49,9 @@ pub enum MvccError {
     /// `ignore_lease` together with a lease id.
     #[error("etcdserver: lease is provided")]
     LeaseProvided,
+    /// A txn that writes was handed to the read path (a caller's bug).
+    #[error("mvcc: txn writes; it cannot be served as a read")]
+    NotReadOnly,
     /// A command could not be decoded (malformed, truncated, wrong version).
     #[error("mvcc: malformed command: {0}")]
     Codec(String),

@@ -200,6 +200,18 @@ pub struct TxnRequest {
     pub failure: Vec<RequestOp>,
 }
 
+impl TxnRequest {
+    /// True if no op in either branch (nested txns too) writes: such a txn
+    /// is served as a read, without going through the log.
+    pub fn is_read_only(&self) -> bool {
+        self.success.iter().chain(&self.failure).all(|op| match op {
+            RequestOp::Range(_) => true,
+            RequestOp::Txn(n) => n.is_read_only(),
+            RequestOp::Put(_) | RequestOp::DeleteRange(_) => false,
+        })
+    }
+}
+
 /// etcd's `TxnResponse`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TxnResponse {

@@ -19,7 +19,7 @@ use crate::command::Command;
 use crate::config::Limits;
 use crate::error::{MvccError, Result};
 use crate::hash::HashKv;
-use crate::request::{LeaseTimeToLive, RangeRequest, RangeResponse};
+use crate::request::{LeaseTimeToLive, RangeRequest, RangeResponse, TxnRequest, TxnResponse};
 use crate::state::State;
 use crate::types::{Event, LeaseRecord};
 use crate::watch::Compacted;
@@ -156,6 +156,17 @@ impl Store {
     /// Serves a range read at the current revision (or `req.revision`).
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         self.state.range(req, self.state.current_rev)
+    }
+
+    /// Serves a txn whose ops are all ranges (see
+    /// [`TxnRequest::is_read_only`]) at the current revision; a txn that
+    /// writes is refused.
+    pub fn read_txn(&self, t: &TxnRequest) -> Result<TxnResponse> {
+        if !t.is_read_only() {
+            return Err(MvccError::NotReadOnly);
+        }
+        self.state.check_txn_static(t)?;
+        self.state.read_txn(t)
     }
 
     /// Events with revision `>= start_rev` for `[key, range_end)` (empty key

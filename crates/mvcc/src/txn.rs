@@ -173,6 +173,28 @@ impl State {
         })
     }
 
+    /// Runs a read-only txn (see [`TxnRequest::is_read_only`]) at the
+    /// current revision without a writer.
+    pub(crate) fn read_txn(&self, t: &TxnRequest) -> Result<TxnResponse> {
+        let ok = t.compare.iter().all(|c| self.compare(c));
+        let ops = if ok { &t.success } else { &t.failure };
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            responses.push(match op {
+                RequestOp::Range(r) => ResponseOp::Range(self.range(r, self.current_rev)?),
+                RequestOp::Txn(n) => ResponseOp::Txn(self.read_txn(n)?),
+                RequestOp::Put(_) | RequestOp::DeleteRange(_) => {
+                    return Err(MvccError::NotReadOnly)
+                }
+            });
+        }
+        Ok(TxnResponse {
+            revision: self.current_rev,
+            succeeded: ok,
+            responses,
+        })
+    }
+
     /// Evaluates one compare at the current revision (etcd's `applyCompare`).
     pub(crate) fn compare(&self, c: &Compare) -> bool {
         let Ok(bounds) = key_bounds(&c.key, &c.range_end) else {

@@ -471,3 +471,59 @@ fn hash_equal_for_same_history_and_different_otherwise() {
     x.put("c", "4");
     assert_ne!(x.hash(), y.hash());
 }
+
+#[test]
+fn read_only_txn_is_served_without_a_write() {
+    let mut h = H::new();
+    h.put("a", "1");
+    h.put("b", "2");
+    let range = |k: &str| {
+        RequestOp::Range(RangeRequest {
+            key: b(k),
+            ..Default::default()
+        })
+    };
+    let cmp = |v: &str| Compare {
+        result: CompareResult::Equal,
+        target: CompareTarget::Value(b(v)),
+        key: b("a"),
+        range_end: Default::default(),
+    };
+    for (value, succeeded) in [("1", true), ("9", false)] {
+        let t = TxnRequest {
+            compare: vec![cmp(value)],
+            success: vec![
+                range("a"),
+                RequestOp::Txn(TxnRequest {
+                    success: vec![range("b")],
+                    ..Default::default()
+                }),
+            ],
+            failure: vec![range("b")],
+        };
+        assert!(t.is_read_only());
+        let read = h.store.read_txn(&t).unwrap();
+        assert_eq!(read.succeeded, succeeded);
+        assert_eq!(h.store.current_revision(), 3, "a read moved the revision");
+        // Same answer as the write path gives.
+        let Ok(Response::Txn(logged)) = h.run(Command::Txn(t)).result else {
+            panic!("txn failed")
+        };
+        assert_eq!(read, logged);
+    }
+    // A txn that writes (even only in the branch not taken, or nested) is
+    // not a read.
+    let writes = TxnRequest {
+        failure: vec![RequestOp::Txn(TxnRequest {
+            success: vec![RequestOp::Put(PutRequest {
+                key: b("c"),
+                value: b("3"),
+                ..Default::default()
+            })],
+            ..Default::default()
+        })],
+        ..Default::default()
+    };
+    assert!(!writes.is_read_only());
+    assert_eq!(h.store.read_txn(&writes), Err(MvccError::NotReadOnly));
+}

@@ -108,6 +108,7 @@ fn mvcc_code(e: &MvccError) -> Code {
         | MvccError::InvalidRange
         | MvccError::ValueProvided
         | MvccError::LeaseProvided
+        | MvccError::NotReadOnly
         | MvccError::Codec(_) => Code::InvalidArgument,
         MvccError::Compacted | MvccError::FutureRevision => Code::OutOfRange,
         MvccError::LeaseNotFound | MvccError::KeyNotFound => Code::NotFound,

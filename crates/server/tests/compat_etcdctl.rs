@@ -204,6 +204,36 @@ fn txn_interactive() {
         .json();
     assert!(j.get("succeeded").is_none(), "{j}");
     assert_eq!(c.ctl(&["get", "nokey"]).lines(), ["nokey", "created"]);
+
+    // A txn without writes is served as a read: same answers, and the
+    // revision does not move.
+    let rev = |c: &mut Cluster| {
+        c.ctl(&["get", "nokey", "-w", "json"]).json()["header"]["revision"].clone()
+    };
+    let before = rev(&mut c);
+    let read = c
+        .ctl_stdin(
+            &["txn", "-i"],
+            "value(\"nokey\") = \"created\"\n\nget nokey\n\nget tk\n\n",
+        )
+        .expect_ok("read-only txn");
+    let lines = read.lines();
+    let at = lines.iter().position(|l| *l == "SUCCESS").expect("SUCCESS");
+    assert_eq!(
+        &lines[at..],
+        ["SUCCESS", "", "nokey", "created"],
+        "{read:#?}"
+    );
+    let read = c
+        .ctl_stdin(
+            &["txn", "-i"],
+            "value(\"nokey\") = \"x\"\n\nget nokey\n\nget tk\n\n",
+        )
+        .expect_ok("read-only txn");
+    let lines = read.lines();
+    let at = lines.iter().position(|l| *l == "FAILURE").expect("FAILURE");
+    assert_eq!(&lines[at..], ["FAILURE", "", "tk", "failed"], "{read:#?}");
+    assert_eq!(rev(&mut c), before);
 }
 
 /// One event of a JSON watch output: (PUT?, key, value, prev value).

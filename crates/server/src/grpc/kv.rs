@@ -67,6 +67,28 @@ pub async fn range(state: &State, r: RangeRequest) -> Result<RangeResponse, Stat
     Ok(convert::range_response(resp, header(state, 0)))
 }
 
+/// etcd's `isTxnSerializable`: every op of both branches is a
+/// serializable range (vacuously true for a compare-only txn).
+fn txn_is_serializable(t: &TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).all(
+        |op| matches!(&op.request, Some(request_op::Request::RequestRange(r)) if r.serializable),
+    )
+}
+
+/// Serves a txn without writes as etcd does: as a read (after the barrier
+/// unless serializable), not through the log.
+async fn read_txn(
+    state: &State,
+    t: &concord_mvcc::TxnRequest,
+    serializable: bool,
+) -> Result<MvccResponse, Status> {
+    if !serializable {
+        state.read_barrier().await?;
+    }
+    let resp = state.store.read().read_txn(t).map_err(ServerError::Mvcc)?;
+    Ok(MvccResponse::Txn(resp))
+}
+
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
@@ -123,8 +145,13 @@ impl Kv for KvService {
         let started = Instant::now();
         let r = req.into_inner();
         check_size(&self.state, prost::Message::encoded_len(&r))?;
+        let serializable = txn_is_serializable(&r);
         let t = convert::txn_request(r)?;
-        let resp = write(&self.state, Command::Txn(t)).await;
+        let resp = if t.is_read_only() {
+            read_txn(&self.state, &t, serializable).await
+        } else {
+            write(&self.state, Command::Txn(t)).await
+        };
         observe("Txn", started);
         match resp? {
             MvccResponse::Txn(t) => Ok(Response::new(convert::txn_response(
