@@ -64,13 +64,26 @@ pub(crate) fn load(db: &Database, state: &mut State) -> Result<u64> {
     Ok(applied)
 }
 
+/// The meta row written with every batch of changes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Meta {
+    pub(crate) applied: u64,
+    pub(crate) current_rev: i64,
+    pub(crate) compact_rev: i64,
+}
+
+impl Meta {
+    pub(crate) fn of(state: &State, applied: u64) -> Meta {
+        Meta {
+            applied,
+            current_rev: state.current_rev,
+            compact_rev: state.compact_rev,
+        }
+    }
+}
+
 /// Writes changes and meta into an open write transaction.
-pub(crate) fn write(
-    tx: &WriteTransaction,
-    ch: &Changes,
-    state: &State,
-    applied: u64,
-) -> Result<()> {
+pub(crate) fn write(tx: &WriteTransaction, ch: &Changes, meta: Meta) -> Result<()> {
     {
         let mut hist = tx.open_table(HISTORY).map_err(MvccError::storage)?;
         for (rev, rec) in &ch.hist_put {
@@ -93,11 +106,16 @@ pub(crate) fn write(
             };
         }
     }
+    let Meta {
+        applied,
+        current_rev,
+        compact_rev,
+    } = meta;
     let mut meta = tx.open_table(META).map_err(MvccError::storage)?;
     meta.insert(APPLIED, applied).map_err(MvccError::storage)?;
-    meta.insert(CURRENT, state.current_rev as u64)
+    meta.insert(CURRENT, current_rev as u64)
         .map_err(MvccError::storage)?;
-    meta.insert(COMPACT, state.compact_rev as u64)
+    meta.insert(COMPACT, compact_rev as u64)
         .map_err(MvccError::storage)?;
     Ok(())
 }

@@ -10,6 +10,7 @@
 
 mod apply;
 mod backend;
+mod checkpoint;
 mod command;
 mod compact;
 mod config;

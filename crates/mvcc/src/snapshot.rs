@@ -73,10 +73,12 @@ impl Store {
             state.leases.insert(rec.id, Lease::restored(rec));
         }
         state.rebuild();
+        // A background checkpoint of the old state must not land after this.
+        self.wait_checkpoint()?;
         let mut tx = self.db.begin_write().map_err(MvccError::storage)?;
         tx.set_durability(Durability::Immediate);
         backend::clear(&tx)?;
-        backend::write(&tx, &changes, &state, dump.applied)?;
+        backend::write(&tx, &changes, backend::Meta::of(&state, dump.applied))?;
         tx.commit().map_err(MvccError::storage)?;
         self.state = state;
         self.applied = dump.applied;

@@ -24,17 +24,20 @@ use crate::state::State;
 use crate::types::{Event, LeaseRecord};
 use crate::watch::Compacted;
 use bytes::Bytes;
-use redb::{Database, Durability};
+use redb::Database;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The MVCC state machine over a redb file.
 #[derive(Debug)]
 pub struct Store {
-    pub(crate) db: Database,
+    pub(crate) db: Arc<Database>,
     pub(crate) state: State,
     pub(crate) applied: u64,
     pub(crate) durable_applied: u64,
     pub(crate) poisoned: bool,
+    /// A checkpoint being written by a background thread (at most one).
+    pub(crate) inflight: Option<crate::checkpoint::Inflight>,
 }
 
 impl Store {
@@ -45,10 +48,12 @@ impl Store {
 
     /// Opens (or creates) the store at `path`; rebuilds the in-memory index.
     pub fn open_with(path: impl AsRef<Path>, limits: Limits) -> Result<Store> {
-        let db = Database::builder()
-            .set_cache_size(limits.backend_cache_bytes)
-            .create(path)
-            .map_err(MvccError::storage)?;
+        let db = Arc::new(
+            Database::builder()
+                .set_cache_size(limits.backend_cache_bytes)
+                .create(path)
+                .map_err(MvccError::storage)?,
+        );
         let mut state = State {
             limits,
             ..Default::default()
@@ -60,6 +65,7 @@ impl Store {
             applied,
             durable_applied: applied,
             poisoned: false,
+            inflight: None,
         })
     }
 
@@ -110,26 +116,14 @@ impl Store {
         c.hist_put.len() + c.hist_del.len() + c.leases.len()
     }
 
-    fn commit(&mut self, durability: Durability) -> Result<()> {
-        let changes = std::mem::take(&mut self.state.changes);
-        let mut tx = self.db.begin_write().map_err(MvccError::storage)?;
-        tx.set_durability(durability);
-        backend::write(&tx, &changes, &self.state, self.applied)?;
-        tx.commit().map_err(MvccError::storage)
-    }
-
     /// Commits durably (fsync); everything applied so far survives a crash.
-    /// Returns the durable applied index.
+    /// Waits for a background checkpoint first. Returns the durable
+    /// applied index.
     pub fn checkpoint(&mut self) -> Result<u64> {
-        if self.poisoned {
-            return Err(MvccError::Storage(
-                "store poisoned by an earlier failure".into(),
-            ));
-        }
-        self.commit(Durability::Immediate)
-            .inspect_err(|_| self.poisoned = true)?;
-        self.durable_applied = self.applied;
-        Ok(self.applied)
+        self.wait_checkpoint()?;
+        let job = self.take_checkpoint_job()?;
+        let r = job.run();
+        self.finish_checkpoint(r)
     }
 
     /// Index of the last applied entry.
@@ -226,6 +220,7 @@ impl Store {
 impl Drop for Store {
     /// A clean close keeps what was applied (a crash relies on the WAL).
     fn drop(&mut self) {
+        let _ = self.wait_checkpoint();
         if !self.poisoned && self.applied > self.durable_applied {
             let _ = self.checkpoint();
         }

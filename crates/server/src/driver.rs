@@ -199,18 +199,21 @@ impl Driver {
 
     /// About once a second (or after `MAX_PENDING_CHANGES`), write what was
     /// applied to the backend in one durable transaction: it bounds the
-    /// memory held for the backend and the replay after a crash.
+    /// memory held for the backend and the replay after a crash. The write
+    /// and its fsync run in a background thread; this loop only hands the
+    /// changes over (and collects the previous checkpoint).
     fn maybe_checkpoint(&mut self) -> Result<(), ServerError> {
         if self.last_checkpoint.elapsed() < CHECKPOINT_INTERVAL
             && self.shared.store.read().pending_changes() < MAX_PENDING_CHANGES
         {
             return Ok(());
         }
-        self.last_checkpoint = Instant::now();
         let mut store = self.shared.store.write();
-        if store.applied_index() > store.durable_applied_index() {
-            store.checkpoint()?;
+        if store.poll_checkpoint()? {
+            return Ok(()); // the previous one is still being written
         }
+        self.last_checkpoint = Instant::now();
+        store.start_checkpoint()?;
         Ok(())
     }
 
