@@ -41,6 +41,7 @@ pub use request::{
     LeaseTimeToLive, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseOp,
     SortOrder, SortTarget, TxnRequest, TxnResponse,
 };
+pub use snapshot::SnapshotSource;
 pub use store::Store;
 pub use types::{Event, EventType, KeyValue, LeaseRecord, Record, Revision};
 pub use watch::Compacted;

@@ -23,23 +23,53 @@ struct Dump {
     leases: Vec<LeaseRecord>,
 }
 
+/// A copy of the state at one applied index, taken quickly (records share
+/// their key and value buffers with the store) and encoded later, possibly
+/// in another thread, by [`SnapshotSource::encode`].
+pub struct SnapshotSource(Dump);
+
+impl std::fmt::Debug for SnapshotSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotSource")
+            .field("applied", &self.0.applied)
+            .field("records", &self.0.history.len())
+            .finish()
+    }
+}
+
+impl SnapshotSource {
+    /// The applied index the copy was taken at.
+    pub fn applied_index(&self) -> u64 {
+        self.0.applied
+    }
+
+    /// The snapshot image.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.push(VERSION);
+        out.extend(postcard::to_allocvec(&self.0).expect("snapshot encoding cannot fail"));
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
+    }
+}
+
 impl Store {
     /// A consistent image of the state at [`Store::applied_index`].
     pub fn snapshot(&self) -> Vec<u8> {
+        self.snapshot_source().encode()
+    }
+
+    /// A copy of the state at [`Store::applied_index`], to encode later.
+    pub fn snapshot_source(&self) -> SnapshotSource {
         let s = &self.state;
-        let dump = Dump {
+        SnapshotSource(Dump {
             applied: self.applied,
             current_rev: s.current_rev,
             compact_rev: s.compact_rev,
             history: s.history.iter().map(|(r, rec)| (*r, rec.clone())).collect(),
             leases: s.leases.values().map(|l| l.rec.clone()).collect(),
-        };
-        let mut out = MAGIC.to_vec();
-        out.push(VERSION);
-        out.extend(postcard::to_allocvec(&dump).expect("snapshot encoding cannot fail"));
-        let crc = crc32c::crc32c(&out);
-        out.extend_from_slice(&crc.to_be_bytes());
-        out
+        })
     }
 
     /// Replaces the whole state with a snapshot, durably. A malformed image

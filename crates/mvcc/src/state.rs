@@ -148,19 +148,23 @@ impl State {
         Some(self.history[&r].to_kv(r))
     }
 
-    fn record(&mut self, w: &mut Writer, rec: Record) -> Revision {
+    /// Writes one record at the writer's next sub-revision; `prev_kv` is the
+    /// key's live value before it (the caller looked it up already).
+    fn record(&mut self, w: &mut Writer, rec: Record, prev_kv: Option<KeyValue>) -> Revision {
         let rev = Revision::new(w.main, w.sub);
         w.sub += 1;
-        let key = rec.key.clone();
         let tomb = rec.tombstone;
-        let prev = self.index.get(&key).and_then(|ki| ki.last());
-        let prev_kv = prev
-            .filter(|(_, t)| !t)
-            .map(|(r, _)| self.history[&r].to_kv(r));
-        self.index.entry(key.clone()).or_default().push(rev, tomb);
+        match self.index.get_mut(&rec.key) {
+            Some(ki) => ki.push(rev, tomb),
+            None => {
+                let mut ki = KeyIndex::default();
+                ki.push(rev, tomb);
+                self.index.insert(rec.key.clone(), ki);
+            }
+        }
         let kv = if tomb {
             KeyValue {
-                key,
+                key: rec.key.clone(),
                 mod_revision: rev.main,
                 ..Default::default()
             }
@@ -184,8 +188,16 @@ impl State {
     }
 
     /// Writes `key = value` with `lease` (already validated).
-    pub(crate) fn put_raw(&mut self, w: &mut Writer, key: Bytes, value: Bytes, lease: i64) {
-        let prev = self.get(&key, i64::MAX);
+    /// `prev` is the key's live value (`self.get(&key, i64::MAX)`).
+    pub(crate) fn put_raw(
+        &mut self,
+        w: &mut Writer,
+        key: Bytes,
+        value: Bytes,
+        lease: i64,
+        prev: Option<KeyValue>,
+    ) {
+        debug_assert_eq!(prev, self.get(&key, i64::MAX));
         let (create, version) = match &prev {
             Some(p) => (p.create_revision, p.version + 1),
             None => (w.main, 1),
@@ -212,12 +224,13 @@ impl State {
             lease,
             tombstone: false,
         };
-        self.record(w, rec);
+        self.record(w, rec, prev);
     }
 
     /// Deletes a live key (writes a tombstone), detaching its lease.
     pub(crate) fn delete_raw(&mut self, w: &mut Writer, key: Bytes) {
-        if let Some(p) = self.get(&key, i64::MAX) {
+        let prev = self.get(&key, i64::MAX);
+        if let Some(p) = &prev {
             if p.lease != 0 {
                 if let Some(l) = self.leases.get_mut(&p.lease) {
                     l.keys.remove(&key);
@@ -232,7 +245,7 @@ impl State {
             lease: 0,
             tombstone: true,
         };
-        self.record(w, rec);
+        self.record(w, rec, prev);
     }
 
     /// Rebuilds the key index and lease attachments from history (on open / restore).

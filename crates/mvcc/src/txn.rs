@@ -79,10 +79,11 @@ impl State {
             (Some(prev), true) => prev.lease,
             _ => p.lease,
         };
-        self.put_raw(w, p.key.clone(), value, lease);
+        let prev_kv = if p.prev_kv { prev.clone() } else { None };
+        self.put_raw(w, p.key.clone(), value, lease, prev);
         PutResponse {
             revision: w.main,
-            prev_kv: if p.prev_kv { prev } else { None },
+            prev_kv,
         }
     }
 

@@ -274,6 +274,14 @@ impl RawNode {
         self.raft.transfer_leader(target);
     }
 
+    /// The metadata [`RawNode::compact`] would give a snapshot at applied
+    /// index `index` now, so that the application can write the snapshot
+    /// file (in the background) before compacting. It stays the same until
+    /// a newer snapshot is compacted or received.
+    pub fn snapshot_meta(&self, index: Index) -> Result<SnapshotMeta, RaftError> {
+        self.raft.snapshot_meta(index)
+    }
+
     /// The application has a snapshot of its state at applied index `index`:
     /// the log up to there may be discarded, and lagging followers get `data`.
     pub fn compact(&mut self, index: Index, data: Bytes) -> Result<SnapshotMeta, RaftError> {

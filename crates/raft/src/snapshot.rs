@@ -196,7 +196,8 @@ impl Raft {
 
     /// The application has a snapshot of its state up to `index` (applied):
     /// keep it for lagging followers and drop the log before it.
-    pub(crate) fn compact(&mut self, index: Index, data: Bytes) -> Result<(), RaftError> {
+    /// The metadata a snapshot at applied index `index` gets.
+    pub(crate) fn snapshot_meta(&self, index: Index) -> Result<SnapshotMeta, RaftError> {
         if index > self.log.applied {
             return Err(RaftError::BadSnapshot(index, "not applied yet"));
         }
@@ -207,12 +208,15 @@ impl Raft {
             ));
         }
         let term = self.log.term(index).expect("applied index is in the log");
-        let conf_state = self.conf_state_at(index);
-        let meta = SnapshotMeta {
+        Ok(SnapshotMeta {
             index,
             term,
-            conf_state,
-        };
+            conf_state: self.conf_state_at(index),
+        })
+    }
+
+    pub(crate) fn compact(&mut self, index: Index, data: Bytes) -> Result<(), RaftError> {
+        let meta = self.snapshot_meta(index)?;
         self.snapshot = Some(Snapshot { meta, data });
         self.log.compact(index);
         // Keep the newest change at or below `index`: it is the base for later lookups.

@@ -25,13 +25,14 @@ use concord_raft::{
     ConfChange, ConfChangeStep, Entry, EntryKind, HardState, Message, RaftError, RawNode, Ready,
     Role, Snapshot,
 };
-use concord_storage::{FsDisk, GroupCommit, SnapshotMark, SnapshotStore, WalBatch};
+use concord_storage::{FsDisk, GroupCommit, SnapshotMark, WalBatch};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::envelope::{self, MemberContext, Payload, ServerOp};
 use crate::error::ServerError;
 use crate::shared::{Outcome, Shared};
 use crate::snapshot;
+use crate::snapshotter::{SharedSnapshots, SnapshotJob};
 use crate::transport::Transport;
 
 /// The one Raft group of this server (multi-Raft will add more).
@@ -89,7 +90,7 @@ pub struct Driver {
     pub(crate) shared: Arc<Shared>,
     pub(crate) transport: Arc<Transport>,
     pub(crate) wal: GroupCommit<FsDisk>,
-    pub(crate) snaps: SnapshotStore<FsDisk>,
+    pub(crate) snaps: SharedSnapshots,
     pub(crate) inbox: mpsc::Receiver<Input>,
     pub(crate) snapshot_count: u64,
     pub(crate) snapshot_index: u64,
@@ -106,6 +107,10 @@ pub struct Driver {
     written: HardState,
     last_checkpoint: Instant,
     attributes_sent_at: Option<u64>,
+    /// A snapshot being written in the background.
+    snapshot_job: Option<SnapshotJob>,
+    /// Where the WAL may be compacted once the backend is durable there.
+    wal_compaction: Option<SnapshotMark>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -123,7 +128,7 @@ impl Driver {
         shared: Arc<Shared>,
         transport: Arc<Transport>,
         wal: GroupCommit<FsDisk>,
-        snaps: SnapshotStore<FsDisk>,
+        snaps: SharedSnapshots,
         inbox: mpsc::Receiver<Input>,
         snapshot_count: u64,
         snapshot_index: u64,
@@ -150,6 +155,8 @@ impl Driver {
             written: HardState::default(),
             last_checkpoint: Instant::now(),
             attributes_sent_at: None,
+            snapshot_job: None,
+            wal_compaction: None,
         }
     }
 
@@ -157,6 +164,9 @@ impl Driver {
     /// in memory may be ahead of the disk).
     pub fn run(mut self) -> Result<(), ServerError> {
         let r = self.run_loop();
+        if let Some(job) = self.snapshot_job.take() {
+            let _ = job.join();
+        }
         if let Err(e) = &r {
             tracing::error!(error = %e, "raft driver stopped on an error");
         }
@@ -306,7 +316,7 @@ impl Driver {
         let mut ack = None;
         if rd.must_persist() {
             if let Some(s) = &rd.snapshot {
-                self.snaps.save(GROUP, s)?;
+                self.snaps.lock().save(GROUP, s)?;
             }
             let batch = WalBatch::from_ready(GROUP, &rd);
             if !batch.is_empty() {
@@ -581,37 +591,77 @@ impl Driver {
         Ok(())
     }
 
-    /// Every `--snapshot-count` applied entries: make the store durable,
-    /// save a snapshot file, then let the WAL drop what it covers.
+    /// Every `--snapshot-count` applied entries: start a snapshot in the
+    /// background (see `snapshotter.rs`); when its file is durable, compact
+    /// the core's log, and the WAL once the backend is durable as far.
     fn maybe_snapshot(&mut self) -> Result<(), ServerError> {
+        self.maybe_compact_wal()?;
+        if let Some(job) = &self.snapshot_job {
+            if job.is_finished() {
+                let job = self.snapshot_job.take().expect("checked");
+                self.finish_snapshot(job)?;
+            }
+            return Ok(());
+        }
         if self.applied < self.snapshot_index + self.snapshot_count {
             return Ok(());
         }
         let index = self.applied;
-        let data = {
-            let mut store = self.shared.store.write();
-            store.checkpoint()?;
-            snapshot::encode(&self.shared.members.read(), &store.snapshot())
+        let meta = self.node.snapshot_meta(index).map_err(raft_error)?;
+        let (source, members) = {
+            let store = self.shared.store.read();
+            (store.snapshot_source(), self.shared.members.read().clone())
         };
+        self.snapshot_job = Some(SnapshotJob::start(
+            self.snaps.clone(),
+            members,
+            source,
+            meta,
+        )?);
+        Ok(())
+    }
+
+    fn finish_snapshot(&mut self, job: SnapshotJob) -> Result<(), ServerError> {
+        let announced = job.meta.clone();
+        let started = job.started;
+        let snap = job.join()?;
+        let index = announced.index;
+        if index <= self.snapshot_index {
+            // A newer snapshot arrived from the leader meanwhile.
+            return Ok(());
+        }
         let meta = self
             .node
-            .compact(index, Bytes::from(data.clone()))
-            .map_err(|e| ServerError::Internal(e.to_string()))?;
-        let snap = Snapshot {
-            meta: meta.clone(),
-            data: Bytes::from(data),
-        };
-        self.snaps.save(GROUP, &snap)?;
-        self.wal.compact(
-            GROUP,
-            SnapshotMark {
-                index: meta.index,
-                term: meta.term,
-            },
-        )?;
-        self.snaps.prune(GROUP)?;
+            .compact(index, snap.data.clone())
+            .map_err(raft_error)?;
+        assert_eq!(meta, announced, "the core changed the snapshot metadata");
         self.snapshot_index = index;
-        tracing::info!(index, "saved a snapshot and compacted the WAL");
+        self.wal_compaction = Some(SnapshotMark {
+            index: meta.index,
+            term: meta.term,
+        });
+        tracing::info!(
+            index,
+            bytes = snap.data.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "saved a snapshot in the background"
+        );
+        self.maybe_compact_wal()
+    }
+
+    /// Compacts the WAL behind the last snapshot once a backend checkpoint
+    /// covers it (a restart then needs neither the entries nor the image).
+    fn maybe_compact_wal(&mut self) -> Result<(), ServerError> {
+        let Some(mark) = self.wal_compaction else {
+            return Ok(());
+        };
+        if self.shared.store.read().durable_applied_index() < mark.index {
+            return Ok(());
+        }
+        self.wal_compaction = None;
+        self.wal.compact(GROUP, mark)?;
+        self.snaps.lock().prune(GROUP)?;
+        tracing::info!(index = mark.index, "compacted the WAL behind the snapshot");
         Ok(())
     }
 

@@ -19,6 +19,7 @@ pub mod members;
 pub mod server;
 pub mod shared;
 pub mod snapshot;
+pub mod snapshotter;
 pub mod tls;
 pub mod transport;
 pub mod watch;

@@ -216,7 +216,7 @@ pub async fn run(
         shared.clone(),
         transport.clone(),
         wal,
-        snaps,
+        Arc::new(parking_lot::Mutex::new(snaps)),
         inbox_rx,
         cfg.snapshot_count.max(1),
         snapshot_index,

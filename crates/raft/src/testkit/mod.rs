@@ -381,7 +381,10 @@ impl Cluster {
             index, m.storage.applied,
             "testkit snapshots at the applied index"
         );
+        // The meta announced beforehand is the one compaction gives.
+        let announced = m.node.snapshot_meta(index)?;
         let meta = m.node.compact(index, m.storage.state_image())?;
+        assert_eq!(meta, announced, "snapshot_meta disagrees with compact");
         let data = m.storage.state_image();
         m.storage.compact(Snapshot { meta, data });
         Ok(())

@@ -106,6 +106,8 @@ pub struct Node {
     pub tls: Option<TlsFiles>,
     /// Plain-HTTP `--listen-metrics-urls` port (health checks of TLS members).
     pub metrics_port: u16,
+    /// More flags, appended to the command line.
+    pub extra: Vec<String>,
     token: String,
     child: Option<Child>,
 }
@@ -213,6 +215,7 @@ impl Node {
                 format!("http://127.0.0.1:{}", self.metrics_port),
             ]);
         }
+        a.extend(self.extra.iter().cloned());
         a
     }
 
@@ -310,6 +313,15 @@ impl Cluster {
     /// client-certificate authentication on both, when `tls` is given) and
     /// waits until all are healthy.
     pub fn start_with(n: usize, tls: Option<TlsFiles>) -> Cluster {
+        Self::start_full(n, tls, &[])
+    }
+
+    /// Starts `n` members with `extra` flags each.
+    pub fn start_with_args(n: usize, extra: &[&str]) -> Cluster {
+        Self::start_full(n, None, extra)
+    }
+
+    fn start_full(n: usize, tls: Option<TlsFiles>, extra: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("concord-compat-")
             .tempdir()
@@ -320,6 +332,7 @@ impl Cluster {
             .collect();
         for m in &mut nodes {
             m.tls = tls.clone();
+            m.extra = extra.iter().map(|s| s.to_string()).collect();
         }
         let initial = nodes
             .iter()
@@ -369,6 +382,7 @@ impl Cluster {
             state: "new".into(),
             tls: None,
             metrics_port: free_port(),
+            extra: Vec::new(),
             token: token.to_string(),
             child: None,
         }
