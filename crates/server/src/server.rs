@@ -198,7 +198,7 @@ pub async fn run(
             transport.set_peer(m.id, u.clone());
         }
     }
-    let shared = Arc::new(Shared::new(
+    let mut shared = Shared::new(
         id,
         cluster_id,
         cfg.name.clone(),
@@ -209,7 +209,9 @@ pub async fn run(
         inbox_tx.clone(),
         cfg.max_request_bytes,
         cfg.quota_backend_bytes,
-    ));
+    );
+    shared.client_tls = tls.member_client.clone();
+    let shared = Arc::new(shared);
     let wal = GroupCommit::start(wal, GroupCommitOptions::default())?;
     let driver = Driver::new(
         node,

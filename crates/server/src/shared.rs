@@ -90,6 +90,9 @@ pub struct Shared {
     pub started: Instant,
     /// Signals the whole server to stop.
     pub shutdown: watch::Sender<bool>,
+    /// Dials other members' `https://` client URLs (requests forwarded to
+    /// the leader); set at start-up when client URLs use TLS.
+    pub client_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Shared {
@@ -135,6 +138,7 @@ impl Shared {
             quota_backend_bytes,
             started: Instant::now(),
             shutdown: watch::channel(false).0,
+            client_tls: None,
         }
     }
 

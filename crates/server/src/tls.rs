@@ -45,6 +45,10 @@ pub struct Tls {
     pub peer_acceptor: Option<TlsAcceptor>,
     /// Dials `https://` peer URLs.
     pub peer_connector: Option<TlsConnector>,
+    /// Dials other members' `https://` client URLs (forwarding to the
+    /// leader): trusts `--trusted-ca-file` (else the peer CA) and shows
+    /// `--cert-file` as the client certificate.
+    pub member_client: Option<Arc<ClientConfig>>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -68,6 +72,15 @@ impl Tls {
                 ca,
                 cfg.client_cert_auth,
             )?));
+            let roots = match (ca, cfg.peer_trusted_ca_file.as_str()) {
+                (Some(ca), _) => ca,
+                (None, peer) => peer,
+            };
+            if !roots.is_empty() {
+                let mut c = client_config(&cfg.cert_file, &cfg.key_file, roots)?;
+                Arc::make_mut(&mut c).alpn_protocols = vec![b"h2".to_vec()];
+                tls.member_client = Some(c);
+            }
         }
         if !cfg.peer_cert_file.is_empty() {
             let ca =

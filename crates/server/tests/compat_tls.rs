@@ -97,6 +97,22 @@ fn tls_cluster_serves_etcdctl_with_client_certificates() {
     assert_eq!(o.lines().len(), 3, "{}", o.stdout);
     assert!(o.stdout.contains("https://127.0.0.1"), "{}", o.stdout);
 
+    // Keep-alives and time-to-live queries that reach a follower are
+    // forwarded to the leader over TLS: every member answers them.
+    let o = ctl(&https[0], &tls, &["lease", "grant", "30"]).expect_ok("lease grant");
+    let lease = o
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("lease id")
+        .to_string();
+    for ep in &https {
+        let o = ctl(ep, &tls, &["lease", "keep-alive", "--once", &lease]);
+        assert!(o.stdout.contains("keepalived with TTL"), "{ep}: {o:#?}");
+        let o = ctl(ep, &tls, &["lease", "timetolive", &lease]).expect_ok("timetolive");
+        assert!(o.stdout.contains("remaining"), "{ep}: {o:#?}");
+    }
+
     // Without a client certificate, or with one from another CA, or with
     // plaintext, nothing gets through and nothing is written. (Short
     // timeouts: these fail at the handshake, then etcdctl would retry.)
