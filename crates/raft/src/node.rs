@@ -102,6 +102,10 @@ pub struct ProgressStatus {
     pub is_learner: bool,
     /// Appends in flight.
     pub inflight: usize,
+    /// Ticks since the newest heartbeat this member acknowledged was sent
+    /// (`None`: none acknowledged yet). A live member stays within about
+    /// one heartbeat interval plus a round trip.
+    pub last_ack_age: Option<u64>,
 }
 
 /// A snapshot of the member's state, for logs, metrics and tests.
@@ -421,7 +425,7 @@ impl RawNode {
             r.trk
                 .progress
                 .iter()
-                .map(|(&id, p)| (id, progress_status(p)))
+                .map(|(&id, p)| (id, progress_status(p, r.now)))
                 .collect()
         } else {
             Vec::new()
@@ -467,12 +471,13 @@ impl RawNode {
     }
 }
 
-fn progress_status(p: &Progress) -> ProgressStatus {
+fn progress_status(p: &Progress, now: u64) -> ProgressStatus {
     ProgressStatus {
         matched: p.matched,
         next: p.next,
         state: p.state_name(),
         is_learner: p.is_learner,
         inflight: p.inflights.len(),
+        last_ack_age: (p.acked_tick > 0).then(|| now.saturating_sub(p.acked_tick)),
     }
 }

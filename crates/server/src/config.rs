@@ -65,6 +65,11 @@ pub struct Config {
     /// Largest client request accepted.
     #[arg(long, default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
+    /// Refuse membership changes that could cost the cluster its quorum
+    /// (a voter added while a member is unreachable or too few members have
+    /// started; an active voter removed while others are down), as etcd.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub strict_reconfig_check: bool,
     /// Extra URLs serving /health, /livez, /readyz and /metrics.
     #[arg(long, default_value = "")]
     pub listen_metrics_urls: String,
@@ -351,6 +356,9 @@ mod tests {
         assert_eq!(c.initial_members().unwrap().len(), 2);
         assert_eq!(c.client_listen_addrs().unwrap(), vec!["127.0.0.1:2379"]);
         assert_eq!(c.election_ticks(), 10);
+        assert!(c.strict_reconfig_check, "on by default, as in etcd");
+        let c = parse(&["--strict-reconfig-check=false"]).unwrap();
+        assert!(!c.strict_reconfig_check);
     }
 
     #[test]

@@ -111,6 +111,8 @@ pub struct Driver {
     snapshot_job: Option<SnapshotJob>,
     /// Where the WAL may be compacted once the backend is durable there.
     wal_compaction: Option<SnapshotMark>,
+    /// Election timeout in ticks (a peer heard from within it is active).
+    election_ticks: u64,
 }
 
 impl std::fmt::Debug for Driver {
@@ -124,6 +126,7 @@ impl std::fmt::Debug for Driver {
 impl Driver {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        election_ticks: u64,
         node: RawNode,
         shared: Arc<Shared>,
         transport: Arc<Transport>,
@@ -157,6 +160,7 @@ impl Driver {
             attributes_sent_at: None,
             snapshot_job: None,
             wal_compaction: None,
+            election_ticks,
         }
     }
 
@@ -427,6 +431,15 @@ impl Driver {
             metrics::gauge!("concord_follower_apply_lag", "member" => format!("{id:x}"))
                 .set(st.hard_state.commit.saturating_sub(p.matched) as f64);
         }
+        let active: Vec<u64> = st
+            .progress
+            .iter()
+            .filter(|(id, p)| {
+                *id == self.shared.id || p.last_ack_age.is_some_and(|a| a <= self.election_ticks)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        *self.shared.active_peers.write() = active;
     }
 
     /// Applies committed entries in order: runs of MVCC commands go to the

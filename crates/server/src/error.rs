@@ -53,6 +53,12 @@ pub enum ServerError {
     /// A membership change is in progress or invalid.
     #[error("etcdserver: {0}")]
     BadMembership(String),
+    /// Strict reconfiguration check: too few members have started.
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    /// Strict reconfiguration check: the change could cost the quorum.
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
     /// This member was removed from the cluster.
     #[error("etcdserver: the member has been permanently removed from the cluster")]
     Removed,
@@ -89,6 +95,8 @@ impl From<ServerError> for Status {
             ServerError::PeerUrlExists => Code::FailedPrecondition,
             ServerError::NotLearner | ServerError::LearnerNotReady => Code::FailedPrecondition,
             ServerError::BadMembership(_) => Code::FailedPrecondition,
+            ServerError::NotEnoughStartedMembers => Code::FailedPrecondition,
+            ServerError::Unhealthy => Code::Unavailable,
             ServerError::Removed => Code::FailedPrecondition,
             ServerError::Config(_) => Code::InvalidArgument,
             ServerError::Storage(_) | ServerError::Io(_) | ServerError::Internal(_) => {

@@ -211,9 +211,11 @@ pub async fn run(
         cfg.quota_backend_bytes,
     );
     shared.client_tls = tls.member_client.clone();
+    shared.strict_reconfig = cfg.strict_reconfig_check;
     let shared = Arc::new(shared);
     let wal = GroupCommit::start(wal, GroupCommitOptions::default())?;
     let driver = Driver::new(
+        cfg.election_ticks() as u64,
         node,
         shared.clone(),
         transport.clone(),

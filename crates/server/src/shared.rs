@@ -93,6 +93,11 @@ pub struct Shared {
     /// Dials other members' `https://` client URLs (requests forwarded to
     /// the leader); set at start-up when client URLs use TLS.
     pub client_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// `--strict-reconfig-check`.
+    pub strict_reconfig: bool,
+    /// Leader only: the members it heard from within an election timeout
+    /// (refreshed every tick; empty on followers).
+    pub active_peers: RwLock<Vec<u64>>,
 }
 
 impl Shared {
@@ -139,6 +144,8 @@ impl Shared {
             started: Instant::now(),
             shutdown: watch::channel(false).0,
             client_tls: None,
+            strict_reconfig: true,
+            active_peers: RwLock::new(Vec::new()),
         }
     }
 

@@ -373,3 +373,42 @@ fn endpoints_and_snapshot() {
     .expect_ok("snapshot status table");
     assert!(t.stdout.contains("TOTAL KEYS"), "{t:#?}");
 }
+
+#[test]
+fn strict_reconfig_protects_the_quorum() {
+    let Some(mut c) = cluster() else { return };
+    let leader = c.leader(Duration::from_secs(10));
+    let (live, down) = ((leader + 1) % 3, (leader + 2) % 3);
+    let list = c.ctl(&["member", "list"]).expect_ok("member list");
+    let id_of = |name: &str| -> String {
+        list.lines()
+            .into_iter()
+            .find(|l| l.contains(&format!(", {name}, ")))
+            .and_then(|l| l.split(',').next())
+            .unwrap_or_else(|| panic!("{name} not listed: {list:#?}"))
+            .to_string()
+    };
+    let (live_id, down_id) = (id_of(&c.nodes[live].name), id_of(&c.nodes[down].name));
+    c.kill(down);
+    // Let the leader notice (election timeout 500 ms in this harness).
+    std::thread::sleep(Duration::from_millis(2000));
+
+    // A member is unreachable: no voter or learner may join...
+    for learner in [false, true] {
+        let mut args = vec!["member", "add", "m9", "--peer-urls=http://127.0.0.1:9"];
+        if learner {
+            args.push("--learner");
+        }
+        let o = c.ctl(&args);
+        assert!(!o.ok() && o.stderr.contains("unhealthy cluster"), "{o:#?}");
+    }
+    // ...and removing a live voter would leave one of two reachable.
+    let o = c.ctl(&["member", "remove", &live_id]);
+    assert!(!o.ok() && o.stderr.contains("unhealthy cluster"), "{o:#?}");
+    // The member that is down may be removed.
+    c.ctl(&["member", "remove", &down_id])
+        .expect_ok("remove the member that is down");
+    let o = c.ctl(&["member", "list"]).expect_ok("member list");
+    assert_eq!(o.lines().len(), 2, "{o:#?}");
+    assert!(!o.stdout.contains(&down_id), "{o:#?}");
+}

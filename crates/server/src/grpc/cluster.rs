@@ -1,11 +1,15 @@
 //! The Cluster service: membership through joint-consensus-safe single
 //! changes, with the member's name and URLs carried in the change entry.
 
+use concord_proto::etcdserverpb::cluster_client::ClusterClient;
 use concord_proto::etcdserverpb::cluster_server::Cluster;
 use concord_proto::etcdserverpb::*;
 use concord_raft::{ConfChange, ConfChangeStep};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use super::forward::leader_channel;
+use super::reconfig::{may_add, may_promote, may_remove, View};
 use super::{count, current_header, State};
 use crate::error::ServerError;
 use crate::members;
@@ -33,6 +37,31 @@ fn pb_members(state: &State) -> Vec<Member> {
             is_learner: m.is_learner,
         })
         .collect()
+}
+
+impl ClusterService {
+    /// A client to the leader when this member is not it: membership
+    /// changes are checked and proposed there.
+    async fn leader(&self) -> Result<Option<ClusterClient<Channel>>, Status> {
+        if self.state.is_leader() {
+            return Ok(None);
+        }
+        Ok(Some(ClusterClient::new(leader_channel(&self.state).await?)))
+    }
+
+    /// Runs a strict reconfiguration check (leader only).
+    fn check(&self, f: impl FnOnce(View<'_>) -> Result<(), ServerError>) -> Result<(), Status> {
+        if !self.state.strict_reconfig {
+            return Ok(());
+        }
+        let members = self.state.members.read();
+        let active = self.state.active_peers.read();
+        f(View {
+            members: &members,
+            active: &active,
+        })
+        .map_err(Status::from)
+    }
 }
 
 fn single(step: ConfChangeStep) -> ConfChange {
@@ -68,6 +97,10 @@ impl Cluster for ClusterService {
         {
             return Err(ServerError::PeerUrlExists.into());
         }
+        if let Some(mut leader) = self.leader().await? {
+            return leader.member_add(r).await;
+        }
+        self.check(|v| may_add(v, r.is_learner))?;
         let salt = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
@@ -101,10 +134,15 @@ impl Cluster for ClusterService {
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         count("MemberRemove");
-        let id = req.into_inner().id;
+        let r = req.into_inner();
+        let id = r.id;
         if !self.state.members.read().members.contains_key(&id) {
             return Err(ServerError::MemberNotFound.into());
         }
+        if let Some(mut leader) = self.leader().await? {
+            return leader.member_remove(r).await;
+        }
+        self.check(|v| may_remove(v, id))?;
         self.state
             .propose_conf_change(single(ConfChangeStep::Remove(id)), None)
             .await?;
@@ -159,12 +197,17 @@ impl Cluster for ClusterService {
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         count("MemberPromote");
-        let id = req.into_inner().id;
+        let r = req.into_inner();
+        let id = r.id;
         match self.state.members.read().members.get(&id) {
             None => return Err(ServerError::MemberNotFound.into()),
             Some(m) if !m.is_learner => return Err(ServerError::NotLearner.into()),
             Some(_) => {}
         }
+        if let Some(mut leader) = self.leader().await? {
+            return leader.member_promote(r).await;
+        }
+        self.check(|v| may_promote(v, id))?;
         self.state
             .propose_conf_change(single(ConfChangeStep::AddVoter(id)), None)
             .await?;

@@ -11,9 +11,9 @@ use concord_proto::etcdserverpb::*;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::forward::leader_channel;
 use super::kv::write;
 use super::{count, current_header, header, State};
 use crate::error::ServerError;
@@ -25,59 +25,6 @@ pub struct LeaseService {
     pub state: State,
     /// Smallest TTL granted (etcd: 1.5 election timeouts), in seconds.
     pub min_ttl: i64,
-}
-
-/// A channel to the current leader's client URL.
-pub async fn leader_channel(state: &State) -> Result<Channel, Status> {
-    let leader = state.raft_status().leader;
-    if leader == 0 {
-        return Err(ServerError::NoLeader.into());
-    }
-    let url = state
-        .members
-        .read()
-        .members
-        .get(&leader)
-        .and_then(|m| m.client_urls.first().cloned())
-        .ok_or(ServerError::NoLeader)?;
-    connect(&url, state.client_tls.clone()).await
-}
-
-/// A gRPC channel to a member's client URL (`https://` through `tls`).
-async fn connect(
-    url: &str,
-    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
-) -> Result<Channel, Status> {
-    let unavailable = |_| Status::from(ServerError::NoLeader);
-    if !crate::tls::is_tls_url(url) {
-        let url = if url.starts_with("http") {
-            url.to_string()
-        } else {
-            format!("http://{url}")
-        };
-        let ep = Channel::from_shared(url).map_err(|e| Status::internal(e.to_string()))?;
-        return ep.connect().await.map_err(unavailable);
-    }
-    let Some(tls) = tls else {
-        return Err(Status::unavailable(format!(
-            "{url}: the leader serves TLS but this member has no --cert-file"
-        )));
-    };
-    // The endpoint's URI only names the authority; the connector dials TLS.
-    let plain = format!("http://{}", url.trim_start_matches("https://"));
-    let ep = Channel::from_shared(plain).map_err(|e| Status::internal(e.to_string()))?;
-    let tls = tokio_rustls::TlsConnector::from(tls);
-    let target = url.to_string();
-    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
-        let (target, tls) = (target.clone(), tls.clone());
-        async move {
-            let s = crate::tls::dial(&target, Some(&tls)).await?;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-        }
-    });
-    ep.connect_with_connector(connector)
-        .await
-        .map_err(unavailable)
 }
 
 fn keep_alive_local(state: &State, id: i64) -> LeaseKeepAliveResponse {

@@ -3,10 +3,12 @@
 pub mod cluster;
 pub mod convert;
 pub mod election;
+pub mod forward;
 pub mod kv;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
+pub mod reconfig;
 pub mod watch;
 
 use std::sync::Arc;
