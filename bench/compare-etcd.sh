@@ -2,10 +2,13 @@
 # Side-by-side benchmark of a 3-member real etcd cluster and a 3-member Concord
 # cluster on this machine, with the same concord-bench workloads.
 #
-# Usage: bench/compare-etcd.sh [--quick] [--only etcd|concord] [--no-build]
-#                              [--docs|--no-docs]
+# Usage: bench/compare-etcd.sh [--quick] [--rounds N] [--only etcd|concord]
+#                              [--no-build] [--docs|--no-docs]
 #
-#   --quick        divide every request total by 10
+#   --quick        divide every request total by 10 (and default to 1 round)
+#   --rounds N     run both systems N times, alternating which goes first,
+#                  each time on fresh clusters; the table shows medians and
+#                  the range of the per-round ratios (default 3)
 #   --only SYSTEM  run one side only (the other side's columns stay empty)
 #   --no-build     use the release binaries already built
 #   --docs         update docs/BENCHMARKS.md even for a one-sided run
@@ -29,12 +32,18 @@ COMMAND="bench/compare-etcd.sh${*:+ $*}"
 [[ -n "${BENCH_SCALE:-}" ]] && COMMAND="BENCH_SCALE=$BENCH_SCALE $COMMAND"
 
 QUICK=0
+ROUNDS=
 ONLY=both
 BUILD=1
 DOCS=auto
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=1 ;;
+    --rounds)
+      ROUNDS=${2:-}
+      shift
+      ;;
+    --rounds=*) ROUNDS=${1#--rounds=} ;;
     --only)
       ONLY=${2:-}
       shift
@@ -56,6 +65,10 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
+if [[ -z "$ROUNDS" ]]; then
+  if ((QUICK)); then ROUNDS=1; else ROUNDS=3; fi
+fi
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "--rounds takes a positive number" >&2; exit 2; }
 SCALE=${BENCH_SCALE:-1}
 TARGET=${CARGO_TARGET_DIR:-target}
 BENCH_BIN="$TARGET/release/concord-bench"
@@ -228,59 +241,74 @@ start_cluster() {
   log "$system: healthy"
 }
 
-# Peak RSS (max VmHWM over members, KiB) into results/SYSTEM-rss, then stop.
+# Peak RSS (max VmHWM over members, KiB) into results/SYSTEM-rss-rROUND, then stop.
 stop_cluster() {
-  local system=$1 pid hwm max=0
+  local system=$1 round=$2 pid hwm max=0
   for pid in "${MEMBER_PIDS[@]}"; do
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
     if [[ -n "$hwm" ]] && ((hwm > max)); then max=$hwm; fi
   done
-  echo "$max" >"$RESULTS/$system-rss"
+  echo "$max" >"$RESULTS/$system-rss-r$round"
   log "$system: peak RSS $(((max + 512) / 1024)) MiB; stopping"
   stop_members
 }
 
 run_workloads() {
-  local system=$1 spec name title conns clients base label args total
+  local system=$1 round=$2 spec name title conns clients base label args total out
   for spec in "${WORKLOADS[@]}"; do
     IFS='|' read -r name title conns clients base label args <<<"$spec"
     total=$(total_for "$base")
-    log "$system: $name (conns $conns, clients $clients, total $total)"
+    log "$system (round $round): $name (conns $conns, clients $clients, total $total)"
+    out="$RESULTS/$system-$name-r$round"
     # shellcheck disable=SC2086 # $args is a word list on purpose
     if ! "$BENCH_BIN" --endpoints "$ENDPOINTS" --conns "$conns" --clients "$clients" \
-      --total "$total" --no-progress --json "$RESULTS/$system-$name.json" $args \
-      >"$RESULTS/$system-$name.txt" 2>&1; then
+      --total "$total" --no-progress --json "$out.json" $args >"$out.txt" 2>&1; then
       log "$system: $name failed:"
-      cat "$RESULTS/$system-$name.txt" >&2
-      rm -f "$RESULTS/$system-$name.json"
+      cat "$out.txt" >&2
+      rm -f "$out.json"
     fi
   done
 }
 
 # ----------------------------------------------------------------- runs ----
 
-if [[ "$ONLY" != concord ]]; then
-  "$ETCD" --version | head -n 1 >"$RESULTS/etcd-version"
-  start_cluster etcd "$ETCD"
-  run_workloads etcd
-  stop_cluster etcd
-fi
-if [[ "$ONLY" != etcd ]]; then
-  ("$CONCORD_BIN" --version 2>/dev/null || echo "concord (version unknown)") | head -n 1 \
-    >"$RESULTS/concord-version"
-  start_cluster concord "$CONCORD_BIN"
-  run_workloads concord
-  stop_cluster concord
-fi
+# run_system SYSTEM ROUND
+run_system() {
+  local system=$1 round=$2
+  if [[ "$system" == etcd ]]; then
+    [[ "$ONLY" == concord ]] && return 0
+    "$ETCD" --version | head -n 1 >"$RESULTS/etcd-version"
+    start_cluster etcd "$ETCD"
+  else
+    [[ "$ONLY" == etcd ]] && return 0
+    ("$CONCORD_BIN" --version 2>/dev/null || echo "concord (version unknown)") | head -n 1 \
+      >"$RESULTS/concord-version"
+    start_cluster concord "$CONCORD_BIN"
+  fi
+  run_workloads "$system" "$round"
+  stop_cluster "$system" "$round"
+}
+
+# Alternate which system goes first, so that drift on the machine (page
+# cache, thermal, neighbours) does not always favour the same one.
+for ((round = 1; round <= ROUNDS; round++)); do
+  if ((round % 2 == 1)); then
+    run_system etcd "$round"
+    run_system concord "$round"
+  else
+    run_system concord "$round"
+    run_system etcd "$round"
+  fi
+done
 
 # ---------------------------------------------------------------- report ---
 
 SECTION="$WORK/section.md"
 printf '%s\n' "${WORKLOADS[@]}" >"$RESULTS/workloads"
-python3 - "$RESULTS" "$COMMAND" "$(nproc)" >"$SECTION" <<'EOF'
-import datetime, json, os, sys
+python3 - "$RESULTS" "$COMMAND" "$(nproc)" "$ROUNDS" >"$SECTION" <<'EOF'
+import datetime, json, os, statistics, sys
 
-results, command, cores = sys.argv[1], sys.argv[2], sys.argv[3]
+results, command, cores, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 
 def read(name):
     try:
@@ -289,9 +317,28 @@ def read(name):
     except FileNotFoundError:
         return None
 
-def load(system, name):
-    text = read(f"{system}-{name}.json")
+def load_round(system, name, r):
+    text = read(f"{system}-{name}-r{r}.json")
     return json.loads(text) if text else None
+
+def load(system, name):
+    """The median round by throughput (its latencies are reported too)."""
+    runs = [x for x in (load_round(system, name, r) for r in range(1, rounds + 1)) if x]
+    if not runs:
+        return None
+    runs.sort(key=lambda x: x["throughput"])
+    return runs[(len(runs) - 1) // 2]
+
+def ratio_range(name):
+    """Min and max of the per-round Concord/etcd throughput ratios."""
+    rs = []
+    for r in range(1, rounds + 1):
+        e, c = load_round("etcd", name, r), load_round("concord", name, r)
+        if e and c and e["throughput"]:
+            rs.append(c["throughput"] / e["throughput"])
+    if len(rs) < 2:
+        return ""
+    return f" ({min(rs):.2f}–{max(rs):.2f})"
 
 def ops(r):
     if r is None:
@@ -317,11 +364,13 @@ for line in read("workloads").splitlines():
     name, title, conns, clients, base, label, args = line.split("|")
     e, c = load("etcd", name), load("concord", name)
     rows.append(f"| {title} | {label} | {ops(e)} | {ops(c)} | "
-                f"{ratio(e and e['throughput'], c and c['throughput'])} | {lat(e)} | {lat(c)} |")
+                f"{ratio(e and e['throughput'], c and c['throughput'])}{ratio_range(name)} | "
+                f"{lat(e)} | {lat(c)} |")
 
 def rss(system):
-    v = read(f"{system}-rss")
-    return int(v) if v and v != "0" else None
+    vals = [read(f"{system}-rss-r{r}") for r in range(1, rounds + 1)]
+    vals = [int(v) for v in vals if v and v != "0"]
+    return max(vals) if vals else None
 
 def mib(kib):
     return f"{kib / 1024:,.0f} MiB" if kib else "—"
@@ -335,6 +384,10 @@ print()
 print(f"Run on {datetime.date.today().isoformat()} ({cores} cores), both clusters with 3 members on")
 print("127.0.0.1 and default fsync behaviour, one after the other; the load generator")
 print("(`concord-bench`) runs on the same machine and talks to all three endpoints.")
+print(f"{rounds} round(s), alternating which system goes first, fresh clusters each time;")
+print("each cell is the median round (latencies from that round), the ratio is of the")
+print("medians, with the range of the per-round ratios in parentheses; memory is the")
+print("peak over all rounds.")
 print()
 print("```")
 print(command)
