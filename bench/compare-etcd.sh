@@ -206,6 +206,8 @@ EOF
 start_cluster() {
   local system=$1 bin=$2 i name
   check_ports_free || die "another cluster is still running?"
+  # Every round starts from empty data directories.
+  rm -rf "$WORK/$system"/m*.data
   mkdir -p "$WORK/$system"
   for i in 0 1 2; do
     name="m$((i + 1))"

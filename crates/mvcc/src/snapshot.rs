@@ -45,12 +45,21 @@ impl SnapshotSource {
 
     /// The snapshot image.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = MAGIC.to_vec();
-        out.push(VERSION);
-        out.extend(postcard::to_allocvec(&self.0).expect("snapshot encoding cannot fail"));
-        let crc = crc32c::crc32c(&out);
-        out.extend_from_slice(&crc.to_be_bytes());
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
         out
+    }
+
+    /// Appends the snapshot image to `out` (serialized in place: a large
+    /// image is not copied).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        let buf = std::mem::take(out);
+        *out = postcard::to_extend(&self.0, buf).expect("snapshot encoding cannot fail");
+        let crc = crc32c::crc32c(&out[start..]);
+        out.extend_from_slice(&crc.to_be_bytes());
     }
 }
 

@@ -21,6 +21,19 @@ pub fn encode(members: &MemberTable, mvcc: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Encodes a snapshot image straight from a state copy (the MVCC image is
+/// serialized in place, not copied).
+pub fn encode_source(members: &MemberTable, source: &concord_mvcc::SnapshotSource) -> Vec<u8> {
+    let table = members.encode();
+    let mut out = Vec::with_capacity(9 + table.len());
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.extend_from_slice(&(table.len() as u32).to_be_bytes());
+    out.extend_from_slice(&table);
+    source.encode_into(&mut out);
+    out
+}
+
 /// Splits a snapshot image into the member table and the MVCC image.
 pub fn decode(buf: &[u8]) -> Result<(MemberTable, &[u8]), String> {
     if buf.len() < 9 || &buf[..4] != MAGIC {
@@ -45,7 +58,12 @@ mod tests {
         let t = MemberTable::bootstrap(&[("a".into(), vec!["http://h:1".into()])], "t");
         let img = encode(&t, b"mvcc");
         let (t2, m) = decode(&img).unwrap();
-        assert_eq!((t2, m), (t, &b"mvcc"[..]));
+        assert_eq!((t2, m), (t.clone(), &b"mvcc"[..]));
+        // From a state copy: the same image as encoding the store's bytes.
+        let dir = tempfile::tempdir().unwrap();
+        let store = concord_mvcc::Store::open(dir.path().join("db")).unwrap();
+        let direct = encode_source(&t, &store.snapshot_source());
+        assert_eq!(direct, encode(&t, &store.snapshot()));
         assert!(decode(b"XXXX\x01\0\0\0\0").is_err());
         assert!(decode(&img[..12]).is_err());
         let mut bad = img.clone();

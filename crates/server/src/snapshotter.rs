@@ -54,7 +54,7 @@ impl SnapshotJob {
         let handle = std::thread::Builder::new()
             .name("snapshotter".into())
             .spawn(move || {
-                let data = snapshot::encode(&members, &source.encode());
+                let data = snapshot::encode_source(&members, &source);
                 drop(source);
                 let snap = Snapshot {
                     meta: job_meta,

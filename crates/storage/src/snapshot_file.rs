@@ -47,11 +47,13 @@ pub(crate) struct SnapHeader {
 }
 
 /// The whole file for `snap` of `group`.
-pub(crate) fn encode(group: GroupId, snap: &Snapshot) -> Vec<u8> {
+/// The file as three pieces: header and metadata, then `snap.data`
+/// (not copied), then the trailer (checksum of everything before it and
+/// the end magic); a large snapshot is written without a second copy.
+pub(crate) fn encode_parts(group: GroupId, snap: &Snapshot) -> (Vec<u8>, Vec<u8>) {
     let mut meta = Vec::new();
     encode_conf_state(&mut meta, &snap.meta.conf_state);
-    let total = SNAPSHOT_HEADER_LEN as usize + meta.len() + snap.data.len() + 8;
-    let mut out = Vec::with_capacity(total);
+    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_LEN as usize + meta.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
@@ -63,12 +65,15 @@ pub(crate) fn encode(group: GroupId, snap: &Snapshot) -> Vec<u8> {
     out.extend_from_slice(&(snap.data.len() as u64).to_le_bytes());
     out.extend_from_slice(&0u64.to_le_bytes());
     out.extend_from_slice(&meta);
-    out.extend_from_slice(&snap.data);
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(END_MAGIC);
-    assert_eq!(out.len(), total, "snapshot file length");
-    out
+    assert_eq!(
+        out.len(),
+        SNAPSHOT_HEADER_LEN as usize + meta.len(),
+        "snapshot header length"
+    );
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&out), &snap.data);
+    let mut tail = crc.to_le_bytes().to_vec();
+    tail.extend_from_slice(END_MAGIC);
+    (out, tail)
 }
 
 fn le64(b: &[u8]) -> u64 {
@@ -228,7 +233,9 @@ mod tests {
             },
             data: Bytes::from_static(b"state"),
         };
-        let file = encode(7, &snap);
+        let (mut file, tail) = encode_parts(7, &snap);
+        file.extend_from_slice(&snap.data);
+        file.extend_from_slice(&tail);
         let (h, back) = decode(Path::new("x"), Bytes::from(file.clone())).unwrap();
         assert_eq!((h.group, back), (7, snap));
         let mut bad = file;

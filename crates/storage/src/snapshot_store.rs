@@ -115,10 +115,14 @@ impl<D: Disk> SnapshotStore<D> {
         let name = snapshot_file::file_name(group, index, term);
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!("{name}.tmp"));
-        let bytes = snapshot_file::encode(group, snap);
+        let (head, tail) = snapshot_file::encode_parts(group, snap);
         let io = |e| StorageError::io(&tmp, e);
         let mut file = self.disk.create(&tmp).map_err(io)?;
-        file.write_at(0, &bytes).map_err(io)?;
+        let data_at = head.len() as u64;
+        let tail_at = data_at + snap.data.len() as u64;
+        file.write_at(0, &head).map_err(io)?;
+        file.write_at(data_at, &snap.data).map_err(io)?;
+        file.write_at(tail_at, &tail).map_err(io)?;
         file.sync().map_err(io)?;
         drop(file);
         self.disk
