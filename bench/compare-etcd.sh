@@ -255,13 +255,24 @@ stop_cluster() {
   stop_members
 }
 
+# CPU time (user + system, in clock ticks) used so far by the members.
+members_cpu() {
+  local pid total=0 t
+  for pid in "${MEMBER_PIDS[@]}"; do
+    t=$(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    total=$((total + t))
+  done
+  echo "$total"
+}
+
 run_workloads() {
-  local system=$1 round=$2 spec name title conns clients base label args total out
+  local system=$1 round=$2 spec name title conns clients base label args total out cpu_before
   for spec in "${WORKLOADS[@]}"; do
     IFS='|' read -r name title conns clients base label args <<<"$spec"
     total=$(total_for "$base")
     log "$system (round $round): $name (conns $conns, clients $clients, total $total)"
     out="$RESULTS/$system-$name-r$round"
+    cpu_before=$(members_cpu)
     # shellcheck disable=SC2086 # $args is a word list on purpose
     if ! "$BENCH_BIN" --endpoints "$ENDPOINTS" --conns "$conns" --clients "$clients" \
       --total "$total" --no-progress --json "$out.json" $args >"$out.txt" 2>&1; then
@@ -269,6 +280,8 @@ run_workloads() {
       cat "$out.txt" >&2
       rm -f "$out.json"
     fi
+    # Member CPU seconds spent on the workload (prefills included).
+    echo "$(($(members_cpu) - cpu_before)) $(getconf CLK_TCK)" >"$out.cpu"
   done
 }
 
@@ -377,6 +390,25 @@ def rss(system):
 def mib(kib):
     return f"{kib / 1024:,.0f} MiB" if kib else "—"
 
+def cpu_ms_per_1000(system, name):
+    """Median over rounds of member CPU ms per 1,000 requests."""
+    vals = []
+    for r in range(1, rounds + 1):
+        text = read(f"{system}-{name}-r{r}.cpu")
+        res = load_round(system, name, r)
+        if not text or not res or not res.get("total"):
+            continue
+        ticks, hz = (int(x) for x in text.split())
+        vals.append(ticks / hz * 1000 / (res["total"] / 1000))
+    return statistics.median(vals) if vals else None
+
+cpu_rows = []
+for line in read("workloads").splitlines():
+    name, title, conns, clients, base, label, args = line.split("|")
+    e, c = cpu_ms_per_1000("etcd", name), cpu_ms_per_1000("concord", name)
+    f = lambda v: f"{v:,.0f}" if v is not None else "—"
+    cpu_rows.append(f"| {title} | {f(e)} | {f(c)} | {ratio(e, c)} |")
+
 er, cr = rss("etcd"), rss("concord")
 rows.append(f"| peak memory (max VmHWM of the 3 members) | | {mib(er)} | {mib(cr)} | "
             f"{ratio(er, cr)} | | |")
@@ -404,6 +436,16 @@ for r in rows:
     print(r)
 print()
 print("ratio = Concord / etcd (above 1: Concord has more throughput or uses more memory).")
+print()
+print("CPU used by the three members together, in ms per 1,000 requests (median")
+print("round, from /proc; the range rows include their unmeasured 1,000-key prefill,")
+print("the watch row is per 1,000 puts); lower is better:")
+print()
+print("| workload | etcd | Concord | ratio |")
+print("|---|---:|---:|---:|")
+for r in cpu_rows:
+    print(r)
+print()
 print("Latencies are per request (watch: from put send to event delivery, over all")
 print("watchers). Key size 8 bytes, value size 256 bytes, 100,000 keys.")
 EOF
