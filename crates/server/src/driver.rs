@@ -15,25 +15,22 @@
 //! in the next round, which is where batching comes from.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use concord_mvcc::Command;
-use concord_raft::{
-    ConfChange, ConfChangeStep, Entry, EntryKind, HardState, Message, RaftError, RawNode, Ready,
-    Role, Snapshot,
-};
+use concord_raft::{ConfChange, HardState, Message, RaftError, RawNode, Ready, Role};
 use concord_storage::{FsDisk, GroupCommit, SnapshotMark, WalBatch};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::envelope::{self, MemberContext, Payload, ServerOp};
+use crate::envelope::{self, Payload, ServerOp};
 use crate::error::ServerError;
-use crate::shared::{Outcome, Shared};
-use crate::snapshot;
+use crate::shared::Shared;
 use crate::snapshotter::{SharedSnapshots, SnapshotJob};
 use crate::transport::Transport;
+
+mod apply;
 
 /// The one Raft group of this server (multi-Raft will add more).
 pub const GROUP: u64 = 1;
@@ -440,168 +437,6 @@ impl Driver {
             .map(|(id, _)| *id)
             .collect();
         *self.shared.active_peers.write() = active;
-    }
-
-    /// Applies committed entries in order: runs of MVCC commands go to the
-    /// store in one batch; membership and server operations in between.
-    fn apply(&mut self, entries: &[Entry]) -> Result<(), ServerError> {
-        let mut run: Vec<(u64, u64, Command)> = Vec::new();
-        for e in entries {
-            match &e.kind {
-                EntryKind::Normal => match envelope::decode(&e.data) {
-                    Ok(Some((id, Payload::Mvcc(cmd)))) => run.push((e.index, id, cmd)),
-                    Ok(Some((id, Payload::Server(op)))) => {
-                        self.apply_run(&mut run)?;
-                        self.apply_server_op(op)?;
-                        self.shared.respond(id, Ok(Outcome::Done));
-                    }
-                    Ok(None) => self.apply_run(&mut run)?,
-                    Err(err) => {
-                        // Only a bug puts an undecodable entry in the log;
-                        // every member skips it the same way.
-                        tracing::error!(index = e.index, error = %err, "skipping undecodable entry");
-                        self.apply_run(&mut run)?;
-                    }
-                },
-                EntryKind::ConfChange(cc) => {
-                    self.apply_run(&mut run)?;
-                    self.apply_conf_change(cc, &e.data)?;
-                }
-            }
-            self.applied = e.index;
-        }
-        self.apply_run(&mut run)
-    }
-
-    fn apply_run(&mut self, run: &mut Vec<(u64, u64, Command)>) -> Result<(), ServerError> {
-        if run.is_empty() {
-            return Ok(());
-        }
-        // Request id and (for revocations) lease id of each index.
-        let meta: HashMap<u64, (u64, Option<i64>)> = run
-            .iter()
-            .map(|(i, id, c)| {
-                let revoked = match c {
-                    Command::LeaseRevoke { id } => Some(*id),
-                    _ => None,
-                };
-                (*i, (*id, revoked))
-            })
-            .collect();
-        let batch: Vec<(u64, Command)> = run.drain(..).map(|(i, _, c)| (i, c)).collect();
-        let applied = {
-            let mut store = self.shared.store.write();
-            store.apply_batch(&batch)?
-        };
-        let mut events = Vec::new();
-        for a in applied {
-            let (id, revoked) = meta.get(&a.index).copied().unwrap_or((0, None));
-            if let Some(lease) = revoked {
-                self.revoking.remove(&lease);
-            }
-            events.extend(a.events);
-            match a.result {
-                Ok(_) => metrics::counter!("concord_proposals_committed_total").increment(1),
-                Err(_) => metrics::counter!("concord_proposals_failed_total").increment(1),
-            }
-            if id != 0 {
-                self.shared.respond(id, Ok(Outcome::Mvcc(a.result)));
-            }
-        }
-        if !events.is_empty() {
-            let store = self.shared.store.read();
-            self.shared.watch.publish(events, &store);
-        }
-        Ok(())
-    }
-
-    fn apply_server_op(&mut self, op: ServerOp) -> Result<(), ServerError> {
-        let mut t = self.shared.members.write();
-        match op {
-            ServerOp::SetAttributes {
-                id,
-                name,
-                client_urls,
-            } => t.set_attributes(id, &name, &client_urls),
-            ServerOp::SetPeerUrls { id, peer_urls } => {
-                t.set_peer_urls(id, &peer_urls);
-                if let Some(u) = peer_urls.first() {
-                    self.transport.set_peer(id, u.clone());
-                }
-            }
-            ServerOp::Alarm {
-                activate,
-                member,
-                alarm,
-            } => {
-                if activate {
-                    t.alarms.insert((member, alarm));
-                } else {
-                    t.alarms.remove(&(member, alarm));
-                }
-            }
-        }
-        t.save(&self.shared.data_dir)?;
-        Ok(())
-    }
-
-    fn apply_conf_change(&mut self, cc: &ConfChange, data: &[u8]) -> Result<(), ServerError> {
-        let ctx: Option<MemberContext> = serde_json::from_slice(data).ok();
-        let added = ctx.as_ref().and_then(|c| c.member.clone());
-        let me = self.shared.id;
-        let mut removed_self = false;
-        {
-            let mut t = self.shared.members.write();
-            for step in &cc.changes {
-                match *step {
-                    ConfChangeStep::AddVoter(n) | ConfChangeStep::AddLearner(n) => {
-                        let learner = matches!(step, ConfChangeStep::AddLearner(_));
-                        match added.clone().filter(|m| m.id == n) {
-                            Some(mut m) => {
-                                m.is_learner = learner;
-                                if let Some(u) = m.peer_urls.first() {
-                                    self.transport.set_peer(n, u.clone());
-                                }
-                                t.add(m);
-                            }
-                            None if !learner => t.promote(n),
-                            None => {}
-                        }
-                    }
-                    ConfChangeStep::Remove(n) => {
-                        t.remove(n);
-                        self.transport.remove_peer(n);
-                        removed_self |= n == me;
-                    }
-                }
-            }
-            t.save(&self.shared.data_dir)?;
-        }
-        if let Some(c) = ctx {
-            self.shared.respond(c.request, Ok(Outcome::Done));
-        }
-        if removed_self {
-            tracing::warn!("this member was removed from the cluster; stopping");
-            self.shared.removed.store(true, Ordering::Relaxed);
-            let _ = self.shared.shutdown.send(true);
-        }
-        Ok(())
-    }
-
-    fn restore_snapshot(&mut self, s: &Snapshot) -> Result<(), ServerError> {
-        let (members, image) = snapshot::decode(&s.data).map_err(ServerError::Internal)?;
-        self.shared.store.write().restore(image)?;
-        members.save(&self.shared.data_dir)?;
-        for m in members.members.values() {
-            if let Some(u) = m.peer_urls.first() {
-                self.transport.set_peer(m.id, u.clone());
-            }
-        }
-        *self.shared.members.write() = members;
-        self.applied = s.meta.index;
-        self.snapshot_index = s.meta.index;
-        tracing::info!(index = s.meta.index, "restored a snapshot from the leader");
-        Ok(())
     }
 
     /// Every `--snapshot-count` applied entries: start a snapshot in the
