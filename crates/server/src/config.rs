@@ -110,6 +110,32 @@ pub struct Config {
     /// Log level filter (`info`, `debug`, ...).
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// etcd's config-file section for client TLS (the file form of
+    /// `--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`).
+    #[arg(skip)]
+    #[serde(default)]
+    pub client_transport_security: Option<TransportSecurity>,
+    /// etcd's config-file section for peer TLS (the `--peer-*` flags).
+    #[arg(skip)]
+    #[serde(default)]
+    pub peer_transport_security: Option<TransportSecurity>,
+}
+
+/// A `client-transport-security` or `peer-transport-security` section of an
+/// etcd config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct TransportSecurity {
+    /// Certificate file.
+    pub cert_file: String,
+    /// Key file.
+    pub key_file: String,
+    /// CA that client (or peer) certificates must be signed by.
+    pub trusted_ca_file: String,
+    /// Require certificates signed by the CA.
+    pub client_cert_auth: bool,
+    /// Self-signed certificates (not supported: refused if true).
+    pub auto_tls: bool,
 }
 
 impl Default for Config {
@@ -151,6 +177,7 @@ impl Config {
                 let mut file: Config = serde_yaml::from_str(&text)
                     .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?;
                 file.config_file = cfg.config_file.clone();
+                file.apply_transport_sections()?;
                 file.validate()?;
                 Ok(file)
             }
@@ -186,6 +213,33 @@ impl Config {
                 "--initial-cluster has no member named {:?} (--name)",
                 self.name
             ));
+        }
+        Ok(())
+    }
+
+    /// Copies etcd's nested TLS sections onto the flat settings.
+    fn apply_transport_sections(&mut self) -> Result<(), ServerError> {
+        if let Some(t) = self.client_transport_security.take() {
+            if t.auto_tls {
+                return Err(ServerError::Config(
+                    "client-transport-security: auto-tls is not supported; give cert-file and key-file".into(),
+                ));
+            }
+            self.cert_file = t.cert_file;
+            self.key_file = t.key_file;
+            self.trusted_ca_file = t.trusted_ca_file;
+            self.client_cert_auth = t.client_cert_auth;
+        }
+        if let Some(t) = self.peer_transport_security.take() {
+            if t.auto_tls {
+                return Err(ServerError::Config(
+                    "peer-transport-security: auto-tls is not supported; give cert-file and key-file".into(),
+                ));
+            }
+            self.peer_cert_file = t.cert_file;
+            self.peer_key_file = t.key_file;
+            self.peer_trusted_ca_file = t.trusted_ca_file;
+            self.peer_client_cert_auth = t.client_cert_auth;
         }
         Ok(())
     }
@@ -396,5 +450,39 @@ mod tests {
         assert_eq!(c.name, "a");
         assert_eq!(c.snapshot_count, 5);
         assert_eq!(c.heartbeat_interval, 100);
+    }
+
+    #[test]
+    fn config_file_takes_etcds_transport_security_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "name: a\n\
+             initial-cluster: a=https://127.0.0.1:3380\n\
+             listen-client-urls: https://127.0.0.1:3379\n\
+             listen-peer-urls: https://127.0.0.1:3380\n\
+             client-transport-security:\n  cert-file: s.pem\n  key-file: s-key.pem\n  \
+             trusted-ca-file: ca.pem\n  client-cert-auth: true\n\
+             peer-transport-security:\n  cert-file: p.pem\n  key-file: p-key.pem\n  \
+             trusted-ca-file: pca.pem\n  client-cert-auth: true\n  auto-tls: false\n",
+        )
+        .unwrap();
+        let c = parse(&["--config-file", path.to_str().unwrap()]).unwrap();
+        assert_eq!(
+            (c.cert_file.as_str(), c.key_file.as_str()),
+            ("s.pem", "s-key.pem")
+        );
+        assert_eq!(c.trusted_ca_file, "ca.pem");
+        assert!(c.client_cert_auth && c.peer_client_cert_auth);
+        assert_eq!(c.peer_trusted_ca_file, "pca.pem");
+        std::fs::write(
+            &path,
+            "name: a\ninitial-cluster: a=http://127.0.0.1:3380\n\
+             client-transport-security:\n  auto-tls: true\n",
+        )
+        .unwrap();
+        let e = parse(&["--config-file", path.to_str().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("auto-tls"), "{e}");
     }
 }
