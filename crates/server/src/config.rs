@@ -219,29 +219,47 @@ impl Config {
 
     /// Copies etcd's nested TLS sections onto the flat settings.
     fn apply_transport_sections(&mut self) -> Result<(), ServerError> {
-        if let Some(t) = self.client_transport_security.take() {
+        fn apply(
+            name: &str,
+            section: Option<TransportSecurity>,
+            (cert, key, ca, auth): (&mut String, &mut String, &mut String, &mut bool),
+        ) -> Result<(), ServerError> {
+            let Some(t) = section else {
+                return Ok(());
+            };
             if t.auto_tls {
-                return Err(ServerError::Config(
-                    "client-transport-security: auto-tls is not supported; give cert-file and key-file".into(),
-                ));
+                return Err(ServerError::Config(format!(
+                    "{name}: auto-tls is not supported; give cert-file and key-file"
+                )));
             }
-            self.cert_file = t.cert_file;
-            self.key_file = t.key_file;
-            self.trusted_ca_file = t.trusted_ca_file;
-            self.client_cert_auth = t.client_cert_auth;
+            (*cert, *key, *ca, *auth) = (
+                t.cert_file,
+                t.key_file,
+                t.trusted_ca_file,
+                t.client_cert_auth,
+            );
+            Ok(())
         }
-        if let Some(t) = self.peer_transport_security.take() {
-            if t.auto_tls {
-                return Err(ServerError::Config(
-                    "peer-transport-security: auto-tls is not supported; give cert-file and key-file".into(),
-                ));
-            }
-            self.peer_cert_file = t.cert_file;
-            self.peer_key_file = t.key_file;
-            self.peer_trusted_ca_file = t.trusted_ca_file;
-            self.peer_client_cert_auth = t.client_cert_auth;
-        }
-        Ok(())
+        apply(
+            "client-transport-security",
+            self.client_transport_security.take(),
+            (
+                &mut self.cert_file,
+                &mut self.key_file,
+                &mut self.trusted_ca_file,
+                &mut self.client_cert_auth,
+            ),
+        )?;
+        apply(
+            "peer-transport-security",
+            self.peer_transport_security.take(),
+            (
+                &mut self.peer_cert_file,
+                &mut self.peer_key_file,
+                &mut self.peer_trusted_ca_file,
+                &mut self.peer_client_cert_auth,
+            ),
+        )
     }
 
     /// TLS flags must come in working sets: `https://` URLs need a

@@ -234,9 +234,7 @@ pub async fn run(
     // Listeners were bound in URL order: the scheme says which serve TLS.
     let peer_urls = config::list(&cfg.listen_peer_urls);
     for (l, url) in listeners.peer.into_iter().zip(&peer_urls) {
-        let acceptor = tls::is_tls_url(url)
-            .then(|| tls.peer_acceptor.clone())
-            .flatten();
+        let acceptor = tls.peer_acceptor.clone().filter(|_| tls::is_tls_url(url));
         tasks.push(tokio::spawn(serve_peers(
             l,
             cluster_id,
@@ -282,7 +280,7 @@ pub async fn run(
     let router = crate::http::router(shared.clone(), min_ttl.max(1), &cfg.initial_cluster_token);
     let client_urls = config::list(&cfg.listen_client_urls);
     for (l, url) in listeners.client.into_iter().zip(&client_urls) {
-        let acceptor = tls::is_tls_url(url).then(|| tls.client.clone()).flatten();
+        let acceptor = tls.client.clone().filter(|_| tls::is_tls_url(url));
         tasks.push(tokio::spawn(crate::http::serve_grpc(
             l,
             router.clone(),
@@ -293,7 +291,7 @@ pub async fn run(
     }
     let metrics_urls = config::list(&cfg.listen_metrics_urls);
     for (l, url) in listeners.metrics.into_iter().zip(&metrics_urls) {
-        let acceptor = tls::is_tls_url(url).then(|| tls.client.clone()).flatten();
+        let acceptor = tls.client.clone().filter(|_| tls::is_tls_url(url));
         tasks.push(tokio::spawn(crate::http::serve_metrics(
             l,
             shared.clone(),
