@@ -81,6 +81,13 @@ impl Ready {
         self.hard_state.is_some() || !self.entries.is_empty() || self.snapshot.is_some()
     }
 
+    /// True if messages wait for this `Ready` to be durable (votes, append
+    /// acknowledgements): a driver then persists before it applies, so
+    /// they leave sooner.
+    pub fn has_messages_after_persist(&self) -> bool {
+        !self.after_persist.is_empty()
+    }
+
     /// Declare that `snapshot`, `entries` and `hard_state` are durable.
     /// Returns the messages that had to wait for it.
     pub fn persisted(&mut self) -> Vec<Message> {

@@ -4,11 +4,16 @@
 //! 1. send `messages` at once (the leader's appends go out while it writes
 //!    its own log, Raft thesis 10.2.1);
 //! 2. save a received snapshot file, then append entries and hard state to
-//!    the WAL through group commit, and wait for the fsync;
+//!    the WAL (on this thread when the group-commit writer is idle) and
+//!    fsync;
 //! 3. send the messages released by `persisted()` (votes, acks);
 //! 4. restore a received snapshot, apply committed entries in order, answer
 //!    waiting clients, publish watch events;
 //! 5. `advance()`, then release reads whose index is now applied.
+//!
+//! Steps 2-3 and 4 swap when no message waits on the fsync (a leader): the
+//! committed entries are durable on a quorum already, so clients are
+//! answered before the leader's own fsync.
 //!
 //! Inputs (peer messages, proposals, reads, ticks) arrive on one bounded
 //! channel; everything that arrived while the previous fsync ran is handled
@@ -305,8 +310,8 @@ impl Driver {
         self.transport.send(std::mem::take(&mut rd.messages));
         // Like etcd, wait for the fsync only when it matters: new entries, a
         // snapshot, or a new term or vote. A hard state that only moves the
-        // commit index is written (and synced by the next group-commit
-        // round) without waiting; losing it in a crash only means
+        // commit index is written (and synced by the next fsync) without
+        // waiting; losing it in a crash only means
         // re-learning the commit index (restart raises it to the backend's
         // applied index, see `server.rs`).
         let must_sync = !rd.entries.is_empty()
@@ -314,22 +319,27 @@ impl Driver {
             || rd
                 .hard_state
                 .is_some_and(|hs| hs.term != self.written.term || hs.vote != self.written.vote);
-        let mut ack = None;
+        let mut batch = None;
         if rd.must_persist() {
             if let Some(s) = &rd.snapshot {
                 self.snaps.lock().save(GROUP, s)?;
             }
-            let batch = WalBatch::from_ready(GROUP, &rd);
-            if !batch.is_empty() {
-                ack = Some((self.wal.submit(batch)?, Instant::now()));
-            }
+            batch = Some(WalBatch::from_ready(GROUP, &rd)).filter(|b| !b.is_empty());
             if let Some(hs) = rd.hard_state {
                 self.written = hs;
             }
         }
-        // Apply while the fsync runs: committed entries are already durable
-        // on a quorum, and the backend becomes durable only at checkpoints,
-        // which come after the WAL.
+        // The WAL is written on this thread (no hand-off to the writer when
+        // it is idle). A follower's acks and votes wait on the fsync: sync
+        // first, send them, then apply. Otherwise (a leader) apply first, so
+        // clients are answered without waiting for the leader's own fsync:
+        // committed entries are already durable on a quorum, and the backend
+        // becomes durable only at checkpoints, which come after the WAL.
+        if rd.has_messages_after_persist() {
+            self.write_wal(batch.take(), must_sync)?;
+            let after = rd.persisted();
+            self.transport.send(after);
+        }
         // `advance` needs the snapshot and the committed entries back.
         if let Some(s) = rd.snapshot.take() {
             self.restore_snapshot(&s)?;
@@ -343,15 +353,11 @@ impl Driver {
                 .record(started.elapsed().as_secs_f64());
         }
         rd.committed_entries = committed;
-        if let Some((ack, started)) = ack {
-            if must_sync {
-                ack.wait()?;
-                metrics::histogram!("concord_wal_fsync_duration_seconds")
-                    .record(started.elapsed().as_secs_f64());
-            }
+        if !rd.has_messages_after_persist() {
+            self.write_wal(batch.take(), must_sync)?;
+            let after = rd.persisted();
+            self.transport.send(after);
         }
-        let after = rd.persisted();
-        self.transport.send(after);
         for rs in std::mem::take(&mut rd.read_states) {
             if let Some(w) = self.reads_in_flight.remove(&rs.ctx) {
                 self.reads_to_apply.entry(rs.index).or_default().extend(w);
@@ -367,6 +373,20 @@ impl Driver {
         self.node.advance(rd);
         self.release_reads();
         self.refresh_status();
+        Ok(())
+    }
+
+    /// Appends a `Ready`'s batch to the WAL, durably if `sync`.
+    fn write_wal(&mut self, batch: Option<WalBatch>, sync: bool) -> Result<(), ServerError> {
+        let Some(batch) = batch else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        self.wal.append_now(batch, sync)?;
+        if sync {
+            metrics::histogram!("concord_wal_fsync_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+        }
         Ok(())
     }
 

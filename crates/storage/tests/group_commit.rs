@@ -167,3 +167,62 @@ fn acknowledged_batches_survive_a_crash_under_concurrency() {
         }
     }
 }
+
+#[test]
+fn inline_appends_keep_order_with_queued_ones_and_are_durable() {
+    let disk = SimDisk::new(3);
+    let (wal, _) = Wal::open(disk.clone(), "/w", WalOptions::default()).unwrap();
+    let gc = GroupCommit::start(wal, GroupCommitOptions::default()).unwrap();
+    // Queued batches not yet waited for: an inline append must not overtake
+    // them (it would leave a gap, which the log refuses).
+    let acks: Vec<_> = (1..=50).map(|i| gc.submit(one(1, i)).unwrap()).collect();
+    gc.append_now(one(1, 51), true).unwrap();
+    for ack in acks {
+        ack.wait().unwrap();
+    }
+    // Idle writer: written on this thread; one sync each.
+    let before = gc.stats();
+    let disk_syncs = disk.syncs();
+    for i in 52..=60 {
+        gc.append_now(one(1, i), true).unwrap();
+    }
+    let after = gc.stats();
+    assert_eq!(after.batches - before.batches, 9);
+    assert_eq!(after.rounds - before.rounds, 9);
+    assert_eq!(after.fdatasyncs - before.fdatasyncs, 9, "{after:?}");
+    assert_eq!(disk.syncs() - disk_syncs, 9);
+    // Unsynced inline appends are lost by a crash; synced ones are not.
+    gc.append_now(one(1, 61), false).unwrap();
+    let wal = gc.shutdown().unwrap();
+    drop(wal);
+    disk.crash();
+    let (_, rec) = Wal::open(disk, "/w", WalOptions::default()).unwrap();
+    let log = &rec.groups[&1];
+    assert!(
+        (60..=61).contains(&log.last_index()),
+        "{}",
+        log.last_index()
+    );
+    let indexes: Vec<u64> = log.entries.iter().map(|e| e.index).collect();
+    assert_eq!(indexes, (1..=log.last_index()).collect::<Vec<_>>());
+}
+
+#[test]
+fn inline_append_reports_refusals_and_poison() {
+    let disk = SimDisk::new(4);
+    let (wal, _) = Wal::open(disk.clone(), "/w", WalOptions::default()).unwrap();
+    let gc = GroupCommit::start(wal, GroupCommitOptions::default()).unwrap();
+    gc.append_now(one(1, 1), true).unwrap();
+    assert!(matches!(
+        gc.append_now(one(1, 5), true),
+        Err(StorageError::InvalidBatch { group: 1, .. })
+    ));
+    disk.fail_next_sync();
+    let err = gc.append_now(one(1, 2), true).unwrap_err();
+    assert!(matches!(err, StorageError::Io { .. }), "{err}");
+    assert!(matches!(gc.append(one(1, 3)), Err(StorageError::Poisoned)));
+    assert!(matches!(
+        gc.append_now(one(1, 3), true),
+        Err(StorageError::Poisoned)
+    ));
+}

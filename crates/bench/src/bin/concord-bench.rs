@@ -7,10 +7,23 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use concord_bench::{run, Args};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
-    match bench(&args).await {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    // As in the server (crates/server/src/cli.rs): a woken HTTP/2 connection
+    // task runs after the queued request tasks, so their frames go out in
+    // one write.
+    #[cfg(tokio_unstable)]
+    builder.disable_lifo_slot();
+    let rt = match builder.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("concord-bench: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(bench(&args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("concord-bench: {e:#}");
