@@ -197,11 +197,23 @@ pub fn is_tls_url(url: &str) -> bool {
 
 /// Connects to a peer URL, with TLS for `https://` URLs.
 pub async fn dial(url: &str, tls: Option<&TlsConnector>) -> io::Result<PeerStream> {
+    Ok(dial_peer(url, tls).await?.0)
+}
+
+/// [`dial`], plus for a plaintext URL a second handle on the same socket
+/// (non-blocking, like the first) that a thread outside the runtime may
+/// write to.
+pub async fn dial_peer(
+    url: &str,
+    tls: Option<&TlsConnector>,
+) -> io::Result<(PeerStream, Option<std::net::TcpStream>)> {
     let addr = parse_host_port(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let tcp = TcpStream::connect(&addr).await?;
     let _ = tcp.set_nodelay(true);
     if !is_tls_url(url) {
-        return Ok(Box::new(tcp));
+        let std = tcp.into_std()?;
+        let dup = std.try_clone()?;
+        return Ok((Box::new(TcpStream::from_std(std)?), Some(dup)));
     }
     let Some(connector) = tls else {
         return Err(io::Error::new(
@@ -219,7 +231,7 @@ pub async fn dial(url: &str, tls: Option<&TlsConnector>) -> io::Result<PeerStrea
     let s = tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-    Ok(Box::new(s))
+    Ok((Box::new(s), None))
 }
 
 /// Accepts a peer connection: completes the TLS handshake when the

@@ -2,7 +2,8 @@
 //!
 //! One sender task per peer drains its bounded queue into frames (a frame
 //! is a batch of messages: 4-byte big-endian length, then a protobuf
-//! `Frame`), so replication batches naturally under load. Snapshot chunks
+//! `Frame`), so replication batches naturally under load. When a plaintext
+//! connection is idle the driver writes its frame itself (`direct.rs`). Snapshot chunks
 //! go through a second queue and connection, so a large snapshot never
 //! holds up heartbeats and appends. A broken connection is re-dialled with
 //! exponential backoff; messages that cannot be queued or sent are dropped,
@@ -27,7 +28,10 @@ use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::driver::Input;
-use crate::tls::{accept_peer, dial, PeerStream};
+use crate::tls::{accept_peer, dial_peer, PeerStream};
+
+mod direct;
+use direct::{encode_frame, Direct};
 
 /// Messages queued per peer before new ones are dropped.
 pub const PEER_QUEUE: usize = 8192;
@@ -41,6 +45,7 @@ const BACKOFF_MAX: Duration = Duration::from_millis(1000);
 
 struct Peer {
     addr: Arc<Mutex<String>>,
+    direct: Arc<Direct>,
     normal: mpsc::Sender<Message>,
     snapshot: mpsc::Sender<Message>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -101,6 +106,7 @@ impl Transport {
             return;
         }
         let addr = Arc::new(Mutex::new(addr));
+        let direct = Arc::new(Direct::default());
         let (ntx, nrx) = mpsc::channel(PEER_QUEUE);
         let (stx, srx) = mpsc::channel(64);
         let gone = self.gone.clone();
@@ -110,7 +116,7 @@ impl Transport {
                 self.cluster_id,
                 id,
                 addr.clone(),
-                nrx,
+                (nrx, Some(direct.clone())),
                 gone.clone(),
                 self.tls.clone(),
             )),
@@ -119,7 +125,7 @@ impl Transport {
                 self.cluster_id,
                 id,
                 addr.clone(),
-                srx,
+                (srx, None),
                 gone,
                 self.tls.clone(),
             )),
@@ -128,6 +134,7 @@ impl Transport {
             id,
             Peer {
                 addr,
+                direct,
                 normal: ntx,
                 snapshot: stx,
                 tasks,
@@ -144,32 +151,45 @@ impl Transport {
         }
     }
 
-    /// Queues messages; never blocks.
+    /// Sends messages (one frame per peer when its connection is idle,
+    /// else queued); never blocks.
     pub fn send(&self, msgs: Vec<Message>) {
         if msgs.is_empty() {
             return;
         }
         let peers = self.peers.lock();
+        // Per destination, in order; a Ready addresses a handful of peers.
+        let mut by_peer: Vec<(u64, Vec<Message>)> = Vec::new();
         for m in msgs {
             let Some(p) = peers.get(&m.to) else {
-                self.note_drop();
+                self.note_drop(1);
                 continue;
             };
-            let q = if matches!(m.body, Body::Snapshot { .. }) {
-                &p.snapshot
-            } else {
-                &p.normal
-            };
-            if q.try_send(m).is_err() {
-                self.note_drop();
+            if matches!(m.body, Body::Snapshot { .. }) {
+                if p.snapshot.try_send(m).is_err() {
+                    self.note_drop(1);
+                }
+                continue;
             }
+            match by_peer.iter_mut().find(|(to, _)| *to == m.to) {
+                Some((_, v)) => v.push(m),
+                None => by_peer.push((m.to, vec![m])),
+            }
+        }
+        for (to, msgs) in by_peer {
+            let p = &peers[&to];
+            let dropped = p.direct.send(self.cluster_id, self.me, msgs, &p.normal);
+            self.note_drop(dropped);
         }
     }
 
-    fn note_drop(&self) {
+    fn note_drop(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
         self.dropped
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        metrics::counter!("concord_peer_messages_dropped_total").increment(1);
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!("concord_peer_messages_dropped_total").increment(n as u64);
     }
 
     /// Messages dropped so far (queue full or unknown peer).
@@ -183,7 +203,7 @@ async fn sender(
     cluster_id: u64,
     to: u64,
     addr: Arc<Mutex<String>>,
-    mut rx: mpsc::Receiver<Message>,
+    (mut rx, direct): (mpsc::Receiver<Message>, Option<Arc<Direct>>),
     gone: tokio::sync::watch::Sender<bool>,
     tls: Option<TlsConnector>,
 ) {
@@ -191,7 +211,7 @@ async fn sender(
     let mut buf = Vec::with_capacity(64 * 1024);
     loop {
         let target = addr.lock().clone();
-        let stream = match dial(&target, tls.as_ref()).await {
+        let (stream, handle) = match dial_peer(&target, tls.as_ref()).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(peer = to, error = %e, "cannot reach peer");
@@ -219,10 +239,61 @@ async fn sender(
             }
         });
         backoff = BACKOFF_MIN;
-        loop {
-            let Some(first) = rx.recv().await else {
-                return;
-            };
+        if let Some(d) = &direct {
+            d.connected(handle);
+        }
+        let alive = write_frames(
+            me,
+            cluster_id,
+            &mut rx,
+            direct.as_deref(),
+            &mut stream,
+            &mut buf,
+        )
+        .await;
+        if let Some(d) = &direct {
+            d.disconnected();
+        }
+        match alive {
+            Some(()) => tracing::debug!(peer = to, "peer connection lost; re-dialling"),
+            None => return, // the transport is gone
+        }
+    }
+}
+
+/// Writes queued messages (and tails the driver left) until the connection
+/// fails (`Some`) or the queue closes (`None`).
+async fn write_frames(
+    me: u64,
+    cluster_id: u64,
+    rx: &mut mpsc::Receiver<Message>,
+    direct: Option<&Direct>,
+    stream: &mut (impl tokio::io::AsyncWrite + Unpin),
+    buf: &mut Vec<u8>,
+) -> Option<()> {
+    loop {
+        let mut next = match direct {
+            Some(d) => tokio::select! {
+                m = rx.recv() => Some(m?),
+                () = d.wake.notified() => None,
+            },
+            None => Some(rx.recv().await?),
+        };
+        if let Some(d) = direct {
+            let pending = d.take_pending();
+            if pending.broken {
+                return Some(());
+            }
+            if !pending.tail.is_empty() && stream.write_all(&pending.tail).await.is_err() {
+                return Some(());
+            }
+            if next.is_none() {
+                next = d.hand_back(rx);
+            }
+        }
+        // Drain the queue; with a direct path, hand the socket back to the
+        // driver once the queue is empty.
+        while let Some(first) = next.take() {
             let mut messages: Vec<RaftMessage> = vec![to_wire(&first)];
             while messages.len() < MAX_MESSAGES_PER_FRAME {
                 match rx.try_recv() {
@@ -230,18 +301,15 @@ async fn sender(
                     Err(_) => break,
                 }
             }
-            let frame = Frame {
-                cluster_id,
-                from: me,
-                messages,
-            };
             buf.clear();
-            buf.extend_from_slice(&(frame.encoded_len() as u32).to_be_bytes());
-            frame.encode(&mut buf).expect("vec has room");
-            if stream.write_all(&buf).await.is_err() {
-                tracing::debug!(peer = to, "peer connection lost; re-dialling");
-                break;
+            encode_frame(buf, cluster_id, me, messages);
+            if stream.write_all(buf).await.is_err() {
+                return Some(());
             }
+            next = match direct {
+                Some(d) => d.hand_back(rx),
+                None => rx.try_recv().ok(),
+            };
         }
     }
 }
