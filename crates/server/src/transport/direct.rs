@@ -127,13 +127,15 @@ impl Direct {
     }
 
     /// The task connected; `stream` is the driver's handle (None for TLS).
-    /// The task owns the socket until it hands it over.
+    /// The task owns the socket until it has written what queued up while
+    /// it dialled and hands it over (the wake-up makes it look at once).
     pub(crate) fn connected(&self, stream: Option<std::net::TcpStream>) {
         let mut st = self.state.lock();
         st.stream = stream;
         st.task_owns = true;
         st.broken = false;
         st.tail.clear();
+        self.wake.notify_one();
     }
 
     /// The task lost the connection: the driver queues until it re-dials.
