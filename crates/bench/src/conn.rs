@@ -1,12 +1,97 @@
 //! Endpoints and connections.
+//!
+//! A connection is a bare HTTP/2 client connection (hyper) under tonic's
+//! generated clients, not a `tonic::transport::Channel`: a Channel puts a
+//! buffer task (and its reconnect machinery) in front of the connection,
+//! one more task hand-off per request in each direction. The load generator
+//! shares the CPU with the members it measures, so its cost per request
+//! counts; it does not reconnect (a broken connection fails the run).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use concord_proto::etcdserverpb::kv_client::KvClient;
+use concord_proto::etcdserverpb::lease_client::LeaseClient;
 use concord_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use concord_proto::etcdserverpb::watch_client::WatchClient;
 use concord_proto::etcdserverpb::StatusRequest;
-use tonic::transport::{Channel, Endpoint};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tonic::codegen::http::{Request, Response, Uri};
+use tonic::codegen::Service;
 
 use crate::BenchError;
+
+/// One HTTP/2 connection to an endpoint; cheap to clone (clones share it).
+#[derive(Clone, Debug)]
+pub struct Channel {
+    send: SendRequest<tonic::body::Body>,
+    origin: Uri,
+}
+
+impl Channel {
+    /// The endpoint's URL, for tonic clients' `with_origin`.
+    pub fn origin(&self) -> Uri {
+        self.origin.clone()
+    }
+
+    /// A KV client on this connection.
+    pub fn kv(&self) -> KvClient<Channel> {
+        KvClient::with_origin(self.clone(), self.origin())
+    }
+
+    /// A Lease client on this connection.
+    pub fn lease(&self) -> LeaseClient<Channel> {
+        LeaseClient::with_origin(self.clone(), self.origin())
+    }
+
+    /// A Watch client on this connection.
+    pub fn watch(&self) -> WatchClient<Channel> {
+        WatchClient::with_origin(self.clone(), self.origin())
+    }
+}
+
+impl Service<Request<tonic::body::Body>> for Channel {
+    type Response = Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.send.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.send.send_request(req))
+    }
+}
+
+/// Connects to `url` (`http://host:port`).
+async fn dial(url: &str) -> Result<Channel, BenchError> {
+    let origin: Uri = url
+        .parse()
+        .map_err(|e| BenchError(format!("endpoint {url}: {e}")))?;
+    let addr = origin
+        .authority()
+        .ok_or_else(|| BenchError(format!("endpoint {url}: no host:port")))?
+        .to_string();
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&addr))
+        .await
+        .map_err(|_| BenchError(format!("connecting to {url}: timed out")))?
+        .map_err(|e| BenchError(format!("connecting to {url}: {e}")))?;
+    tcp.set_nodelay(true)
+        .map_err(|e| BenchError(format!("connecting to {url}: {e}")))?;
+    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| BenchError(format!("connecting to {url}: {}", chain(&e))))?;
+    tokio::spawn(async move {
+        // Ends when every clone of the sender is dropped or the peer closes.
+        let _ = conn.await;
+    });
+    Ok(Channel { send, origin })
+}
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -44,13 +129,6 @@ pub fn parse_endpoints(eps: &[String]) -> Result<Vec<String>, BenchError> {
     Ok(out)
 }
 
-fn endpoint(url: &str) -> Result<Endpoint, BenchError> {
-    Ok(Endpoint::from_shared(url.to_string())
-        .map_err(|e| BenchError(format!("endpoint {url}: {e}")))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true))
-}
-
 /// An error and its sources, `: `-separated (tonic's transport errors say
 /// little at the top level).
 fn chain(e: &dyn std::error::Error) -> String {
@@ -68,12 +146,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 pub async fn connect(endpoints: &[String], n: usize) -> Result<Vec<Channel>, BenchError> {
     let mut channels = Vec::with_capacity(n);
     for j in 0..n {
-        let url = &endpoints[j % endpoints.len()];
-        let ch = endpoint(url)?
-            .connect()
-            .await
-            .map_err(|e| BenchError(format!("connecting to {url}: {}", chain(&e))))?;
-        channels.push(ch);
+        channels.push(dial(&endpoints[j % endpoints.len()]).await?);
     }
     Ok(channels)
 }
@@ -84,11 +157,10 @@ pub async fn find_leader(endpoints: &[String]) -> Result<String, BenchError> {
     let mut seen = Vec::new();
     for url in endpoints {
         let status = async {
-            let ch = endpoint(url)?
-                .connect()
-                .await
-                .map_err(|e| BenchError(e.to_string()))?;
-            let resp = MaintenanceClient::new(ch).status(StatusRequest {}).await?;
+            let ch = dial(url).await?;
+            let resp = MaintenanceClient::with_origin(ch.clone(), ch.origin())
+                .status(StatusRequest {})
+                .await?;
             Ok::<_, BenchError>(resp.into_inner())
         };
         match tokio::time::timeout(CONNECT_TIMEOUT * 2, status).await {

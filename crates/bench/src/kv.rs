@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::conn::Channel;
 use bytes::Bytes;
 use concord_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use concord_proto::etcdserverpb::kv_client::KvClient;
 use concord_proto::etcdserverpb::request_op::Request;
 use concord_proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use tokio::task::JoinSet;
-use tonic::transport::Channel;
 
 use crate::control::{Control, Stats};
 use crate::keys::{self, KeyGen, Rng};
@@ -62,7 +62,7 @@ pub(crate) async fn run(args: &Args, channels: &[Channel]) -> Result<Report, Ben
     let mut set = JoinSet::new();
     for i in 0..args.clients {
         let client = Client {
-            kv: KvClient::new(channels[i % channels.len()].clone()),
+            kv: channels[i % channels.len()].kv(),
             kind,
             keys: keygen.clone(),
             rng: Rng::new(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
@@ -169,7 +169,7 @@ async fn prefill_keys(
     let tasks = PREFILL_TASKS.min(n);
     let mut set = JoinSet::new();
     for t in 0..tasks {
-        let mut kv = KvClient::new(channels[t as usize % channels.len()].clone());
+        let mut kv = channels[t as usize % channels.len()].kv();
         let keygen = keygen.clone();
         let value = keys::value(&mut Rng::new(t), val_size);
         set.spawn(async move {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::conn::Channel;
 use concord_proto::etcdserverpb::lease_client::LeaseClient;
 use concord_proto::etcdserverpb::{
     LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest,
@@ -13,7 +14,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::Streaming;
-use tonic::transport::Channel;
 use tonic::Status;
 
 use crate::control::{Control, Stats};
@@ -37,7 +37,7 @@ pub(crate) async fn run(
     // Open every client's stream first (with one unmeasured keepalive).
     let mut opening = JoinSet::new();
     for i in 0..args.clients {
-        let mut lease = LeaseClient::new(channels[i % channels.len()].clone());
+        let mut lease = channels[i % channels.len()].lease();
         let id = ids[i % ids.len()];
         let ids = ids.clone();
         opening.spawn(async move {
@@ -171,7 +171,7 @@ async fn grant(channels: &[Channel], n: usize, timeout: Duration) -> Result<Vec<
     let tasks = SETUP_TASKS.min(n);
     let mut set = JoinSet::new();
     for t in 0..tasks {
-        let mut lease = LeaseClient::new(channels[t % channels.len()].clone());
+        let mut lease = channels[t % channels.len()].lease();
         let count = (t..n).step_by(tasks).count();
         set.spawn(async move {
             let mut ids = Vec::with_capacity(count);
@@ -203,7 +203,7 @@ async fn revoke(channels: &[Channel], ids: &[i64], timeout: Duration) {
         .chunks(ids.len().div_ceil(SETUP_TASKS).max(1))
         .enumerate()
     {
-        let mut lease = LeaseClient::new(channels[t % channels.len()].clone());
+        let mut lease = channels[t % channels.len()].lease();
         let chunk = chunk.to_vec();
         set.spawn(async move {
             for id in chunk {

@@ -22,7 +22,7 @@ mod watch;
 use std::fmt;
 
 pub use cli::{Args, Consistency, Workload};
-pub use conn::{connect, find_leader, normalize_endpoint, parse_endpoints};
+pub use conn::{connect, find_leader, normalize_endpoint, parse_endpoints, Channel};
 pub use keys::{KeyGen, Rng};
 pub use report::{LatencySummary, Report};
 

@@ -7,9 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::conn::Channel;
 use bytes::{BufMut, Bytes, BytesMut};
-use concord_proto::etcdserverpb::kv_client::KvClient;
-use concord_proto::etcdserverpb::watch_client::WatchClient;
 use concord_proto::etcdserverpb::watch_request::RequestUnion;
 use concord_proto::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest, WatchResponse};
 use concord_proto::mvccpb::event::EventType;
@@ -17,7 +16,6 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::Streaming;
-use tonic::transport::Channel;
 
 use crate::control::{Control, Stats};
 use crate::keys::{self, prefix_end, KeyGen, Rng};
@@ -123,7 +121,8 @@ async fn open(
     tx.send(req)
         .await
         .map_err(|_| BenchError::new("watch request channel closed"))?;
-    let mut stream = WatchClient::new(ch)
+    let mut stream = ch
+        .watch()
         .watch(ReceiverStream::new(rx))
         .await?
         .into_inner();
@@ -147,7 +146,7 @@ async fn put_loop(
     ctl: &Control,
     epoch: Instant,
 ) -> Stats {
-    let mut kv = KvClient::new(ch.clone());
+    let mut kv = ch.kv();
     let mut rng = Rng::new(base_seed());
     let filler = keys::value(&mut rng, args.val_size);
     let mut stats = Stats::default();

@@ -259,7 +259,8 @@ mod tests {
         let transport = Transport::new(1, 7, rt.handle().clone(), None);
         transport.set_peer(2, format!("http://{addr}"));
         let (mut conn, _) = listener.accept().unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut kind = [0u8; 1];
         conn.read_exact(&mut kind).unwrap();
         assert_eq!(kind[0], KIND_RAFT);
@@ -271,7 +272,10 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(!direct.state.lock().task_owns, "the driver gets the idle socket");
+        assert!(
+            !direct.state.lock().task_owns,
+            "the driver gets the idle socket"
+        );
 
         // The reader does not read: the socket buffer fills, a direct write
         // comes up short and the task takes over the tail and the queue.
@@ -298,6 +302,9 @@ mod tests {
         }
         assert!(!direct.state.lock().task_owns, "handed back after draining");
         transport.send((sent..sent + 10).map(heartbeat).collect());
-        assert_eq!(read_heartbeats(&mut conn, 10), (sent..sent + 10).collect::<Vec<_>>());
+        assert_eq!(
+            read_heartbeats(&mut conn, 10),
+            (sent..sent + 10).collect::<Vec<_>>()
+        );
     }
 }
