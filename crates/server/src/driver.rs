@@ -25,12 +25,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use concord_mvcc::Command;
-use concord_raft::{ConfChange, HardState, Message, RaftError, RawNode, Ready, Role};
+use concord_raft::{ConfChange, HardState, Message, RawNode, Ready, Role};
 use concord_storage::{FsDisk, GroupCommit, SnapshotMark, WalBatch};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::envelope::{self, Payload, ServerOp};
-use crate::error::ServerError;
+use crate::error::{clone_err, raft_error, ServerError};
 use crate::shared::Shared;
 use crate::snapshotter::{SharedSnapshots, SnapshotJob};
 use crate::transport::Transport;
@@ -311,9 +311,9 @@ impl Driver {
         // Like etcd, wait for the fsync only when it matters: new entries, a
         // snapshot, or a new term or vote. A hard state that only moves the
         // commit index is written (and synced by the next fsync) without
-        // waiting; losing it in a crash only means
-        // re-learning the commit index (restart raises it to the backend's
-        // applied index, see `server.rs`).
+        // waiting; losing it in a crash only means re-learning the commit
+        // index (restart raises it to the backend's applied index, see
+        // `server.rs`).
         let must_sync = !rd.entries.is_empty()
             || rd.snapshot.is_some()
             || rd
@@ -335,7 +335,8 @@ impl Driver {
         // clients are answered without waiting for the leader's own fsync:
         // committed entries are already durable on a quorum, and the backend
         // becomes durable only at checkpoints, which come after the WAL.
-        if rd.has_messages_after_persist() {
+        let persist_first = rd.has_messages_after_persist();
+        if persist_first {
             self.write_wal(batch.take(), must_sync)?;
             let after = rd.persisted();
             self.transport.send(after);
@@ -353,7 +354,7 @@ impl Driver {
                 .record(started.elapsed().as_secs_f64());
         }
         rd.committed_entries = committed;
-        if !rd.has_messages_after_persist() {
+        if !persist_first {
             self.write_wal(batch.take(), must_sync)?;
             let after = rd.persisted();
             self.transport.send(after);
@@ -584,30 +585,5 @@ impl Driver {
             }
             _ => {}
         }
-    }
-}
-
-fn raft_error(e: RaftError) -> ServerError {
-    match e {
-        RaftError::NoLeader | RaftError::NotLeader(_) => ServerError::NoLeader,
-        RaftError::TransferInProgress => ServerError::LeaderChanged,
-        RaftError::TooManyUncommitted | RaftError::TooManyPendingReads => {
-            ServerError::TooManyRequests
-        }
-        RaftError::LearnerNotCaughtUp(_) => ServerError::LearnerNotReady,
-        RaftError::ConfChangeInProgress => {
-            ServerError::BadMembership("a membership change is already in progress".into())
-        }
-        RaftError::InvalidConfChange(m) => ServerError::BadMembership(m),
-        other => ServerError::Internal(other.to_string()),
-    }
-}
-
-fn clone_err(e: &ServerError) -> ServerError {
-    match e {
-        ServerError::NoLeader => ServerError::NoLeader,
-        ServerError::TooManyRequests => ServerError::TooManyRequests,
-        ServerError::LeaderChanged => ServerError::LeaderChanged,
-        other => ServerError::Internal(other.to_string()),
     }
 }

@@ -3,9 +3,9 @@
 //! One sender task per peer drains its bounded queue into frames (a frame
 //! is a batch of messages: 4-byte big-endian length, then a protobuf
 //! `Frame`), so replication batches naturally under load. When a plaintext
-//! connection is idle the driver writes its frame itself (`direct.rs`). Snapshot chunks
-//! go through a second queue and connection, so a large snapshot never
-//! holds up heartbeats and appends. A broken connection is re-dialled with
+//! connection is idle, the driver writes its frame itself (`direct.rs`).
+//! Snapshot chunks go through a second queue and connection, so a large
+//! snapshot never holds up heartbeats and appends. A broken connection is re-dialled with
 //! exponential backoff; messages that cannot be queued or sent are dropped,
 //! which Raft tolerates (it retries).
 //!

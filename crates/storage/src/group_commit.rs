@@ -193,8 +193,8 @@ impl<D: Disk> GroupCommit<D> {
                 .fdatasyncs
                 .store(wal.stats().fdatasyncs, Ordering::Relaxed);
             result?;
+            self.counters.batches.fetch_add(1, Ordering::Relaxed);
         }
-        self.counters.batches.fetch_add(1, Ordering::Relaxed);
         Ok(None)
     }
 
