@@ -127,6 +127,34 @@ fn mvcc_code(e: &MvccError) -> Code {
     }
 }
 
+/// A core error as the server reports it.
+pub(crate) fn raft_error(e: RaftError) -> ServerError {
+    match e {
+        RaftError::NoLeader | RaftError::NotLeader(_) => ServerError::NoLeader,
+        RaftError::TransferInProgress => ServerError::LeaderChanged,
+        RaftError::TooManyUncommitted | RaftError::TooManyPendingReads => {
+            ServerError::TooManyRequests
+        }
+        RaftError::LearnerNotCaughtUp(_) => ServerError::LearnerNotReady,
+        RaftError::ConfChangeInProgress => {
+            ServerError::BadMembership("a membership change is already in progress".into())
+        }
+        RaftError::InvalidConfChange(m) => ServerError::BadMembership(m),
+        other => ServerError::Internal(other.to_string()),
+    }
+}
+
+/// A copy of an error for each of several waiters (the common kinds keep
+/// their gRPC code; the rest become internal errors with the same text).
+pub(crate) fn clone_err(e: &ServerError) -> ServerError {
+    match e {
+        ServerError::NoLeader => ServerError::NoLeader,
+        ServerError::TooManyRequests => ServerError::TooManyRequests,
+        ServerError::LeaderChanged => ServerError::LeaderChanged,
+        other => ServerError::Internal(other.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,33 +185,5 @@ mod tests {
         let s: Status = ServerError::NoSpace.into();
         assert_eq!(s.code(), Code::ResourceExhausted);
         assert_eq!(s.message(), "etcdserver: mvcc: database space exceeded");
-    }
-}
-
-/// A core error as the server reports it.
-pub(crate) fn raft_error(e: RaftError) -> ServerError {
-    match e {
-        RaftError::NoLeader | RaftError::NotLeader(_) => ServerError::NoLeader,
-        RaftError::TransferInProgress => ServerError::LeaderChanged,
-        RaftError::TooManyUncommitted | RaftError::TooManyPendingReads => {
-            ServerError::TooManyRequests
-        }
-        RaftError::LearnerNotCaughtUp(_) => ServerError::LearnerNotReady,
-        RaftError::ConfChangeInProgress => {
-            ServerError::BadMembership("a membership change is already in progress".into())
-        }
-        RaftError::InvalidConfChange(m) => ServerError::BadMembership(m),
-        other => ServerError::Internal(other.to_string()),
-    }
-}
-
-/// A copy of an error for each of several waiters (the common kinds keep
-/// their gRPC code; the rest become internal errors with the same text).
-pub(crate) fn clone_err(e: &ServerError) -> ServerError {
-    match e {
-        ServerError::NoLeader => ServerError::NoLeader,
-        ServerError::TooManyRequests => ServerError::TooManyRequests,
-        ServerError::LeaderChanged => ServerError::LeaderChanged,
-        other => ServerError::Internal(other.to_string()),
     }
 }
