@@ -203,6 +203,7 @@ fn write_some(mut stream: &std::net::TcpStream, buf: &[u8]) -> io::Result<usize>
 #[cfg(test)]
 mod tests {
     use std::io::Read as _;
+    use std::sync::Arc;
     use std::time::Duration;
 
     use concord_proto::peer::from_wire;
@@ -247,6 +248,56 @@ mod tests {
         seqs
     }
 
+    /// Waits until the driver may write directly.
+    fn wait_handed_to_driver(direct: &Direct) {
+        for _ in 0..500 {
+            if !direct.state.lock().task_owns {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the sender task never handed the connection to the driver");
+    }
+
+    /// Accepts a connection from the transport and checks its kind byte.
+    fn accept(listener: &std::net::TcpListener) -> std::net::TcpStream {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut kind = [0u8; 1];
+        conn.read_exact(&mut kind).unwrap();
+        assert_eq!(kind[0], KIND_RAFT);
+        conn
+    }
+
+    /// A transport from member 1 (cluster 7) to a listener standing in for
+    /// member 2. A peer has two connections (normal and snapshot); returns
+    /// the normal one, found with a probe, and the other (keep it open).
+    fn start(
+        rt: &tokio::runtime::Runtime,
+    ) -> (
+        Arc<Transport>,
+        std::net::TcpListener,
+        std::net::TcpStream,
+        std::net::TcpStream,
+    ) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let transport = Transport::new(1, 7, rt.handle().clone(), None);
+        transport.set_peer(2, format!("http://{addr}"));
+        let (mut a, b) = (accept(&listener), accept(&listener));
+        wait_handed_to_driver(&transport.peers.lock()[&2].direct);
+        transport.send(vec![heartbeat(u64::MAX)]);
+        a.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let probe_on_a = a.peek(&mut [0u8; 1]).is_ok();
+        a.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (mut normal, other) = if probe_on_a { (a, b) } else { (b, a) };
+        assert_eq!(read_heartbeats(&mut normal, 1), vec![u64::MAX]);
+        (transport, listener, normal, other)
+    }
+
     #[test]
     fn a_full_socket_hands_the_tail_to_the_task_and_order_holds() {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -254,28 +305,8 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let transport = Transport::new(1, 7, rt.handle().clone(), None);
-        transport.set_peer(2, format!("http://{addr}"));
-        let (mut conn, _) = listener.accept().unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut kind = [0u8; 1];
-        conn.read_exact(&mut kind).unwrap();
-        assert_eq!(kind[0], KIND_RAFT);
-        // Until the task hands the socket over, sends are queued.
+        let (transport, _listener, mut conn, _snapshots) = start(&rt);
         let direct = transport.peers.lock()[&2].direct.clone();
-        for _ in 0..500 {
-            if !direct.state.lock().task_owns {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(
-            !direct.state.lock().task_owns,
-            "the driver gets the idle socket"
-        );
 
         // The reader does not read: the socket buffer fills, a direct write
         // comes up short and the task takes over the tail and the queue.
@@ -294,17 +325,57 @@ mod tests {
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "out of order");
 
         // Drained: the socket goes back to the driver, and frames still arrive.
-        for _ in 0..500 {
-            if !direct.state.lock().task_owns {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(!direct.state.lock().task_owns, "handed back after draining");
+        wait_handed_to_driver(&direct);
         transport.send((sent..sent + 10).map(heartbeat).collect());
         assert_eq!(
             read_heartbeats(&mut conn, 10),
             (sent..sent + 10).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_connection_closed_by_the_peer_is_redialled_and_sending_resumes() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (transport, listener, first, _snapshots) = start(&rt);
+        drop(first);
+        // The driver keeps sending: a write fails once the close is seen,
+        // the task re-dials (the snapshot connection stays up, so the next
+        // connection is the normal one again).
+        listener.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut seq = 0;
+        let mut conn = loop {
+            assert!(std::time::Instant::now() < deadline, "never re-dialled");
+            transport.send(vec![heartbeat(seq)]);
+            seq += 1;
+            std::thread::sleep(Duration::from_millis(5));
+            match listener.accept() {
+                Ok((conn, _)) => break conn,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        };
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut kind = [0u8; 1];
+        conn.read_exact(&mut kind).unwrap();
+        assert_eq!(kind[0], KIND_RAFT);
+        wait_handed_to_driver(&transport.peers.lock()[&2].direct);
+        let fresh: Vec<u64> = (seq + 100..seq + 110).collect();
+        transport.send(fresh.iter().copied().map(heartbeat).collect());
+        // Heartbeats queued while re-dialling may come first.
+        let mut got = Vec::new();
+        while got.last() != fresh.last() {
+            let more = read_heartbeats(&mut conn, 1);
+            assert!(!more.is_empty(), "the connection ended early");
+            got.extend(more);
+        }
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order: {got:?}");
+        assert!(got.ends_with(&fresh), "{got:?}");
     }
 }
