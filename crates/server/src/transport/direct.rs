@@ -286,7 +286,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let transport = Transport::new(1, 7, rt.handle().clone(), None);
         transport.set_peer(2, format!("http://{addr}"));
-        let (mut a, b) = (accept(&listener), accept(&listener));
+        let (a, b) = (accept(&listener), accept(&listener));
         wait_handed_to_driver(&transport.peers.lock()[&2].direct);
         transport.send(vec![heartbeat(u64::MAX)]);
         a.set_read_timeout(Some(Duration::from_millis(500)))
