@@ -296,6 +296,14 @@ mod tests {
         tx.commit().unwrap();
     }
 
+    fn commit_puts(db: &Database, puts: &[(Revision, Record)], applied: u64) {
+        let ch = Changes {
+            hist_put: puts.to_vec(),
+            ..Default::default()
+        };
+        commit(db, &ch, applied);
+    }
+
     fn loaded(db: &Database) -> Result<Vec<(Revision, Record)>> {
         let mut state = State::default();
         load(db, &mut state)?;
@@ -313,24 +321,10 @@ mod tests {
         let db = Database::create(dir.path().join("db")).unwrap();
         let n = CHUNK_RECORDS as i64 * 2 + 10;
         let first = puts(2..2 + n);
-        commit(
-            &db,
-            &Changes {
-                hist_put: first.clone(),
-                ..Default::default()
-            },
-            1,
-        );
+        commit_puts(&db, &first, 1);
         assert_eq!(chunk_rows(&db), 3, "one insert per chunk, not per revision");
         let second = puts(2 + n..2 + n + 5);
-        commit(
-            &db,
-            &Changes {
-                hist_put: second.clone(),
-                ..Default::default()
-            },
-            2,
-        );
+        commit_puts(&db, &second, 2);
         let mut want: Vec<_> = first.into_iter().chain(second).collect();
         assert_eq!(loaded(&db).unwrap(), want);
 
@@ -380,14 +374,7 @@ mod tests {
             tx.commit().unwrap();
         }
         let new = puts(12..20);
-        commit(
-            &db,
-            &Changes {
-                hist_put: new.clone(),
-                ..Default::default()
-            },
-            1,
-        );
+        commit_puts(&db, &new, 1);
         let mut want: Vec<_> = old.into_iter().chain(new).collect();
         assert_eq!(loaded(&db).unwrap(), want);
         let dels = vec![

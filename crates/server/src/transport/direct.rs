@@ -261,7 +261,11 @@ mod tests {
 
     /// Accepts a connection from the transport and checks its kind byte.
     fn accept(listener: &std::net::TcpListener) -> std::net::TcpStream {
-        let (mut conn, _) = listener.accept().unwrap();
+        raft_connection(listener.accept().unwrap().0)
+    }
+
+    /// A blocking connection with a read timeout whose kind byte is Raft.
+    fn raft_connection(mut conn: std::net::TcpStream) -> std::net::TcpStream {
         conn.set_nonblocking(false).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
@@ -348,7 +352,7 @@ mod tests {
         listener.set_nonblocking(true).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let mut seq = 0;
-        let mut conn = loop {
+        let conn = loop {
             assert!(std::time::Instant::now() < deadline, "never re-dialled");
             transport.send(vec![heartbeat(seq)]);
             seq += 1;
@@ -359,12 +363,7 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         };
-        conn.set_nonblocking(false).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut kind = [0u8; 1];
-        conn.read_exact(&mut kind).unwrap();
-        assert_eq!(kind[0], KIND_RAFT);
+        let mut conn = raft_connection(conn);
         wait_handed_to_driver(&transport.peers.lock()[&2].direct);
         let fresh: Vec<u64> = (seq + 100..seq + 110).collect();
         transport.send(fresh.iter().copied().map(heartbeat).collect());
