@@ -18,7 +18,8 @@ use tonic::{Request, Response, Status};
 
 use super::kv::write;
 use super::lock::{
-    create_key, created_at, lease_alive, lease_key, name_prefix, prefix_end, wait_for_turn,
+    create_key, created_at, lease_alive, lease_key, name_prefix, prefix_end, require_lease,
+    wait_for_turn,
 };
 use super::{convert, count, current_header, header, State};
 use crate::error::ServerError;
@@ -85,9 +86,7 @@ impl Election for ElectionService {
         if r.name.is_empty() {
             return Err(Status::invalid_argument("election: name is not provided"));
         }
-        if !lease_alive(&self.state, r.lease) {
-            return Err(ServerError::Mvcc(concord_mvcc::MvccError::LeaseNotFound).into());
-        }
+        require_lease(&self.state, r.lease).await?;
         let prefix = name_prefix(&r.name);
         let key = lease_key(&prefix, r.lease);
         let (create_rev, _) = create_key(&self.state, &key, &r.value, r.lease).await?;

@@ -204,6 +204,19 @@ pub fn lease_alive(state: &State, lease: i64) -> bool {
     state.store.read().leases().iter().any(|l| l.id == lease)
 }
 
+/// A linearizable lease check before Lock or Campaign writes anything: a
+/// member that has not yet applied a grant the client saw acknowledged
+/// (through another member) must not answer "lease not found". The read
+/// barrier brings this member up to the cluster's commit index first.
+pub async fn require_lease(state: &State, lease: i64) -> Result<(), Status> {
+    state.read_barrier().await?;
+    if lease_alive(state, lease) {
+        Ok(())
+    } else {
+        Err(ServerError::Mvcc(concord_mvcc::MvccError::LeaseNotFound).into())
+    }
+}
+
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
@@ -212,9 +225,7 @@ impl Lock for LockService {
         if r.name.is_empty() {
             return Err(Status::invalid_argument("etcdserver: key is not provided"));
         }
-        if !lease_alive(&self.state, r.lease) {
-            return Err(ServerError::Mvcc(concord_mvcc::MvccError::LeaseNotFound).into());
-        }
+        require_lease(&self.state, r.lease).await?;
         let prefix = name_prefix(&r.name);
         let key = lease_key(&prefix, r.lease);
         let (my_rev, _) = create_key(&self.state, &key, &Bytes::new(), r.lease).await?;
