@@ -417,4 +417,25 @@ mod tests {
         }
         assert!(matches!(loaded(&db), Err(MvccError::Corrupt(_))));
     }
+
+    #[test]
+    fn history_out_of_revision_order_is_refused_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("db")).unwrap();
+        let mut bad = puts(2..6);
+        bad.swap(1, 2);
+        let tx = db.begin_write().unwrap();
+        let ch = Changes {
+            hist_put: bad,
+            ..Default::default()
+        };
+        let meta = Meta {
+            applied: 1,
+            current_rev: 5,
+            compact_rev: 0,
+        };
+        assert!(matches!(write(&tx, &ch, meta), Err(MvccError::Corrupt(_))));
+        drop(tx);
+        assert_eq!(loaded(&db).unwrap(), vec![]);
+    }
 }
