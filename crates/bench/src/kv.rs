@@ -3,12 +3,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::conn::Channel;
+use crate::unary::{MethodUri, UnaryConn};
 use bytes::Bytes;
 use concord_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use concord_proto::etcdserverpb::kv_client::KvClient;
 use concord_proto::etcdserverpb::request_op::Request;
-use concord_proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use concord_proto::etcdserverpb::{
+    Compare, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, TxnRequest,
+    TxnResponse,
+};
 use tokio::task::JoinSet;
 
 use crate::control::{Control, Stats};
@@ -30,8 +32,19 @@ enum Kind {
     },
 }
 
+impl Kind {
+    /// The gRPC method this kind calls.
+    fn path(self) -> &'static str {
+        match self {
+            Kind::Put => "/etcdserverpb.KV/Put",
+            Kind::TxnPut => "/etcdserverpb.KV/Txn",
+            Kind::Range { .. } => "/etcdserverpb.KV/Range",
+        }
+    }
+}
+
 /// Runs `put`, `range` or `txn-put`.
-pub(crate) async fn run(args: &Args, channels: &[Channel]) -> Result<Report, BenchError> {
+pub(crate) async fn run(args: &Args, conns: &[UnaryConn]) -> Result<Report, BenchError> {
     let keygen = KeyGen::new(Bytes::new(), args.key_size, args.key_space);
     let kind = match args.workload {
         Workload::Put => Kind::Put,
@@ -41,7 +54,7 @@ pub(crate) async fn run(args: &Args, channels: &[Channel]) -> Result<Report, Ben
             prefill,
         } => {
             let timeout = args.request_timeout();
-            prefill_keys(channels, &keygen, prefill, args.val_size, timeout).await?;
+            prefill_keys(conns, &keygen, prefill, args.val_size, timeout).await?;
             Kind::Range {
                 serializable: consistency == Consistency::S,
                 keys: prefill,
@@ -61,8 +74,10 @@ pub(crate) async fn run(args: &Args, channels: &[Channel]) -> Result<Report, Ben
     let start = Instant::now();
     let mut set = JoinSet::new();
     for i in 0..args.clients {
+        let conn = conns[i % conns.len()].clone();
         let client = Client {
-            kv: channels[i % channels.len()].kv(),
+            uri: conn.method(kind.path()),
+            conn,
             kind,
             keys: keygen.clone(),
             rng: Rng::new(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
@@ -86,7 +101,8 @@ pub(crate) fn base_seed() -> u64 {
 }
 
 struct Client {
-    kv: KvClient<Channel>,
+    conn: UnaryConn,
+    uri: MethodUri,
     kind: Kind,
     keys: KeyGen,
     rng: Rng,
@@ -102,12 +118,14 @@ impl Client {
             match self.kind {
                 Kind::Put => {
                     let req = put(self.keys.random(&mut self.rng), value.clone());
-                    stats.timed(t, self.kv.put(req)).await;
+                    stats
+                        .timed(t, self.conn.call::<_, PutResponse>(&self.uri, &req))
+                        .await;
                 }
                 Kind::TxnPut => {
                     let req = txn_put(self.keys.random(&mut self.rng), value.clone());
-                    let resp = stats.timed(t, self.kv.txn(req)).await;
-                    if resp.is_some_and(|r| !r.into_inner().succeeded) {
+                    let call = self.conn.call::<_, TxnResponse>(&self.uri, &req);
+                    if stats.timed(t, call).await.is_some_and(|r| !r.succeeded) {
                         // Counted as a success by `timed`; move it to the errors.
                         stats.ok -= 1;
                         stats.error("TxnCompareFailed");
@@ -123,7 +141,9 @@ impl Client {
                         serializable,
                         ..Default::default()
                     };
-                    stats.timed(t, self.kv.range(req)).await;
+                    stats
+                        .timed(t, self.conn.call::<_, RangeResponse>(&self.uri, &req))
+                        .await;
                 }
             }
             ctl.finish_one();
@@ -160,7 +180,7 @@ fn txn_put(key: Bytes, value: Bytes) -> TxnRequest {
 
 /// Writes keys `0..n` (not measured), retrying each put a few times.
 async fn prefill_keys(
-    channels: &[Channel],
+    conns: &[UnaryConn],
     keygen: &KeyGen,
     n: u64,
     val_size: usize,
@@ -169,7 +189,8 @@ async fn prefill_keys(
     let tasks = PREFILL_TASKS.min(n);
     let mut set = JoinSet::new();
     for t in 0..tasks {
-        let mut kv = channels[t as usize % channels.len()].kv();
+        let mut conn = conns[t as usize % conns.len()].clone();
+        let uri = conn.method(Kind::Put.path());
         let keygen = keygen.clone();
         let value = keys::value(&mut Rng::new(t), val_size);
         set.spawn(async move {
@@ -177,7 +198,8 @@ async fn prefill_keys(
                 let mut attempt = 0;
                 loop {
                     let req = put(keygen.key(i), value.clone());
-                    let err = match tokio::time::timeout(timeout, kv.put(req)).await {
+                    let call = conn.call::<_, PutResponse>(&uri, &req);
+                    let err = match tokio::time::timeout(timeout, call).await {
                         Ok(Ok(_)) => break,
                         Ok(Err(s)) => BenchError::from(s),
                         Err(_) => BenchError::new("timed out"),

@@ -17,6 +17,7 @@ mod kv;
 mod lease;
 mod progress;
 mod report;
+mod unary;
 mod watch;
 
 use std::fmt;
@@ -25,6 +26,7 @@ pub use cli::{Args, Consistency, Workload};
 pub use conn::{connect, find_leader, normalize_endpoint, parse_endpoints, Channel};
 pub use keys::{KeyGen, Rng};
 pub use report::{LatencySummary, Report};
+pub use unary::{MethodUri, UnaryConn};
 
 /// The library's error: a message, enough for a command-line tool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,13 +70,16 @@ pub async fn run(args: &Args) -> Result<Report, BenchError> {
     if leader_only {
         endpoints = vec![find_leader(&endpoints).await?];
     }
-    let channels = connect(&endpoints, args.conns).await?;
     let mut report = match &args.workload {
         Workload::Put | Workload::TxnPut | Workload::Range { .. } => {
-            kv::run(args, &channels).await?
+            kv::run(args, &unary::connect(&endpoints, args.conns).await?).await?
         }
-        Workload::Watch { watchers } => watch::run(args, &channels, *watchers).await?,
-        Workload::LeaseKeepalive { leases } => lease::run(args, &channels, *leases).await?,
+        Workload::Watch { watchers } => {
+            watch::run(args, &connect(&endpoints, args.conns).await?, *watchers).await?
+        }
+        Workload::LeaseKeepalive { leases } => {
+            lease::run(args, &connect(&endpoints, args.conns).await?, *leases).await?
+        }
     };
     report.endpoints = endpoints;
     Ok(report)

@@ -7,9 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
-use concord_bench::{run, Args, Report};
+use concord_bench::{run, Args, KeyGen, Report, UnaryConn};
 use concord_proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use concord_proto::etcdserverpb::StatusRequest;
+use concord_proto::etcdserverpb::{RangeRequest, RangeResponse, StatusRequest};
 
 fn on_path(bin: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -136,5 +136,28 @@ async fn workloads_against_real_etcd() {
     );
     let lease = bench(endpoint, &["lease-keepalive", "--leases", "10"]).await;
     assert_eq!(lease.total, 200);
+
+    // The bare unary client reads replies and etcd's errors as tonic does.
+    let mut conn = UnaryConn::dial(&url).await.unwrap();
+    let range = conn.method("/etcdserverpb.KV/Range");
+    let req = RangeRequest {
+        // The range prefill above wrote the first 100 keys (default sizes).
+        key: KeyGen::new(Vec::<u8>::new(), 8, 100_000).key(0),
+        ..Default::default()
+    };
+    let got: RangeResponse = conn.call(&range, &req).await.unwrap();
+    assert_eq!(got.count, 1, "{got:?}");
+    let err = conn
+        .call::<_, RangeResponse>(&range, &RangeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert_eq!(err.message(), "etcdserver: key is not provided");
+    let missing = conn.method("/etcdserverpb.KV/NoSuchMethod");
+    let err = conn
+        .call::<_, RangeResponse>(&missing, &req)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
     drop(etcd);
 }

@@ -1,0 +1,289 @@
+//! Unary gRPC calls on a bare `h2` connection, for the KV workloads.
+//!
+//! The load generator shares the CPU with the members it measures, so its
+//! cost per request lowers every system's throughput alike and hides how
+//! far apart they are. Under a tonic client on hyper, one put cost this
+//! process about 35 µs of CPU: tonic's codec and body layers, and a task
+//! hyper spawns per request to pipe the body. Here a call is one h2 stream
+//! driven from the calling task: the request is encoded once into the
+//! stream's single DATA frame, the reply is read and decoded in place.
+//!
+//! The wire format is gRPC's (`application/grpc`, 5-byte length-prefixed
+//! uncompressed messages, `grpc-status` in the trailers, or in the headers
+//! of a trailers-only reply), so any etcd v3 endpoint answers as it would
+//! any client.
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use h2::client::SendRequest;
+use http::{HeaderMap, HeaderValue, Method, Request, Uri};
+use tonic::{Code, Status};
+
+use crate::BenchError;
+
+/// Largest reply accepted (etcd's default max receive size is 4 MiB; a
+/// bench reply is far smaller). A bound on what one call buffers.
+const MAX_REPLY: usize = 16 << 20;
+
+/// hyper's client defaults, so this connection's flow control matches the
+/// tonic connections' (h2's own 64 KiB default would stall large replies).
+const STREAM_WINDOW: u32 = 2 << 20;
+const CONN_WINDOW: u32 = 5 << 20;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One HTTP/2 connection for unary calls; clones share it.
+#[derive(Clone, Debug)]
+pub struct UnaryConn {
+    send: SendRequest<Bytes>,
+    origin: String,
+}
+
+/// A method's full URI on one connection (built once, cloned per call).
+#[derive(Clone, Debug)]
+pub struct MethodUri(Uri);
+
+impl UnaryConn {
+    /// Connects to `url` (`http://host:port`).
+    pub async fn dial(url: &str) -> Result<UnaryConn, BenchError> {
+        let origin: Uri = url
+            .parse()
+            .map_err(|e| BenchError(format!("endpoint {url}: {e}")))?;
+        let addr = origin
+            .authority()
+            .ok_or_else(|| BenchError(format!("endpoint {url}: no host:port")))?
+            .to_string();
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&addr))
+            .await
+            .map_err(|_| BenchError(format!("connecting to {url}: timed out")))?
+            .map_err(|e| BenchError(format!("connecting to {url}: {e}")))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| BenchError(format!("connecting to {url}: {e}")))?;
+        let (send, conn) = h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONN_WINDOW)
+            .handshake::<_, Bytes>(tcp)
+            .await
+            .map_err(|e| BenchError(format!("connecting to {url}: {e}")))?;
+        tokio::spawn(async move {
+            // Ends when every clone of the sender is dropped or the peer closes.
+            let _ = conn.await;
+        });
+        Ok(UnaryConn {
+            send,
+            origin: url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The URI of `path` (`/package.Service/Method`) on this connection.
+    pub fn method(&self, path: &str) -> MethodUri {
+        let uri = format!("{}{path}", self.origin)
+            .parse()
+            .expect("an endpoint URL followed by a method path is a URI");
+        MethodUri(uri)
+    }
+
+    /// Calls the unary method at `uri` with `req`.
+    pub async fn call<Req, Resp>(&mut self, uri: &MethodUri, req: &Req) -> Result<Resp, Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        let mut head = Request::new(());
+        *head.method_mut() = Method::POST;
+        *head.uri_mut() = uri.0.clone();
+        let h = head.headers_mut();
+        h.insert("content-type", HeaderValue::from_static("application/grpc"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+
+        std::future::poll_fn(|cx| self.send.poll_ready(cx))
+            .await
+            .map_err(transport)?;
+        let (reply, mut body) = self.send.send_request(head, false).map_err(transport)?;
+        body.send_data(encode(req), true).map_err(transport)?;
+
+        let reply = reply.await.map_err(transport)?;
+        let (parts, mut body) = reply.into_parts();
+        if parts.status != http::StatusCode::OK {
+            return Err(Status::new(
+                Code::Unknown,
+                format!("HTTP status {}", parts.status),
+            ));
+        }
+        // A trailers-only reply carries the status in its headers.
+        if let Some(r) = status_of(&parts.headers) {
+            r?;
+        }
+        let mut data = BytesMut::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(transport)?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            if data.len() + chunk.len() > MAX_REPLY {
+                return Err(Status::resource_exhausted("reply larger than 16 MiB"));
+            }
+            data.extend_from_slice(&chunk);
+        }
+        let trailers = body.trailers().await.map_err(transport)?;
+        match trailers.as_ref().and_then(status_of) {
+            Some(r) => r?,
+            None => return Err(Status::internal("reply without grpc-status")),
+        }
+        decode(&data)
+    }
+}
+
+/// Opens `n` connections, connection `j` to `endpoints[j % endpoints.len()]`.
+pub async fn connect(endpoints: &[String], n: usize) -> Result<Vec<UnaryConn>, BenchError> {
+    let mut conns = Vec::with_capacity(n);
+    for j in 0..n {
+        conns.push(UnaryConn::dial(&endpoints[j % endpoints.len()]).await?);
+    }
+    Ok(conns)
+}
+
+fn transport(e: h2::Error) -> Status {
+    Status::unavailable(format!("HTTP/2: {e}"))
+}
+
+/// A message as one gRPC frame: flag 0 (uncompressed), length, bytes.
+fn encode(msg: &impl prost::Message) -> Bytes {
+    let len = msg.encoded_len();
+    let mut buf = BytesMut::with_capacity(5 + len);
+    buf.put_u8(0);
+    buf.put_u32(len as u32);
+    msg.encode(&mut buf)
+        .expect("the buffer was sized for the message");
+    buf.freeze()
+}
+
+/// The one message of a unary reply.
+fn decode<Resp: prost::Message + Default>(data: &[u8]) -> Result<Resp, Status> {
+    let Some((&[flag, a, b, c, d], rest)) = data.split_first_chunk::<5>() else {
+        return Err(Status::internal(format!(
+            "reply of {} bytes has no message",
+            data.len()
+        )));
+    };
+    if flag != 0 {
+        return Err(Status::internal("compressed reply (none was offered)"));
+    }
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    if rest.len() != len {
+        return Err(Status::internal(format!(
+            "reply frame says {len} bytes, {} arrived",
+            rest.len()
+        )));
+    }
+    Resp::decode(rest).map_err(|e| Status::internal(format!("decoding the reply: {e}")))
+}
+
+/// The call's outcome if `headers` carry a `grpc-status`.
+fn status_of(headers: &HeaderMap) -> Option<Result<(), Status>> {
+    let code = headers.get("grpc-status")?;
+    let code = match code.to_str().ok().and_then(|s| s.parse::<i32>().ok()) {
+        Some(0) => return Some(Ok(())),
+        Some(c) => Code::from_i32(c),
+        None => return Some(Err(Status::internal("unparsable grpc-status"))),
+    };
+    let message = headers
+        .get("grpc-message")
+        .map(|m| percent_decode(m.as_bytes()))
+        .unwrap_or_default();
+    Some(Err(Status::new(code, message)))
+}
+
+/// gRPC's `grpc-message` encoding: `%XX` escapes of UTF-8 bytes.
+fn percent_decode(s: &[u8]) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let hex = s
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (s[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concord_proto::etcdserverpb::PutRequest;
+
+    #[test]
+    fn a_message_round_trips_through_one_frame() {
+        let req = PutRequest {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"value"),
+            ..Default::default()
+        };
+        let frame = encode(&req);
+        assert_eq!(frame[0], 0);
+        assert_eq!(
+            u32::from_be_bytes(frame[1..5].try_into().unwrap()) as usize,
+            frame.len() - 5
+        );
+        assert_eq!(decode::<PutRequest>(&frame).unwrap(), req);
+    }
+
+    #[test]
+    fn malformed_replies_are_errors() {
+        let good = encode(&PutRequest {
+            key: Bytes::from_static(b"k"),
+            ..Default::default()
+        });
+        assert!(decode::<PutRequest>(&good[..4]).is_err(), "short header");
+        assert!(
+            decode::<PutRequest>(&good[..good.len() - 1]).is_err(),
+            "truncated"
+        );
+        let mut longer = good.to_vec();
+        longer.push(0);
+        assert!(decode::<PutRequest>(&longer).is_err(), "trailing bytes");
+        let mut compressed = good.to_vec();
+        compressed[0] = 1;
+        assert!(decode::<PutRequest>(&compressed).is_err(), "compressed");
+        // Field 1 (key) as a length-delimited field that runs past the end.
+        let bad = [0, 0, 0, 0, 2, 0x0a, 5];
+        assert!(decode::<PutRequest>(&bad).is_err(), "bad protobuf");
+    }
+
+    #[test]
+    fn grpc_status_and_message_are_read() {
+        let mut h = HeaderMap::new();
+        assert!(status_of(&h).is_none());
+        h.insert("grpc-status", HeaderValue::from_static("0"));
+        assert!(matches!(status_of(&h), Some(Ok(()))));
+        h.insert("grpc-status", HeaderValue::from_static("9"));
+        h.insert(
+            "grpc-message",
+            HeaderValue::from_static("etcdserver: mvcc: required revision has been compacted%21"),
+        );
+        let s = status_of(&h).unwrap().unwrap_err();
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision has been compacted!"
+        );
+        h.insert("grpc-status", HeaderValue::from_static("x"));
+        assert_eq!(status_of(&h).unwrap().unwrap_err().code(), Code::Internal);
+    }
+
+    #[test]
+    fn percent_decoding_keeps_stray_percents() {
+        assert_eq!(percent_decode(b"a%20b"), "a b");
+        assert_eq!(percent_decode(b"100%"), "100%");
+        assert_eq!(percent_decode(b"%zz"), "%zz");
+        assert_eq!(percent_decode(b"%E2%9C%93"), "\u{2713}");
+    }
+}
