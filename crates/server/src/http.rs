@@ -15,9 +15,13 @@ use concord_proto::etcdserverpb::{
 };
 use concord_proto::v3electionpb::election_server::ElectionServer;
 use concord_proto::v3lockpb::lock_server::LockServer;
+use http::{Request, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::convert::Infallible;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tonic::body::Body;
+use tower::Service;
 
 use crate::grpc;
 use crate::shared::Shared;
@@ -103,35 +107,40 @@ pub async fn serve_grpc(
         .add_service(maintenance)
         .add_service(lock)
         .add_service(election);
-    let app = routes.into_axum_router().merge(http_routes(s));
-    serve_app(app, listener, shared, tls).await;
+    let app = routes.into_axum_router().merge(http_routes(s.clone()));
+    let kv = grpc::kv::KvService { state: s };
+    let svc = grpc::unary::ClientService::new(kv, tonic::service::Routes::from(app), max);
+    serve_app(svc, listener, shared, tls).await;
 }
 
-/// Serves `app` (gRPC and HTTP/1.1) on `listener`, with TLS when an
+/// Serves `svc` (gRPC and HTTP/1.1) on `listener`, with TLS when an
 /// acceptor is given, until the member shuts down.
-async fn serve_app(
-    app: Router,
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    tls: Option<TlsAcceptor>,
-) {
+async fn serve_app<S>(svc: S, listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>)
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let mut stop = shared.shutdown.subscribe();
     let signal = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    let router = tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .accept_http1(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_routes(tonic::service::Routes::from(app));
+        .http2_keepalive_interval(Some(Duration::from_secs(30)));
     let r = match tls {
         None => {
             let incoming =
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            router.serve_with_incoming_shutdown(incoming, signal).await
+            server
+                .serve_with_incoming_shutdown(svc, incoming, signal)
+                .await
         }
         Some(acceptor) => {
-            router
-                .serve_with_incoming_shutdown(crate::tls::incoming(listener, acceptor), signal)
+            server
+                .serve_with_incoming_shutdown(svc, crate::tls::incoming(listener, acceptor), signal)
                 .await
         }
     };
@@ -142,7 +151,8 @@ async fn serve_app(
 
 /// Serves only the HTTP routes (`--listen-metrics-urls`).
 pub async fn serve_metrics(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
-    serve_app(http_routes(shared.clone()), listener, shared, tls).await;
+    let routes = tonic::service::Routes::from(http_routes(shared.clone()));
+    serve_app(routes, listener, shared, tls).await;
 }
 
 async fn health(AxState(s): AxState<Arc<Shared>>) -> impl IntoResponse {

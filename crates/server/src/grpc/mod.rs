@@ -9,6 +9,7 @@ pub mod lease;
 pub mod lock;
 pub mod maintenance;
 pub mod reconfig;
+pub mod unary;
 pub mod watch;
 
 use std::sync::Arc;
