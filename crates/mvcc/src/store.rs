@@ -36,8 +36,9 @@ pub struct Store {
     pub(crate) applied: u64,
     pub(crate) durable_applied: u64,
     pub(crate) poisoned: bool,
-    /// A checkpoint being written by a background thread (at most one).
-    pub(crate) inflight: Option<crate::checkpoint::Inflight>,
+    /// The background checkpoint thread, once started (at most one
+    /// checkpoint in flight on it).
+    pub(crate) worker: Option<crate::checkpoint::Worker>,
 }
 
 impl Store {
@@ -65,7 +66,7 @@ impl Store {
             applied,
             durable_applied: applied,
             poisoned: false,
-            inflight: None,
+            worker: None,
         })
     }
 
