@@ -123,7 +123,7 @@ impl Store {
         );
         Ok(Job {
             db: self.db.clone(),
-            changes: std::mem::take(&mut self.state.changes),
+            changes: self.state.changes.take(),
             meta: Meta::of(&self.state, self.applied),
         })
     }
@@ -234,7 +234,11 @@ mod tests {
             assert!(!store.checkpoint_in_flight());
             assert_eq!(store.durable_applied_index(), round * 10 + 10);
             let id = store.worker.as_ref().unwrap()._thread.thread().id();
-            assert_eq!(*thread.get_or_insert(id), id, "one thread for every checkpoint");
+            assert_eq!(
+                *thread.get_or_insert(id),
+                id,
+                "one thread for every checkpoint"
+            );
         }
         // Polling collects a finished job without waiting.
         store.apply_batch(&[put(51)]).unwrap();

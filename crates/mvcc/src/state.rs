@@ -21,6 +21,19 @@ pub(crate) struct Changes {
     pub(crate) leases: Vec<(i64, Option<LeaseRecord>)>,
 }
 
+impl Changes {
+    /// Takes the changes, leaving empty lists sized for as many puts as
+    /// were taken: the next checkpoint's list is allocated once, not grown
+    /// by doubling from nothing (each growth a copy into fresh memory).
+    pub(crate) fn take(&mut self) -> Changes {
+        let next = Changes {
+            hist_put: Vec::with_capacity(self.hist_put.len()),
+            ..Changes::default()
+        };
+        std::mem::replace(self, next)
+    }
+}
+
 /// A lease and its volatile bookkeeping.
 #[derive(Debug, Clone)]
 pub(crate) struct Lease {

@@ -267,8 +267,11 @@ impl<D: Disk> Wal<D> {
         Ok(())
     }
 
-    fn frame(&self, body: impl FnOnce(&mut Vec<u8>)) -> Result<Vec<u8>> {
-        let mut frame = Vec::new();
+    /// Encodes one frame; `size` is about the body's length (the buffer is
+    /// sized once rather than grown by doubling: each growth is a copy
+    /// into fresh memory).
+    fn frame(&self, size: usize, body: impl FnOnce(&mut Vec<u8>)) -> Result<Vec<u8>> {
+        let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + size);
         let len = segment::encode_frame(&mut frame, body) - FRAME_HEADER_LEN;
         if len as u64 > self.opts.max_record_bytes {
             return Err(StorageError::TooLarge {
@@ -293,7 +296,7 @@ impl<D: Disk> Wal<D> {
             Some(meta) => meta.check(batch)?,
             None => GroupMeta::default().check(batch)?,
         }
-        let parts = match self.frame(|o| batch.encode(o)) {
+        let parts = match self.frame(batch.size(), |o| batch.encode(o)) {
             Ok(frame) => vec![(Cow::Borrowed(batch), frame)],
             Err(StorageError::TooLarge { .. }) => self.split(batch)?,
             Err(e) => return Err(e),
@@ -349,7 +352,7 @@ impl<D: Disk> Wal<D> {
         parts
             .into_iter()
             .map(|p| {
-                let frame = self.frame(|o| p.encode(o))?;
+                let frame = self.frame(p.size(), |o| p.encode(o))?;
                 Ok((Cow::Owned(p), frame))
             })
             .collect()
@@ -420,7 +423,7 @@ impl<D: Disk> Wal<D> {
                 meta.term_at(mark.index)
             ));
         }
-        let frame = self.frame(|o| Record::Compacted { group, mark }.encode(o))?;
+        let frame = self.frame(32, |o| Record::Compacted { group, mark }.encode(o))?;
         self.reserve(frame.len() as u64)?;
         self.pending.extend_from_slice(&frame);
         self.groups.get_mut(&group).expect("checked").compact(mark);
