@@ -14,19 +14,14 @@ impl State {
         if rev > self.current_rev {
             return Err(MvccError::FutureRevision);
         }
-        let mut empty = Vec::new();
-        for (key, ki) in self.index.iter_mut() {
+        let (history, changes) = (&mut self.history, &mut self.changes);
+        self.index.retain_ordered(|ki| {
             for r in ki.compact(rev) {
-                self.history.remove(&r);
-                self.changes.hist_del.push(r);
+                history.remove(&r);
+                changes.hist_del.push(r);
             }
-            if ki.is_empty() {
-                empty.push(key.clone());
-            }
-        }
-        for k in empty {
-            self.index.remove(&k);
-        }
+            !ki.is_empty()
+        });
         assert!(rev > self.compact_rev && rev <= self.current_rev);
         self.compact_rev = rev;
         Ok(())

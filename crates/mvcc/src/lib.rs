@@ -18,6 +18,7 @@ mod error;
 mod hash;
 mod intervals;
 mod keyindex;
+mod keymap;
 mod lease;
 mod range;
 mod request;

@@ -6,7 +6,7 @@
 
 use crate::config::Limits;
 use crate::error::{MvccError, Result};
-use crate::keyindex::KeyIndex;
+use crate::keymap::KeyMap;
 use crate::types::{Event, EventType, KeyValue, LeaseRecord, Record, Revision};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,7 +59,7 @@ impl Lease {
 /// The whole state machine in memory.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub(crate) index: BTreeMap<Bytes, KeyIndex>,
+    pub(crate) index: KeyMap,
     pub(crate) history: BTreeMap<Revision, Record>,
     pub(crate) leases: BTreeMap<i64, Lease>,
     pub(crate) current_rev: i64,
@@ -169,11 +169,7 @@ impl State {
         let tomb = rec.tombstone;
         match self.index.get_mut(&rec.key) {
             Some(ki) => ki.push(rev, tomb),
-            None => {
-                let mut ki = KeyIndex::default();
-                ki.push(rev, tomb);
-                self.index.insert(rec.key.clone(), ki);
-            }
+            None => self.index.entry(&rec.key).push(rev, tomb),
         }
         let kv = if tomb {
             KeyValue {
@@ -268,10 +264,7 @@ impl State {
             l.keys.clear();
         }
         for (rev, rec) in &self.history {
-            self.index
-                .entry(rec.key.clone())
-                .or_default()
-                .push(*rev, rec.tombstone);
+            self.index.entry(&rec.key).push(*rev, rec.tombstone);
         }
         for ki in self.index.values() {
             if let Some((r, false)) = ki.last() {
