@@ -366,3 +366,34 @@ fn a_snapshot_newer_than_the_log_is_recorded_before_appending() {
     );
     assert_eq!(wal.last_index(1), Some(11));
 }
+
+/// Blocks allocated to the (only) segment file of `dir`.
+fn allocated_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().ends_with(".wal") {
+            total += e.metadata().unwrap().blocks() * 512;
+        }
+    }
+    total
+}
+
+#[test]
+fn space_ahead_of_the_frames_is_written_not_left_sparse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut wal, _) = open(tmp.path(), WalOptions::default());
+    let sparse = allocated_bytes(tmp.path());
+    wal.append_sync(&batch(1, 1, 3, 1)).unwrap();
+    let after = allocated_bytes(tmp.path());
+    // A 64 MiB segment created sparse holds only its header's block; after
+    // the first sync the next MiB is written (zeros), so the next frames
+    // overwrite allocated blocks.
+    assert!(sparse < 64 << 10, "a new segment is sparse: {sparse} bytes");
+    assert!(after >= 1 << 20, "zeros ahead of the frames: {after} bytes");
+    // The zeros read as preallocated space: everything is recovered.
+    drop(wal);
+    let (_, rec) = open(tmp.path(), WalOptions::default());
+    assert_eq!(rec.groups[&1].entries.len(), 3);
+}
