@@ -67,8 +67,9 @@ impl Service<Request<tonic::body::Body>> for Channel {
     }
 }
 
-/// Connects to `url` (`http://host:port`).
-async fn dial(url: &str) -> Result<Channel, BenchError> {
+/// A TCP connection (no Nagle) to `url` (`http://host:port`), and the URL
+/// parsed.
+pub(crate) async fn dial_tcp(url: &str) -> Result<(Uri, tokio::net::TcpStream), BenchError> {
     let origin: Uri = url
         .parse()
         .map_err(|e| BenchError(format!("endpoint {url}: {e}")))?;
@@ -82,6 +83,12 @@ async fn dial(url: &str) -> Result<Channel, BenchError> {
         .map_err(|e| BenchError(format!("connecting to {url}: {e}")))?;
     tcp.set_nodelay(true)
         .map_err(|e| BenchError(format!("connecting to {url}: {e}")))?;
+    Ok((origin, tcp))
+}
+
+/// Connects to `url` (`http://host:port`).
+async fn dial(url: &str) -> Result<Channel, BenchError> {
+    let (origin, tcp) = dial_tcp(url).await?;
     let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .handshake(TokioIo::new(tcp))
         .await

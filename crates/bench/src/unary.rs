@@ -13,9 +13,8 @@
 //! of a trailers-only reply), so any etcd v3 endpoint answers as it would
 //! any client.
 
-use std::time::Duration;
-
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use concord_proto::grpc_frame;
 use h2::client::SendRequest;
 use http::{HeaderMap, HeaderValue, Method, Request, Uri};
 use tonic::{Code, Status};
@@ -31,8 +30,6 @@ const MAX_REPLY: usize = 16 << 20;
 const STREAM_WINDOW: u32 = 2 << 20;
 const CONN_WINDOW: u32 = 5 << 20;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// One HTTP/2 connection for unary calls; clones share it.
 #[derive(Clone, Debug)]
 pub struct UnaryConn {
@@ -47,19 +44,7 @@ pub struct MethodUri(Uri);
 impl UnaryConn {
     /// Connects to `url` (`http://host:port`).
     pub async fn dial(url: &str) -> Result<UnaryConn, BenchError> {
-        let origin: Uri = url
-            .parse()
-            .map_err(|e| BenchError(format!("endpoint {url}: {e}")))?;
-        let addr = origin
-            .authority()
-            .ok_or_else(|| BenchError(format!("endpoint {url}: no host:port")))?
-            .to_string();
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&addr))
-            .await
-            .map_err(|_| BenchError(format!("connecting to {url}: timed out")))?
-            .map_err(|e| BenchError(format!("connecting to {url}: {e}")))?;
-        tcp.set_nodelay(true)
-            .map_err(|e| BenchError(format!("connecting to {url}: {e}")))?;
+        let (_, tcp) = crate::conn::dial_tcp(url).await?;
         let (send, conn) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONN_WINDOW)
@@ -101,7 +86,8 @@ impl UnaryConn {
             .await
             .map_err(transport)?;
         let (reply, mut body) = self.send.send_request(head, false).map_err(transport)?;
-        body.send_data(encode(req), true).map_err(transport)?;
+        body.send_data(grpc_frame::encode(req), true)
+            .map_err(transport)?;
 
         let reply = reply.await.map_err(transport)?;
         let (parts, mut body) = reply.into_parts();
@@ -146,17 +132,6 @@ fn transport(e: h2::Error) -> Status {
     Status::unavailable(format!("HTTP/2: {e}"))
 }
 
-/// A message as one gRPC frame: flag 0 (uncompressed), length, bytes.
-fn encode(msg: &impl prost::Message) -> Bytes {
-    let len = msg.encoded_len();
-    let mut buf = BytesMut::with_capacity(5 + len);
-    buf.put_u8(0);
-    buf.put_u32(len as u32);
-    msg.encode(&mut buf)
-        .expect("the buffer was sized for the message");
-    buf.freeze()
-}
-
 /// The one message of a unary reply.
 fn decode<Resp: prost::Message + Default>(data: &[u8]) -> Result<Resp, Status> {
     let Some((&[flag, a, b, c, d], rest)) = data.split_first_chunk::<5>() else {
@@ -188,52 +163,25 @@ fn status_of(headers: &HeaderMap) -> Option<Result<(), Status>> {
     };
     let message = headers
         .get("grpc-message")
-        .map(|m| percent_decode(m.as_bytes()))
+        .map(|m| grpc_frame::percent_decode(m.as_bytes()))
         .unwrap_or_default();
     Some(Err(Status::new(code, message)))
-}
-
-/// gRPC's `grpc-message` encoding: `%XX` escapes of UTF-8 bytes.
-fn percent_decode(s: &[u8]) -> String {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        let hex = s
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (s[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use concord_proto::etcdserverpb::PutRequest;
+    use grpc_frame::encode;
 
     #[test]
-    fn a_message_round_trips_through_one_frame() {
+    fn a_frame_decodes_to_its_message() {
         let req = PutRequest {
             key: Bytes::from_static(b"k"),
             value: Bytes::from_static(b"value"),
             ..Default::default()
         };
-        let frame = encode(&req);
-        assert_eq!(frame[0], 0);
-        assert_eq!(
-            u32::from_be_bytes(frame[1..5].try_into().unwrap()) as usize,
-            frame.len() - 5
-        );
-        assert_eq!(decode::<PutRequest>(&frame).unwrap(), req);
+        assert_eq!(decode::<PutRequest>(&encode(&req)).unwrap(), req);
     }
 
     #[test]
@@ -277,13 +225,5 @@ mod tests {
         );
         h.insert("grpc-status", HeaderValue::from_static("x"));
         assert_eq!(status_of(&h).unwrap().unwrap_err().code(), Code::Internal);
-    }
-
-    #[test]
-    fn percent_decoding_keeps_stray_percents() {
-        assert_eq!(percent_decode(b"a%20b"), "a b");
-        assert_eq!(percent_decode(b"100%"), "100%");
-        assert_eq!(percent_decode(b"%zz"), "%zz");
-        assert_eq!(percent_decode(b"%E2%9C%93"), "\u{2713}");
     }
 }

@@ -37,4 +37,5 @@ pub mod concordpeer {
     include!(concat!(env!("OUT_DIR"), "/concordpeer.rs"));
 }
 
+pub mod grpc_frame;
 pub mod peer;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use common::*;
 use concord_proto::etcdserverpb::{PutRequest, PutResponse, RangeRequest, RangeResponse};
+use concord_proto::grpc_frame;
 use h2::client::SendRequest;
 use http::{HeaderValue, Request};
 use prost::Message as _;
@@ -60,32 +61,9 @@ async fn call(
     };
     Reply {
         code: status("grpc-status").expect("grpc-status").parse().unwrap(),
-        message: percent_decode(&status("grpc-message").unwrap_or_default()),
+        message: grpc_frame::percent_decode(status("grpc-message").unwrap_or_default().as_bytes()),
         data: data.freeze(),
     }
-}
-
-/// `grpc-message` is percent-encoded.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let hex = s
-            .get(i + 1..i + 3)
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn frame(flag: u8, msg: &[u8]) -> Bytes {

@@ -19,8 +19,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use concord_proto::etcdserverpb::kv_server::Kv;
+use concord_proto::grpc_frame;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt as _;
@@ -151,7 +152,7 @@ async fn call(
             let r = kv
                 .$handler(tonic::Request::from_parts(meta, ext, m))
                 .await?;
-            Ok(encode(r.get_ref()))
+            Ok(grpc_frame::encode(r.get_ref()))
         }};
     }
     match method {
@@ -205,17 +206,6 @@ async fn read_message(mut body: Body, max: usize) -> Result<Bytes, Status> {
     }
 }
 
-/// A message as one gRPC frame (uncompressed).
-fn encode(msg: &impl prost::Message) -> Bytes {
-    let len = msg.encoded_len();
-    let mut buf = BytesMut::with_capacity(5 + len);
-    buf.put_u8(0);
-    buf.put_u32(len as u32);
-    msg.encode(&mut buf)
-        .expect("the buffer was sized for the message");
-    buf.freeze()
-}
-
 /// A unary reply body: the message frame, then `grpc-status: 0`.
 struct Unary {
     data: Option<Bytes>,
@@ -254,6 +244,7 @@ impl http_body::Body for Unary {
 mod tests {
     use super::*;
     use concord_proto::etcdserverpb::PutRequest;
+    use grpc_frame::encode;
     use http_body::Body as _;
 
     fn body(chunks: Vec<Vec<u8>>) -> Body {
