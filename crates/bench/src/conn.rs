@@ -1,4 +1,5 @@
-//! Endpoints and connections.
+//! Endpoints and connections for the streaming workloads (watch, lease
+//! keep-alive) and the leader lookup; the KV workloads use `unary.rs`.
 //!
 //! A connection is a bare HTTP/2 client connection (hyper) under tonic's
 //! generated clients, not a `tonic::transport::Channel`: a Channel puts a

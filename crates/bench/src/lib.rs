@@ -2,8 +2,10 @@
 //! (Concord or real etcd).
 //!
 //! The binary parses [`Args`] and calls [`run`], which connects
-//! `--conns` channels round-robin over the endpoints, runs `--clients` client
-//! tasks on them (client `i` uses channel `i % conns`) and returns a
+//! `--conns` connections round-robin over the endpoints (bare `h2` ones for
+//! the KV workloads, `unary.rs`; hyper ones under tonic clients for the
+//! streams, `conn.rs`), runs `--clients` client tasks on them (client `i`
+//! uses connection `i % conns`) and returns a
 //! [`Report`]: throughput, latency percentiles and errors by gRPC code.
 //!
 //! Workloads ([`Workload`]): `put`, `range` (linearizable or serializable),
