@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::unary::{MethodUri, UnaryConn};
+use crate::unary::{self, MethodUri, UnaryConn};
 use bytes::Bytes;
 use concord_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use concord_proto::etcdserverpb::request_op::Request;
@@ -43,8 +43,8 @@ impl Kind {
     }
 }
 
-/// Runs `put`, `range` or `txn-put`.
-pub(crate) async fn run(args: &Args, conns: &[UnaryConn]) -> Result<Report, BenchError> {
+/// Runs `put`, `range` or `txn-put` against `endpoints`.
+pub(crate) async fn run(args: &Args, endpoints: &[String]) -> Result<Report, BenchError> {
     let keygen = KeyGen::new(Bytes::new(), args.key_size, args.key_space);
     let kind = match args.workload {
         Workload::Put => Kind::Put,
@@ -54,7 +54,8 @@ pub(crate) async fn run(args: &Args, conns: &[UnaryConn]) -> Result<Report, Benc
             prefill,
         } => {
             let timeout = args.request_timeout();
-            prefill_keys(conns, &keygen, prefill, args.val_size, timeout).await?;
+            let conns = unary::connect(endpoints, args.conns).await?;
+            prefill_keys(&conns, &keygen, prefill, args.val_size, timeout).await?;
             Kind::Range {
                 serializable: consistency == Consistency::S,
                 keys: prefill,
@@ -62,6 +63,47 @@ pub(crate) async fn run(args: &Args, conns: &[UnaryConn]) -> Result<Report, Benc
         }
         _ => unreachable!("not a KV workload"),
     };
+    let seed = base_seed();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(args.conns);
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(threads);
+    let mut go = Vec::with_capacity(threads);
+    let mut handles = Vec::with_capacity(threads);
+    for t in 0..threads {
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<Arc<Control>>();
+        go.push(go_tx);
+        let shard = Shard {
+            conns: (0..args.conns)
+                .filter(|j| j % threads == t)
+                .map(|j| (j, endpoints[j % endpoints.len()].clone()))
+                .collect(),
+            clients: (0..args.clients)
+                .filter(|i| i % args.conns % threads == t)
+                .collect(),
+            all_conns: args.conns,
+            kind,
+            keygen: keygen.clone(),
+            seed,
+            timeout: args.request_timeout(),
+            val_size: args.val_size,
+        };
+        let ready = ready_tx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("bench-{t}"))
+            .spawn(move || shard.run(ready, go_rx))
+            .map_err(BenchError::from)?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    // Every shard has its connections before the clock starts.
+    for _ in 0..threads {
+        match ready_rx.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(e),
+            None => return Err(BenchError::new("a client thread stopped")),
+        }
+    }
     let ctl = Arc::new(Control::new(args.total, args.duration()));
     let c = ctl.clone();
     let progress = Progress::start(
@@ -70,28 +112,95 @@ pub(crate) async fn run(args: &Args, conns: &[UnaryConn]) -> Result<Report, Benc
         ctl.total(),
         move || c.done(),
     );
-    let seed = base_seed();
     let start = Instant::now();
-    let mut set = JoinSet::new();
-    for i in 0..args.clients {
-        let conn = conns[i % conns.len()].clone();
-        let client = Client {
-            uri: conn.method(kind.path()),
-            conn,
-            kind,
-            keys: keygen.clone(),
-            rng: Rng::new(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-            timeout: args.request_timeout(),
-        };
-        set.spawn(client.run(ctl.clone(), args.val_size));
+    for g in go {
+        let _ = g.send(ctl.clone());
     }
-    let mut stats = Stats::default();
-    while let Some(r) = set.join_next().await {
-        stats.merge(&r.map_err(|e| BenchError(format!("client task: {e}")))?);
-    }
+    let joined = tokio::task::spawn_blocking(move || {
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(BenchError::new("a client thread panicked")))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| BenchError(format!("client threads: {e}")))?;
     let elapsed = start.elapsed();
     progress.finish();
+    let mut stats = Stats::default();
+    for r in joined {
+        stats.merge(&r?);
+    }
     Ok(Report::new(args, args.clients, &stats, elapsed))
+}
+
+/// The clients of one thread: a single-threaded runtime with its own
+/// connections, so a connection, its clients and their wake-ups stay on one
+/// core. On a multi-threaded runtime the clients of a connection ran on both
+/// workers, contending for h2's connection lock and waking each other
+/// across threads: a tenth of this process's CPU at 256 clients.
+struct Shard {
+    /// `(connection number, endpoint)`.
+    conns: Vec<(usize, String)>,
+    /// Client numbers; client `i` uses connection `i % all_conns`.
+    clients: Vec<usize>,
+    all_conns: usize,
+    kind: Kind,
+    keygen: KeyGen,
+    seed: u64,
+    timeout: Duration,
+    val_size: usize,
+}
+
+impl Shard {
+    /// Connects, reports on `ready`, waits for the run's [`Control`] on
+    /// `go` (none: the run was abandoned), runs the clients.
+    fn run(
+        self,
+        ready: tokio::sync::mpsc::Sender<Result<(), BenchError>>,
+        go: std::sync::mpsc::Receiver<Arc<Control>>,
+    ) -> Result<Stats, BenchError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let mut conns = std::collections::HashMap::new();
+            for (j, url) in &self.conns {
+                match UnaryConn::dial(url).await {
+                    Ok(c) => drop(conns.insert(*j, c)),
+                    Err(e) => {
+                        let _ = ready.send(Err(e.clone())).await;
+                        return Err(e);
+                    }
+                }
+            }
+            let _ = ready.send(Ok(())).await;
+            // Blocking here is brief: the other shards are connecting.
+            let Ok(ctl) = go.recv() else {
+                return Ok(Stats::default());
+            };
+            let mut set = JoinSet::new();
+            for &i in &self.clients {
+                let conn: UnaryConn = conns[&(i % self.all_conns)].clone();
+                let client = Client {
+                    uri: conn.method(self.kind.path()),
+                    conn,
+                    kind: self.kind,
+                    keys: self.keygen.clone(),
+                    rng: Rng::new(self.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                    timeout: self.timeout,
+                };
+                set.spawn(client.run(ctl.clone(), self.val_size));
+            }
+            let mut stats = Stats::default();
+            while let Some(r) = set.join_next().await {
+                stats.merge(&r.map_err(|e| BenchError(format!("client task: {e}")))?);
+            }
+            Ok(stats)
+        })
+    }
 }
 
 /// A seed that differs between runs.

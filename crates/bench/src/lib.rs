@@ -74,7 +74,7 @@ pub async fn run(args: &Args) -> Result<Report, BenchError> {
     }
     let mut report = match &args.workload {
         Workload::Put | Workload::TxnPut | Workload::Range { .. } => {
-            kv::run(args, &unary::connect(&endpoints, args.conns).await?).await?
+            kv::run(args, &endpoints).await?
         }
         Workload::Watch { watchers } => {
             watch::run(args, &connect(&endpoints, args.conns).await?, *watchers).await?
