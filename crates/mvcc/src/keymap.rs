@@ -38,7 +38,7 @@ pub(crate) struct KeyMap {
 /// (a zero pad sorts first, as the shorter key does), and equal heads fall
 /// back to the whole keys.
 #[derive(Clone, Debug)]
-struct OrdKey {
+pub(crate) struct OrdKey {
     head: u64,
     key: Bytes,
 }
