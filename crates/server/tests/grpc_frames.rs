@@ -162,5 +162,26 @@ async fn test(addr: &str, url: &str, concord: bool) {
         let keys: Vec<_> = got.kvs.iter().map(|kv| kv.key.clone()).collect();
         assert_eq!(keys, vec![Bytes::from_static(b"good/1")]);
         assert_eq!(got.header.unwrap().revision, rev);
+
+        if concord {
+            // The calls above are counted, timed and committed in /metrics.
+            let (code, body) = http_get(addr, "/metrics").expect("GET /metrics");
+            assert_eq!(code, 200);
+            let value = |prefix: &str| -> f64 {
+                body.lines()
+                    .find(|l| l.starts_with(prefix))
+                    .and_then(|l| l.rsplit(' ').next())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("no {prefix} in /metrics:\n{body}"))
+            };
+            // The good put and range are counted (refusals never reach a handler).
+            assert!(value("concord_grpc_requests_total{method=\"Put\"}") >= 1.0);
+            assert!(value("concord_grpc_requests_total{method=\"Range\"}") >= 1.0);
+            let puts = "concord_grpc_request_duration_seconds_count{method=\"Put\"}";
+            assert!(value(puts) >= 1.0);
+            assert!(value("concord_proposals_committed_total") >= 1.0);
+            assert!(value("concord_wal_fsync_duration_seconds_count") >= 1.0);
+            assert!(value("concord_raft_term") >= 1.0);
+        }
     }
 }

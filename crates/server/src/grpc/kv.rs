@@ -4,6 +4,7 @@
 //! linearizable reads wait for a ReadIndex barrier and are then served from
 //! the local store; serializable reads are served locally at once.
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use concord_mvcc::{Command, Response as MvccResponse};
@@ -35,10 +36,45 @@ pub async fn write(state: &State, cmd: Command) -> Result<MvccResponse, Status> 
     }
 }
 
+/// The KV methods' request counter and latency histogram, looked up in the
+/// metrics registry once (the server installs the recorder before it
+/// serves): a lookup per request, hashing the name and labels, was about 1%
+/// of a member's CPU under load.
+struct MethodMetrics {
+    method: &'static str,
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+const KV_METHODS: [&str; 5] = ["Range", "Put", "DeleteRange", "Txn", "Compact"];
+
 fn observe(method: &'static str, started: Instant) {
-    count(method);
-    metrics::histogram!("concord_grpc_request_duration_seconds", "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    static HANDLES: OnceLock<Vec<MethodMetrics>> = OnceLock::new();
+    let handles = HANDLES.get_or_init(|| {
+        KV_METHODS
+            .iter()
+            .map(|&method| MethodMetrics {
+                method,
+                requests: metrics::counter!("concord_grpc_requests_total", "method" => method),
+                duration: metrics::histogram!(
+                    "concord_grpc_request_duration_seconds",
+                    "method" => method
+                ),
+            })
+            .collect()
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    match handles.iter().find(|h| h.method == method) {
+        Some(h) => {
+            h.requests.increment(1);
+            h.duration.record(elapsed);
+        }
+        None => {
+            count(method);
+            metrics::histogram!("concord_grpc_request_duration_seconds", "method" => method)
+                .record(elapsed);
+        }
+    }
 }
 
 fn check_size(state: &State, n: usize) -> Result<(), Status> {
