@@ -102,12 +102,14 @@ impl Service<Request<Body>> for ClientService {
     }
 }
 
-/// A gRPC request without compression (compressed ones take tonic's path,
-/// which refuses them as tonic does).
+/// A gRPC request (`application/grpc`, or `application/grpc+proto` and the
+/// like; not gRPC-Web) without compression. Anything else takes tonic's
+/// path, which answers it as tonic does.
 fn plain_grpc(h: &HeaderMap) -> bool {
-    let grpc = h
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|c| c.as_bytes().starts_with(b"application/grpc"));
+    let grpc = h.get(http::header::CONTENT_TYPE).is_some_and(|c| {
+        let c = c.as_bytes();
+        c == b"application/grpc" || c.starts_with(b"application/grpc+")
+    });
     let identity = h
         .get("grpc-encoding")
         .is_none_or(|e| e.as_bytes() == b"identity");
@@ -330,6 +332,16 @@ mod tests {
         assert!(Method::of("/etcdserverpb.Lease/LeaseGrant").is_none());
         let mut h = HeaderMap::new();
         assert!(!plain_grpc(&h), "no content-type");
+        h.insert(
+            "content-type",
+            HeaderValue::from_static("application/grpc-web"),
+        );
+        assert!(!plain_grpc(&h), "gRPC-Web is not gRPC");
+        h.insert(
+            "content-type",
+            HeaderValue::from_static("application/grpc+proto"),
+        );
+        assert!(plain_grpc(&h));
         h.insert("content-type", HeaderValue::from_static("application/grpc"));
         assert!(plain_grpc(&h));
         h.insert("grpc-encoding", HeaderValue::from_static("identity"));
