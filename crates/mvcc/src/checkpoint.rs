@@ -44,10 +44,10 @@ impl Job {
 }
 
 /// The background checkpoint thread: one per store, started with the first
-/// background checkpoint and kept. A thread per checkpoint cost more than
-/// the write under load: every new thread starts with a fresh allocator
+/// background checkpoint and kept. With a new thread per checkpoint (one
+/// every second under load), each started with a fresh stack and allocator
 /// heap, so each checkpoint's buffers were fresh pages for the kernel to
-/// fault in and zero (a tenth of a member's CPU at 256 clients).
+/// fault in and zero.
 #[derive(Debug)]
 pub(crate) struct Worker {
     jobs: SyncSender<Job>,
