@@ -31,30 +31,7 @@ use tonic::service::Routes;
 use tonic::Status;
 use tower::Service;
 
-use super::kv::KvService;
-
-/// The KV methods served here.
-#[derive(Clone, Copy, Debug)]
-enum Method {
-    Range,
-    Put,
-    DeleteRange,
-    Txn,
-    Compact,
-}
-
-impl Method {
-    fn of(path: &str) -> Option<Method> {
-        Some(match path.strip_prefix("/etcdserverpb.KV/")? {
-            "Range" => Method::Range,
-            "Put" => Method::Put,
-            "DeleteRange" => Method::DeleteRange,
-            "Txn" => Method::Txn,
-            "Compact" => Method::Compact,
-            _ => return None,
-        })
-    }
-}
+use super::kv::{KvMethod, KvService};
 
 /// The client listener's service: KV unary calls here, the rest to `routes`.
 #[derive(Clone)]
@@ -95,7 +72,7 @@ impl Service<Request<Body>> for ClientService {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        match Method::of(req.uri().path()).filter(|_| plain_grpc(req.headers())) {
+        match KvMethod::of_path(req.uri().path()).filter(|_| plain_grpc(req.headers())) {
             Some(m) => Box::pin(serve(self.kv.clone(), m, req, self.max_message)),
             None => Box::pin(self.routes.call(req)),
         }
@@ -118,7 +95,7 @@ fn plain_grpc(h: &HeaderMap) -> bool {
 
 async fn serve(
     kv: Arc<KvService>,
-    method: Method,
+    method: KvMethod,
     req: Request<Body>,
     max: usize,
 ) -> Result<Response<Body>, Infallible> {
@@ -140,7 +117,7 @@ async fn serve(
 /// Decodes the request, runs the handler, encodes the reply frame.
 async fn call(
     kv: &KvService,
-    method: Method,
+    method: KvMethod,
     req: Request<Body>,
     max: usize,
 ) -> Result<Bytes, Status> {
@@ -158,11 +135,11 @@ async fn call(
         }};
     }
     match method {
-        Method::Range => unary!(range),
-        Method::Put => unary!(put),
-        Method::DeleteRange => unary!(delete_range),
-        Method::Txn => unary!(txn),
-        Method::Compact => unary!(compact),
+        KvMethod::Range => unary!(range),
+        KvMethod::Put => unary!(put),
+        KvMethod::DeleteRange => unary!(delete_range),
+        KvMethod::Txn => unary!(txn),
+        KvMethod::Compact => unary!(compact),
     }
 }
 
@@ -325,11 +302,17 @@ mod tests {
     #[test]
     fn only_plain_grpc_kv_calls_take_this_path() {
         assert!(matches!(
-            Method::of("/etcdserverpb.KV/Put"),
-            Some(Method::Put)
+            KvMethod::of_path("/etcdserverpb.KV/Put"),
+            Some(KvMethod::Put)
         ));
-        assert!(Method::of("/etcdserverpb.KV/Nope").is_none());
-        assert!(Method::of("/etcdserverpb.Lease/LeaseGrant").is_none());
+        assert!(KvMethod::of_path("/etcdserverpb.KV/Nope").is_none());
+        for (i, m) in KvMethod::ALL.into_iter().enumerate() {
+            // observe() indexes its metric handles by the discriminant.
+            assert_eq!(m as usize, i);
+            let path = format!("/etcdserverpb.KV/{}", m.name());
+            assert_eq!(KvMethod::of_path(&path), Some(m));
+        }
+        assert!(KvMethod::of_path("/etcdserverpb.Lease/LeaseGrant").is_none());
         let mut h = HeaderMap::new();
         assert!(!plain_grpc(&h), "no content-type");
         h.insert(
