@@ -337,9 +337,7 @@ impl Driver {
         // becomes durable only at checkpoints, which come after the WAL.
         let persist_first = rd.has_messages_after_persist();
         if persist_first {
-            self.write_wal(batch.take(), must_sync)?;
-            let after = rd.persisted();
-            self.transport.send(after);
+            self.persist_and_send(&mut rd, batch.take(), must_sync)?;
         }
         // `advance` needs the snapshot and the committed entries back.
         if let Some(s) = rd.snapshot.take() {
@@ -355,9 +353,7 @@ impl Driver {
         }
         rd.committed_entries = committed;
         if !persist_first {
-            self.write_wal(batch.take(), must_sync)?;
-            let after = rd.persisted();
-            self.transport.send(after);
+            self.persist_and_send(&mut rd, batch.take(), must_sync)?;
         }
         for rs in std::mem::take(&mut rd.read_states) {
             if let Some(w) = self.reads_in_flight.remove(&rs.ctx) {
@@ -377,17 +373,23 @@ impl Driver {
         Ok(())
     }
 
-    /// Appends a `Ready`'s batch to the WAL, durably if `sync`.
-    fn write_wal(&mut self, batch: Option<WalBatch>, sync: bool) -> Result<(), ServerError> {
-        let Some(batch) = batch else {
-            return Ok(());
-        };
-        let started = Instant::now();
-        self.wal.append_now(batch, sync)?;
-        if sync {
-            metrics::histogram!("concord_wal_fsync_duration_seconds")
-                .record(started.elapsed().as_secs_f64());
+    /// Appends a `Ready`'s batch to the WAL, durably if `sync`, then sends
+    /// the messages that waited for it.
+    fn persist_and_send(
+        &mut self,
+        rd: &mut Ready,
+        batch: Option<WalBatch>,
+        sync: bool,
+    ) -> Result<(), ServerError> {
+        if let Some(batch) = batch {
+            let started = Instant::now();
+            self.wal.append_now(batch, sync)?;
+            if sync {
+                metrics::histogram!("concord_wal_fsync_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+            }
         }
+        self.transport.send(rd.persisted());
         Ok(())
     }
 
