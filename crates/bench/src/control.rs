@@ -122,7 +122,18 @@ impl Stats {
         F: Future<Output = Result<T, tonic::Status>>,
     {
         let start = Instant::now();
-        let out = match tokio::time::timeout(timeout, fut).await {
+        let r = tokio::time::timeout(timeout, fut).await;
+        self.outcome(start, r)
+    }
+
+    /// Records the outcome of a request started at `start` and awaited under
+    /// a timeout. Returns the response on success.
+    pub(crate) fn outcome<T>(
+        &mut self,
+        start: Instant,
+        r: Result<Result<T, tonic::Status>, tokio::time::error::Elapsed>,
+    ) -> Option<T> {
+        match r {
             Ok(Ok(v)) => {
                 self.ok(start.elapsed());
                 Some(v)
@@ -135,8 +146,7 @@ impl Stats {
                 self.error("Timeout");
                 None
             }
-        };
-        out
+        }
     }
 }
 

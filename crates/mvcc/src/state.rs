@@ -66,6 +66,8 @@ pub(crate) struct State {
     pub(crate) compact_rev: i64,
     pub(crate) limits: Limits,
     pub(crate) changes: Changes,
+    /// Applying builds no watch events ([`crate::Store::set_events`]).
+    pub(crate) events_off: bool,
 }
 
 /// An open write transaction: one main revision, increasing subs.
@@ -74,6 +76,8 @@ pub(crate) struct Writer {
     pub(crate) main: i64,
     pub(crate) sub: i64,
     pub(crate) events: Vec<Event>,
+    /// Build `events` (off when nobody watches).
+    pub(crate) record_events: bool,
 }
 
 impl Writer {
@@ -128,6 +132,7 @@ impl State {
             main: self.current_rev + 1,
             sub: 0,
             events: Vec::new(),
+            record_events: !self.events_off,
         }
     }
 
@@ -171,26 +176,28 @@ impl State {
             Some(ki) => ki.push(rev, tomb),
             None => self.index.entry(&rec.key).push(rev, tomb),
         }
-        let kv = if tomb {
-            KeyValue {
-                key: rec.key.clone(),
-                mod_revision: rev.main,
-                ..Default::default()
-            }
-        } else {
-            rec.to_kv(rev)
-        };
-        let kind = if tomb {
-            EventType::Delete
-        } else {
-            EventType::Put
-        };
-        w.events.push(Event {
-            kind,
-            kv,
-            prev_kv,
-            revision: rev,
-        });
+        if w.record_events {
+            let kv = if tomb {
+                KeyValue {
+                    key: rec.key.clone(),
+                    mod_revision: rev.main,
+                    ..Default::default()
+                }
+            } else {
+                rec.to_kv(rev)
+            };
+            let kind = if tomb {
+                EventType::Delete
+            } else {
+                EventType::Put
+            };
+            w.events.push(Event {
+                kind,
+                kv,
+                prev_kv,
+                revision: rev,
+            });
+        }
         self.history.insert(rev, rec.clone());
         self.changes.hist_put.push((rev, rec));
         rev

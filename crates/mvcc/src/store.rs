@@ -110,6 +110,14 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether applying builds watch events ([`Applied::events`]); on by
+    /// default. A server with no watchers turns them off: building them was
+    /// a large allocation per put that nobody read. Events skipped this way
+    /// are still in history ([`Store::events_since`]).
+    pub fn set_events(&mut self, on: bool) {
+        self.state.events_off = !on;
+    }
+
     /// Changes applied in memory and not yet written to the backend (they
     /// are written, durably, by the next [`Store::checkpoint`]).
     pub fn pending_changes(&self) -> usize {

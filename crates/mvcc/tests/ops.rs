@@ -527,3 +527,44 @@ fn read_only_txn_is_served_without_a_write() {
     assert!(!writes.is_read_only());
     assert_eq!(h.store.read_txn(&writes), Err(MvccError::NotReadOnly));
 }
+
+/// With events off, applying builds none, but history, revisions and the
+/// store's hash are the same, and the events can be read back from history.
+#[test]
+fn events_off_changes_only_the_events() {
+    let script = |h: &mut H| -> Vec<usize> {
+        let mut counts = Vec::new();
+        counts.push(h.run(put_cmd("a", "1")).events.len());
+        counts.push(h.run(put_cmd("b", "2")).events.len());
+        counts.push(
+            h.run(Command::DeleteRange(DeleteRangeRequest {
+                key: b("a"),
+                range_end: b("c"),
+                ..Default::default()
+            }))
+            .events
+            .len(),
+        );
+        counts
+    };
+    let mut on = H::new();
+    let mut off = H::new();
+    off.store.set_events(false);
+    assert_eq!(script(&mut on), vec![1, 1, 2]);
+    assert_eq!(script(&mut off), vec![0, 0, 0]);
+    assert_eq!(on.hash(), off.hash());
+    assert_eq!(on.store.current_revision(), off.store.current_revision());
+    let all = |h: &H| h.store.events_since(1, &b(""), &b(""), 0).unwrap();
+    assert_eq!(all(&on).len(), 4);
+    assert_eq!(all(&on), all(&off));
+    off.store.set_events(true);
+    assert_eq!(off.run(put_cmd("d", "4")).events.len(), 1);
+}
+
+fn put_cmd(k: &str, v: &str) -> Command {
+    Command::Put(PutRequest {
+        key: b(k),
+        value: b(v),
+        ..Default::default()
+    })
+}

@@ -238,6 +238,20 @@ impl WatchHub {
         }
     }
 
+    /// The driver applied up to the store's current revision without
+    /// building events (nobody watched when it looked). A watcher added
+    /// since then that has not seen those revisions reads them from history
+    /// instead: it is marked lagging. Holds the hub lock, as publish does.
+    pub fn skipped(&self, store: &Store) {
+        let mut inner = self.inner.lock();
+        let current = store.current_revision();
+        for w in inner.watchers.values_mut() {
+            if w.next_rev <= current {
+                w.lagging = true;
+            }
+        }
+    }
+
     /// Number of watchers.
     pub fn len(&self) -> usize {
         self.inner.lock().watchers.len()
@@ -246,5 +260,58 @@ impl WatchHub {
     /// True when nobody watches.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concord_mvcc::{Command, PutRequest};
+
+    fn put(store: &mut Store, index: u64, key: &str) {
+        let cmd = Command::Put(PutRequest {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Bytes::from_static(b"v"),
+            ..Default::default()
+        });
+        store.apply_batch(&[(index, cmd)]).unwrap();
+    }
+
+    fn spec() -> WatchSpec {
+        WatchSpec {
+            key: Bytes::from_static(b"\0"),
+            range_end: Bytes::from_static(b"\0"),
+            no_put: false,
+            no_delete: false,
+            prev_kv: false,
+        }
+    }
+
+    /// A watcher added between the driver's "nobody watches" look and its
+    /// apply gets the revisions applied without events from history.
+    #[test]
+    fn a_watcher_added_while_events_were_off_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path().join("db")).unwrap();
+        let hub = WatchHub::default();
+        put(&mut store, 1, "a");
+        assert!(hub.is_empty()); // the driver looks: nobody watches
+        store.set_events(false);
+        let (tx, mut rx) = mpsc::channel(8);
+        let id = hub.add(spec(), 7, 0, tx, &store); // from the next revision
+        put(&mut store, 2, "b");
+        assert!(!hub.is_lagging(id));
+        hub.skipped(&store);
+        assert!(hub.is_lagging(id));
+        assert_eq!(hub.catch_up(id, &store), CatchUp::Live);
+        let d = rx.try_recv().unwrap();
+        assert_eq!(d.watch_id, 7);
+        let keys: Vec<_> = d.events.iter().map(|e| e.kv.key.clone()).collect();
+        assert_eq!(keys, vec![Bytes::from_static(b"b")]);
+        // A watcher that starts after the skipped revisions stays live.
+        let (tx, _rx2) = mpsc::channel(8);
+        let later = hub.add(spec(), 8, 0, tx, &store);
+        hub.skipped(&store);
+        assert!(!hub.is_lagging(later));
     }
 }

@@ -62,8 +62,13 @@ impl Driver {
             })
             .collect();
         let batch: Vec<(u64, Command)> = run.drain(..).map(|(i, _, c)| (i, c)).collect();
+        // Events only when someone watches: building them was an
+        // allocation per put that nobody read. A watcher added meanwhile is
+        // sent to history for the revisions it missed (`skipped`).
+        let watched = !self.shared.watch.is_empty();
         let applied = {
             let mut store = self.shared.store.write();
+            store.set_events(watched);
             store.apply_batch(&batch)?
         };
         let mut events = Vec::new();
@@ -87,7 +92,9 @@ impl Driver {
         if failed > 0 {
             metrics::counter!("concord_proposals_failed_total").increment(failed);
         }
-        if !events.is_empty() {
+        if !watched {
+            self.shared.watch.skipped(&self.shared.store.read());
+        } else if !events.is_empty() {
             let store = self.shared.store.read();
             self.shared.watch.publish(events, &store);
         }
