@@ -533,19 +533,16 @@ fn read_only_txn_is_served_without_a_write() {
 #[test]
 fn events_off_changes_only_the_events() {
     let script = |h: &mut H| -> Vec<usize> {
-        let mut counts = Vec::new();
-        counts.push(h.run(put_cmd("a", "1")).events.len());
-        counts.push(h.run(put_cmd("b", "2")).events.len());
-        counts.push(
-            h.run(Command::DeleteRange(DeleteRangeRequest {
-                key: b("a"),
-                range_end: b("c"),
-                ..Default::default()
-            }))
-            .events
-            .len(),
-        );
-        counts
+        let del = Command::DeleteRange(DeleteRangeRequest {
+            key: b("a"),
+            range_end: b("c"),
+            ..Default::default()
+        });
+        vec![
+            h.run(put_cmd("a", "1")).events.len(),
+            h.run(put_cmd("b", "2")).events.len(),
+            h.run(del).events.len(),
+        ]
     };
     let mut on = H::new();
     let mut off = H::new();
