@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use concord_mvcc::Command;
@@ -33,9 +33,15 @@ use crate::envelope::{self, Payload, ServerOp};
 use crate::error::{clone_err, raft_error, ServerError};
 use crate::shared::Shared;
 use crate::snapshotter::{SharedSnapshots, SnapshotJob};
+use crate::transport::inbound::Inbound;
 use crate::transport::Transport;
 
 mod apply;
+mod inbox;
+
+pub use inbox::InboxSender;
+use inbox::Woken;
+pub(crate) use inbox::{channel as inbox_channel, Inbox, WAKE};
 
 /// The one Raft group of this server (multi-Raft will add more).
 pub const GROUP: u64 = 1;
@@ -57,6 +63,8 @@ pub enum Input {
     Tick,
     /// A message from a peer.
     Peer(Message),
+    /// A plaintext peer connection for the driver to read (`inbound.rs`).
+    PeerConn(std::net::TcpStream),
     /// Propose an entry; its waiter is registered under `id`.
     Propose {
         /// Request id.
@@ -93,7 +101,9 @@ pub struct Driver {
     pub(crate) transport: Arc<Transport>,
     pub(crate) wal: GroupCommit<FsDisk>,
     pub(crate) snaps: SharedSnapshots,
-    pub(crate) inbox: mpsc::Receiver<Input>,
+    pub(crate) inbox: Inbox,
+    /// Peer connections this thread reads.
+    peers: Inbound,
     pub(crate) snapshot_count: u64,
     pub(crate) snapshot_index: u64,
     applied: u64,
@@ -134,12 +144,13 @@ impl Driver {
         transport: Arc<Transport>,
         wal: GroupCommit<FsDisk>,
         snaps: SharedSnapshots,
-        inbox: mpsc::Receiver<Input>,
+        inbox: Inbox,
         snapshot_count: u64,
         snapshot_index: u64,
         applied: u64,
     ) -> Driver {
         Driver {
+            peers: Inbound::new(shared.cluster_id, shared.id, shared.clone()),
             node,
             shared,
             transport,
@@ -185,21 +196,33 @@ impl Driver {
     }
 
     fn run_loop(&mut self) -> Result<(), ServerError> {
+        let mut ready_tokens = Vec::new();
         loop {
-            let Some(first) = self.inbox.blocking_recv() else {
+            let Some(mut handled) = self.take_inputs() else {
                 return Ok(());
             };
-            if !self.handle(first) {
-                return Ok(());
-            }
-            for _ in 1..MAX_INPUTS_PER_ROUND {
-                match self.inbox.try_recv() {
-                    Ok(i) => {
+            if handled == 0 {
+                // Nothing queued and nothing known readable: sleep (a peer
+                // connection still over its budget only gets a fresh look).
+                let timeout = self.peers.any_readable().then_some(Duration::ZERO);
+                ready_tokens.clear();
+                match self.inbox.park(timeout, &mut ready_tokens)? {
+                    Woken::Input(i) => {
                         if !self.handle(i) {
                             return Ok(());
                         }
+                        handled = 1;
                     }
-                    Err(_) => break,
+                    Woken::Events => {}
+                    Woken::Closed => return Ok(()),
+                }
+                self.peers.mark_readable(&ready_tokens);
+                let Some(more) = self.take_inputs() else {
+                    return Ok(());
+                };
+                handled += more;
+                if handled == 0 {
+                    continue;
                 }
             }
             self.flush_proposals();
@@ -211,6 +234,34 @@ impl Driver {
             self.maybe_snapshot()?;
             self.maybe_checkpoint()?;
         }
+    }
+
+    /// Handles what is queued and what the readable peer connections have,
+    /// each up to a round's budget. Returns how many inputs that was, or
+    /// `None` to stop.
+    fn take_inputs(&mut self) -> Option<usize> {
+        let mut handled = 0;
+        while handled < MAX_INPUTS_PER_ROUND {
+            match self.inbox.try_recv() {
+                Ok(i) => {
+                    handled += 1;
+                    if !self.handle(i) {
+                        return None;
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            }
+        }
+        let node = &mut self.node;
+        handled += self
+            .peers
+            .read(self.inbox.registry(), MAX_INPUTS_PER_ROUND, |m| {
+                if let Err(e) = node.step(m) {
+                    tracing::debug!(error = %e, "peer message refused");
+                }
+            });
+        Some(handled)
     }
 
     /// About once a second (or after `MAX_PENDING_CHANGES`), write what was
@@ -250,6 +301,7 @@ impl Driver {
                     tracing::debug!(error = %e, "peer message refused");
                 }
             }
+            Input::PeerConn(tcp) => self.peers.add(self.inbox.registry(), tcp),
             Input::Propose { id, data } => self.proposals.push((id, data)),
             Input::ConfChange { id, cc, ctx } => {
                 if let Err(e) = self.node.propose_conf_change_with_context(cc, ctx) {

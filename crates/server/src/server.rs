@@ -13,10 +13,9 @@ use concord_storage::{
     WalOptions,
 };
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 use crate::config::{self, Config};
-use crate::driver::{Driver, Input, GROUP, INBOX_CAPACITY};
+use crate::driver::{inbox_channel, Driver, Input, GROUP, INBOX_CAPACITY};
 use crate::error::ServerError;
 use crate::members::MemberTable;
 use crate::shared::Shared;
@@ -190,7 +189,7 @@ pub async fn run(
     std::fs::write(id_path(&data_dir), id.to_string())?;
 
     let rt = tokio::runtime::Handle::current();
-    let (inbox_tx, inbox_rx) = mpsc::channel::<Input>(INBOX_CAPACITY);
+    let (inbox_tx, inbox_rx) = inbox_channel(INBOX_CAPACITY)?;
     let cluster_id = members.cluster_id;
     let transport = Transport::new(id, cluster_id, rt.clone(), tls.peer_connector.clone());
     for m in members.members.values() {
@@ -253,7 +252,7 @@ pub async fn run(
             if ticker_inbox.is_closed() {
                 return;
             }
-            let _ = ticker_inbox.try_send(Input::Tick);
+            ticker_inbox.try_send(Input::Tick);
         }
     }));
     let mut gone = transport.removed_signal();
@@ -313,7 +312,7 @@ pub async fn run(
     }
     tracing::info!("shutting down");
     let _ = shared.shutdown.send(true);
-    let _ = inbox_tx.send(Input::Stop).await;
+    inbox_tx.send(Input::Stop).await;
     for t in tasks {
         t.abort();
     }

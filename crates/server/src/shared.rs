@@ -9,9 +9,9 @@ use bytes::Bytes;
 use concord_mvcc::{MvccError, Response, Store};
 use concord_raft::{ConfChange, Role};
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
-use crate::driver::Input;
+use crate::driver::{InboxSender, Input};
 use crate::envelope::{self, Payload};
 use crate::error::ServerError;
 use crate::members::MemberTable;
@@ -76,7 +76,7 @@ pub struct Shared {
     pub leader_rx: watch::Receiver<u64>,
     pub(crate) leader_tx: watch::Sender<u64>,
     /// The driver's inbox.
-    pub(crate) inbox: mpsc::Sender<Input>,
+    pub(crate) inbox: InboxSender,
     pub(crate) pending: Mutex<HashMap<u64, Waiter>>,
     next_request: AtomicU64,
     request_prefix: u64,
@@ -110,7 +110,7 @@ impl Shared {
         data_dir: PathBuf,
         store: Store,
         members: MemberTable,
-        inbox: mpsc::Sender<Input>,
+        inbox: InboxSender,
         max_request_bytes: usize,
         quota_backend_bytes: u64,
     ) -> Shared {
@@ -195,7 +195,7 @@ impl Shared {
     async fn submit(&self, id: u64, input: Input) -> Result<Outcome, ServerError> {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(id, tx);
-        if self.inbox.try_send(input).is_err() {
+        if !self.inbox.try_send(input) {
             self.pending.lock().remove(&id);
             metrics::counter!("concord_proposals_failed_total").increment(1);
             return Err(ServerError::TooManyRequests);
@@ -216,7 +216,7 @@ impl Shared {
     pub async fn read_barrier(&self) -> Result<(), ServerError> {
         self.check_serving()?;
         let (tx, rx) = oneshot::channel();
-        if self.inbox.try_send(Input::Read(tx)).is_err() {
+        if !self.inbox.try_send(Input::Read(tx)) {
             return Err(ServerError::TooManyRequests);
         }
         match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
@@ -229,9 +229,9 @@ impl Shared {
     /// Asks the leader to hand leadership to `target` and waits for it.
     pub async fn transfer_leader(&self, target: u64) -> Result<(), ServerError> {
         let mut rx = self.leader_rx.clone();
-        self.inbox
-            .try_send(Input::Transfer { target })
-            .map_err(|_| ServerError::TooManyRequests)?;
+        if !self.inbox.try_send(Input::Transfer { target }) {
+            return Err(ServerError::TooManyRequests);
+        }
         let wait = async {
             loop {
                 if *rx.borrow_and_update() == target {

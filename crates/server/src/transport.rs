@@ -27,10 +27,11 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::driver::Input;
+use crate::driver::{InboxSender, Input};
 use crate::tls::{accept_peer, dial_peer, PeerStream};
 
 mod direct;
+pub(crate) mod inbound;
 use direct::{encode_frame, Direct};
 
 /// Messages queued per peer before new ones are dropped.
@@ -327,7 +328,7 @@ pub async fn serve_peers(
     listener: TcpListener,
     cluster_id: u64,
     me: u64,
-    inbox: mpsc::Sender<Input>,
+    inbox: InboxSender,
     shared: Arc<crate::shared::Shared>,
     tls: Option<TlsAcceptor>,
 ) {
@@ -339,6 +340,27 @@ pub async fn serve_peers(
         let shared = shared.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            if tls.is_none() {
+                // Read the kind byte before the socket is handed over: the
+                // driver reads plaintext Raft connections itself.
+                let mut tcp = tcp;
+                let _ = tcp.set_nodelay(true);
+                let mut kind = [0u8; 1];
+                if tcp.read_exact(&mut kind).await.is_err() {
+                    return;
+                }
+                if kind[0] == KIND_RAFT {
+                    match tcp.into_std() {
+                        Ok(tcp) => {
+                            inbox.send(Input::PeerConn(tcp)).await;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "handing a peer connection over"),
+                    }
+                    return;
+                }
+                serve_other(kind[0], Box::new(tcp), &shared).await;
+                return;
+            }
             let mut stream = match accept_peer(tcp, tls.as_ref()).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -352,23 +374,76 @@ pub async fn serve_peers(
             }
             match kind[0] {
                 KIND_RAFT => receive(stream, cluster_id, me, inbox, shared).await,
-                KIND_MEMBERS => {
-                    let table = shared.members.read().encode();
-                    let mut out = (table.len() as u32).to_be_bytes().to_vec();
-                    out.extend_from_slice(&table);
-                    let _ = stream.write_all(&out).await;
-                }
-                _ => {}
+                k => serve_other(k, stream, &shared).await,
             }
         });
     }
 }
 
+/// A connection that is not a Raft stream: a member-table query is
+/// answered; anything else is closed.
+async fn serve_other(kind: u8, mut stream: PeerStream, shared: &crate::shared::Shared) {
+    if kind == KIND_MEMBERS {
+        let table = shared.members.read().encode();
+        let mut out = (table.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&table);
+        let _ = stream.write_all(&out).await;
+    }
+}
+
+/// What a frame from a peer connection calls for.
+pub(crate) enum Screened {
+    /// Messages for the driver.
+    Messages(Vec<Message>),
+    /// Close the connection.
+    Close,
+    /// The sender was removed from the cluster: send it [`GONE`], then close.
+    Gone,
+}
+
+/// Checks a decoded frame: the cluster, a removed sender, each message's
+/// addressing. Invalid messages are dropped with a warning.
+pub(crate) fn screen(
+    frame: Frame,
+    cluster_id: u64,
+    me: u64,
+    shared: &crate::shared::Shared,
+) -> Screened {
+    if frame.cluster_id != cluster_id {
+        tracing::warn!(
+            got = frame.cluster_id,
+            want = cluster_id,
+            "peer from another cluster; closing the connection"
+        );
+        return Screened::Close;
+    }
+    if shared.members.read().removed.contains(&frame.from) {
+        // A removed member must not vote, campaign or forward writes.
+        tracing::warn!(
+            member = format!("{:x}", frame.from),
+            "refusing a removed member"
+        );
+        return Screened::Gone;
+    }
+    let from = frame.from;
+    let mut out = Vec::with_capacity(frame.messages.len());
+    for m in frame.messages {
+        match from_wire(m) {
+            Ok(m) if m.to == me && m.from == from => out.push(m),
+            Ok(m) => tracing::warn!(to = m.to, from = m.from, "misaddressed peer message"),
+            Err(e) => tracing::warn!(error = %e, "dropping invalid peer message"),
+        }
+    }
+    Screened::Messages(out)
+}
+
+/// Reads frames from a TLS peer connection (plaintext ones are read by the
+/// driver itself, `inbound.rs`).
 async fn receive(
     mut stream: PeerStream,
     cluster_id: u64,
     me: u64,
-    inbox: mpsc::Sender<Input>,
+    inbox: InboxSender,
     shared: Arc<crate::shared::Shared>,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -393,32 +468,18 @@ async fn receive(
                 return;
             }
         };
-        if frame.cluster_id != cluster_id {
-            tracing::warn!(
-                got = frame.cluster_id,
-                want = cluster_id,
-                "peer from another cluster; closing the connection"
-            );
-            return;
-        }
-        if shared.members.read().removed.contains(&frame.from) {
-            // A removed member must not vote, campaign or forward writes.
-            tracing::warn!(
-                member = format!("{:x}", frame.from),
-                "refusing a removed member"
-            );
-            let _ = stream.write_all(&[GONE]).await;
-            return;
-        }
-        for m in frame.messages {
-            match from_wire(m) {
-                Ok(m) if m.to == me && m.from == frame.from => {
-                    if inbox.send(Input::Peer(m)).await.is_err() {
+        match screen(frame, cluster_id, me, &shared) {
+            Screened::Messages(ms) => {
+                for m in ms {
+                    if !inbox.send(Input::Peer(m)).await {
                         return;
                     }
                 }
-                Ok(m) => tracing::warn!(to = m.to, from = m.from, "misaddressed peer message"),
-                Err(e) => tracing::warn!(error = %e, "dropping invalid peer message"),
+            }
+            Screened::Close => return,
+            Screened::Gone => {
+                let _ = stream.write_all(&[GONE]).await;
+                return;
             }
         }
     }
