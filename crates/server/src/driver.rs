@@ -37,6 +37,7 @@ use crate::transport::inbound::Inbound;
 use crate::transport::Transport;
 
 mod apply;
+mod compaction;
 mod inbox;
 
 pub use inbox::InboxSender;
@@ -125,6 +126,28 @@ pub struct Driver {
     wal_compaction: Option<SnapshotMark>,
     /// Election timeout in ticks (a peer heard from within it is active).
     election_ticks: u64,
+    pub(crate) meters: Meters,
+}
+
+/// Metric handles looked up once: a registry lookup per round (hashing
+/// the name) showed in profiles. The recorder is installed before the
+/// driver starts.
+pub(crate) struct Meters {
+    wal_fsync: metrics::Histogram,
+    backend_commit: metrics::Histogram,
+    pub(crate) committed: metrics::Counter,
+    pub(crate) failed: metrics::Counter,
+}
+
+impl Meters {
+    fn new() -> Meters {
+        Meters {
+            wal_fsync: metrics::histogram!("concord_wal_fsync_duration_seconds"),
+            backend_commit: metrics::histogram!("concord_backend_commit_duration_seconds"),
+            committed: metrics::counter!("concord_proposals_committed_total"),
+            failed: metrics::counter!("concord_proposals_failed_total"),
+        }
+    }
 }
 
 impl std::fmt::Debug for Driver {
@@ -174,6 +197,7 @@ impl Driver {
             snapshot_job: None,
             wal_compaction: None,
             election_ticks,
+            meters: Meters::new(),
         }
     }
 
@@ -262,26 +286,6 @@ impl Driver {
                 }
             });
         Some(handled)
-    }
-
-    /// About once a second (or after `MAX_PENDING_CHANGES`), write what was
-    /// applied to the backend in one durable transaction: it bounds the
-    /// memory held for the backend and the replay after a crash. The write
-    /// and its fsync run in a background thread; this loop only hands the
-    /// changes over (and collects the previous checkpoint).
-    fn maybe_checkpoint(&mut self) -> Result<(), ServerError> {
-        if self.last_checkpoint.elapsed() < CHECKPOINT_INTERVAL
-            && self.shared.store.read().pending_changes() < MAX_PENDING_CHANGES
-        {
-            return Ok(());
-        }
-        let mut store = self.shared.store.write();
-        if store.poll_checkpoint()? {
-            return Ok(()); // the previous one is still being written
-        }
-        self.last_checkpoint = Instant::now();
-        store.start_checkpoint()?;
-        Ok(())
     }
 
     /// Handles one input; false to stop.
@@ -400,7 +404,8 @@ impl Driver {
         if !committed.is_empty() {
             let started = Instant::now();
             self.apply(&committed)?;
-            metrics::histogram!("concord_backend_commit_duration_seconds")
+            self.meters
+                .backend_commit
                 .record(started.elapsed().as_secs_f64());
         }
         rd.committed_entries = committed;
@@ -437,7 +442,8 @@ impl Driver {
             let started = Instant::now();
             self.wal.append_now(batch, sync)?;
             if sync {
-                metrics::histogram!("concord_wal_fsync_duration_seconds")
+                self.meters
+                    .wal_fsync
                     .record(started.elapsed().as_secs_f64());
             }
         }
@@ -512,80 +518,6 @@ impl Driver {
             .map(|(id, _)| *id)
             .collect();
         *self.shared.active_peers.write() = active;
-    }
-
-    /// Every `--snapshot-count` applied entries: start a snapshot in the
-    /// background (see `snapshotter.rs`); when its file is durable, compact
-    /// the core's log, and the WAL once the backend is durable as far.
-    fn maybe_snapshot(&mut self) -> Result<(), ServerError> {
-        self.maybe_compact_wal()?;
-        if let Some(job) = &self.snapshot_job {
-            if job.is_finished() {
-                let job = self.snapshot_job.take().expect("checked");
-                self.finish_snapshot(job)?;
-            }
-            return Ok(());
-        }
-        if self.applied < self.snapshot_index + self.snapshot_count {
-            return Ok(());
-        }
-        let index = self.applied;
-        let meta = self.node.snapshot_meta(index).map_err(raft_error)?;
-        let (source, members) = {
-            let store = self.shared.store.read();
-            (store.snapshot_source(), self.shared.members.read().clone())
-        };
-        self.snapshot_job = Some(SnapshotJob::start(
-            self.snaps.clone(),
-            members,
-            source,
-            meta,
-        )?);
-        Ok(())
-    }
-
-    fn finish_snapshot(&mut self, job: SnapshotJob) -> Result<(), ServerError> {
-        let announced = job.meta.clone();
-        let started = job.started;
-        let snap = job.join()?;
-        let index = announced.index;
-        if index <= self.snapshot_index {
-            // A newer snapshot arrived from the leader meanwhile.
-            return Ok(());
-        }
-        let meta = self
-            .node
-            .compact(index, snap.data.clone())
-            .map_err(raft_error)?;
-        assert_eq!(meta, announced, "the core changed the snapshot metadata");
-        self.snapshot_index = index;
-        self.wal_compaction = Some(SnapshotMark {
-            index: meta.index,
-            term: meta.term,
-        });
-        tracing::info!(
-            index,
-            bytes = snap.data.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "saved a snapshot in the background"
-        );
-        self.maybe_compact_wal()
-    }
-
-    /// Compacts the WAL behind the last snapshot once a backend checkpoint
-    /// covers it (a restart then needs neither the entries nor the image).
-    fn maybe_compact_wal(&mut self) -> Result<(), ServerError> {
-        let Some(mark) = self.wal_compaction else {
-            return Ok(());
-        };
-        if self.shared.store.read().durable_applied_index() < mark.index {
-            return Ok(());
-        }
-        self.wal_compaction = None;
-        self.wal.compact(GROUP, mark)?;
-        self.snaps.lock().prune(GROUP)?;
-        tracing::info!(index = mark.index, "compacted the WAL behind the snapshot");
-        Ok(())
     }
 
     /// Leader only: revoke expired leases and checkpoint remaining TTLs.

@@ -1,0 +1,107 @@
+//! What keeps the driver's memory and disk bounded: background checkpoints
+//! of the store, Raft snapshots every `snapshot_count` entries, and WAL
+//! compaction behind a snapshot once the backend is durable there.
+
+use std::time::Instant;
+
+use concord_storage::SnapshotMark;
+
+use super::{Driver, CHECKPOINT_INTERVAL, GROUP, MAX_PENDING_CHANGES};
+use crate::error::{raft_error, ServerError};
+use crate::snapshotter::SnapshotJob;
+
+impl Driver {
+    /// About once a second (or after `MAX_PENDING_CHANGES`), write what was
+    /// applied to the backend in one durable transaction: it bounds the
+    /// memory held for the backend and the replay after a crash. The write
+    /// and its fsync run in a background thread; this loop only hands the
+    /// changes over (and collects the previous checkpoint).
+    pub(super) fn maybe_checkpoint(&mut self) -> Result<(), ServerError> {
+        if self.last_checkpoint.elapsed() < CHECKPOINT_INTERVAL
+            && self.shared.store.read().pending_changes() < MAX_PENDING_CHANGES
+        {
+            return Ok(());
+        }
+        let mut store = self.shared.store.write();
+        if store.poll_checkpoint()? {
+            return Ok(()); // the previous one is still being written
+        }
+        self.last_checkpoint = Instant::now();
+        store.start_checkpoint()?;
+        Ok(())
+    }
+
+    /// Every `--snapshot-count` applied entries: start a snapshot in the
+    /// background (see `snapshotter.rs`); when its file is durable, compact
+    /// the core's log, and the WAL once the backend is durable as far.
+    pub(super) fn maybe_snapshot(&mut self) -> Result<(), ServerError> {
+        self.maybe_compact_wal()?;
+        if let Some(job) = &self.snapshot_job {
+            if job.is_finished() {
+                let job = self.snapshot_job.take().expect("checked");
+                self.finish_snapshot(job)?;
+            }
+            return Ok(());
+        }
+        if self.applied < self.snapshot_index + self.snapshot_count {
+            return Ok(());
+        }
+        let index = self.applied;
+        let meta = self.node.snapshot_meta(index).map_err(raft_error)?;
+        let (source, members) = {
+            let store = self.shared.store.read();
+            (store.snapshot_source(), self.shared.members.read().clone())
+        };
+        self.snapshot_job = Some(SnapshotJob::start(
+            self.snaps.clone(),
+            members,
+            source,
+            meta,
+        )?);
+        Ok(())
+    }
+
+    pub(super) fn finish_snapshot(&mut self, job: SnapshotJob) -> Result<(), ServerError> {
+        let announced = job.meta.clone();
+        let started = job.started;
+        let snap = job.join()?;
+        let index = announced.index;
+        if index <= self.snapshot_index {
+            // A newer snapshot arrived from the leader meanwhile.
+            return Ok(());
+        }
+        let meta = self
+            .node
+            .compact(index, snap.data.clone())
+            .map_err(raft_error)?;
+        assert_eq!(meta, announced, "the core changed the snapshot metadata");
+        self.snapshot_index = index;
+        self.wal_compaction = Some(SnapshotMark {
+            index: meta.index,
+            term: meta.term,
+        });
+        tracing::info!(
+            index,
+            bytes = snap.data.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "saved a snapshot in the background"
+        );
+        self.maybe_compact_wal()
+    }
+
+    /// Compacts the WAL behind the last snapshot once a backend checkpoint
+    /// covers it (a restart then needs neither the entries nor the image).
+    pub(super) fn maybe_compact_wal(&mut self) -> Result<(), ServerError> {
+        let Some(mark) = self.wal_compaction else {
+            return Ok(());
+        };
+        if self.shared.store.read().durable_applied_index() < mark.index {
+            return Ok(());
+        }
+        self.wal_compaction = None;
+        self.wal.compact(GROUP, mark)?;
+        self.snaps.lock().prune(GROUP)?;
+        tracing::info!(index = mark.index, "compacted the WAL behind the snapshot");
+        Ok(())
+    }
+}
