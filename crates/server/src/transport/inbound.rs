@@ -9,13 +9,14 @@
 //! append, the leader's ack).
 //!
 //! Reading is bounded: at most [`MAX_CONNS`] connections, frames of at
-//! most [`MAX_FRAME_BYTES`], and a message budget per round; a connection
+//! most `MAX_FRAME_BYTES`, and a message budget per round; a connection
 //! that still has data when its budget runs out stays marked readable and
 //! is read again next round, before the driver sleeps.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use concord_proto::concordpeer::Frame;
@@ -26,8 +27,10 @@ use super::{screen, Screened, GONE, MAX_FRAME_BYTES};
 use crate::driver::WAKE;
 use crate::shared::Shared;
 
-/// Most peer connections read by the driver; more are refused (a peer
-/// has two, for messages and snapshots).
+/// Most peer connections read by the driver (a peer has two, for messages
+/// and snapshots). A new one beyond it replaces the one that has gone
+/// longest without a valid frame, so idle or stale connections cannot
+/// lock a member's peers out; a dropped peer just dials again.
 pub(crate) const MAX_CONNS: usize = 256;
 /// Bytes read from a socket at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -39,12 +42,16 @@ struct Conn {
     /// The socket may have more to read (edge-triggered: set by the poll,
     /// cleared when a read would block).
     readable: bool,
+    /// When it was accepted or last delivered a valid frame.
+    last_active: Instant,
 }
 
 /// The driver's peer connections.
 pub(crate) struct Inbound {
     conns: HashMap<usize, Conn>,
     next_token: usize,
+    /// [`MAX_CONNS`] (smaller in tests).
+    max_conns: usize,
     /// Reused read buffer.
     scratch: Vec<u8>,
     cluster_id: u64,
@@ -76,6 +83,7 @@ impl Inbound {
         Inbound {
             conns: HashMap::new(),
             next_token: 0,
+            max_conns: MAX_CONNS,
             scratch: vec![0; READ_CHUNK],
             cluster_id,
             me,
@@ -85,9 +93,16 @@ impl Inbound {
 
     /// Takes over a peer connection (nonblocking, its kind byte read).
     pub(crate) fn add(&mut self, registry: &mio::Registry, tcp: std::net::TcpStream) {
-        if self.conns.len() >= MAX_CONNS {
-            tracing::warn!("too many peer connections; refusing one");
-            return;
+        if self.conns.len() >= self.max_conns {
+            let stalest = self
+                .conns
+                .iter()
+                .min_by_key(|(_, c)| c.last_active)
+                .map(|(t, _)| *t);
+            if let Some(mut c) = stalest.and_then(|t| self.conns.remove(&t)) {
+                tracing::warn!("too many peer connections; dropping the stalest");
+                let _ = registry.deregister(&mut c.stream);
+            }
         }
         if let Err(e) = tcp.set_nonblocking(true) {
             tracing::warn!(error = %e, "peer connection");
@@ -105,6 +120,7 @@ impl Inbound {
             buf: BytesMut::new(),
             // Data may have arrived before the registration.
             readable: true,
+            last_active: Instant::now(),
         };
         self.conns.insert(token, conn);
     }
@@ -183,6 +199,7 @@ fn read_conn(
             };
             match screen(frame) {
                 Screened::Messages(ms) => {
+                    conn.last_active = Instant::now();
                     handed += ms.len();
                     ms.into_iter().for_each(&mut step);
                 }
@@ -228,13 +245,140 @@ fn take_frame(buf: &mut BytesMut) -> Result<Option<Frame>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::inbox_channel;
+    use crate::members::MemberTable;
     use concord_proto::concordpeer::Frame;
+    use concord_proto::peer::to_wire;
+    use concord_raft::Body;
+    use std::net::{TcpListener, TcpStream};
+
+    const CLUSTER: u64 = 7;
+    const ME: u64 = 1;
 
     fn framed(f: &Frame) -> Vec<u8> {
         let body = f.encode_to_vec();
         let mut out = (body.len() as u32).to_be_bytes().to_vec();
         out.extend_from_slice(&body);
         out
+    }
+
+    fn heartbeat_frame(cluster_id: u64, from: u64, commit: u64) -> Vec<u8> {
+        let m = Message {
+            group: 1,
+            from,
+            to: ME,
+            term: 3,
+            body: Body::Heartbeat { commit, ctx: 0 },
+        };
+        framed(&Frame {
+            cluster_id,
+            from,
+            messages: vec![to_wire(&m)],
+        })
+    }
+
+    /// A connected pair: the peer's end, and ours handed to `inbound`.
+    fn connect(l: &TcpListener, inbound: &mut Inbound, reg: &mio::Registry) -> TcpStream {
+        let peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (ours, _) = l.accept().unwrap();
+        inbound.add(reg, ours);
+        peer
+    }
+
+    /// Reads until `want` messages came or 300 ms passed.
+    fn read_n(inbound: &mut Inbound, reg: &mio::Registry, want: usize) -> Vec<Message> {
+        let mut got = Vec::new();
+        let start = Instant::now();
+        while got.len() < want && start.elapsed() < std::time::Duration::from_millis(300) {
+            inbound.read(reg, 1000, |m| got.push(m));
+            // Edge-triggered: without the poll, treat every socket as readable.
+            for c in inbound.conns.values_mut() {
+                c.readable = true;
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn frames_from_real_sockets_are_screened_and_connections_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = concord_mvcc::Store::open(dir.path().join("db")).unwrap();
+        let (tx, inbox) = inbox_channel(16).unwrap();
+        let shared = Arc::new(Shared::new(
+            ME,
+            CLUSTER,
+            "m1".into(),
+            vec![],
+            dir.path().to_path_buf(),
+            store,
+            MemberTable::default(),
+            tx,
+            1 << 20,
+            1 << 30,
+        ));
+        shared.members.write().removed.insert(9);
+        let reg = inbox.registry();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut inbound = Inbound::new(CLUSTER, ME, shared);
+        inbound.max_conns = 8;
+
+        // Two frames in one write, then one in two halves: three messages.
+        let mut good = connect(&l, &mut inbound, reg);
+        let mut two = heartbeat_frame(CLUSTER, 2, 5);
+        two.extend(heartbeat_frame(CLUSTER, 2, 6));
+        good.write_all(&two).unwrap();
+        let third = heartbeat_frame(CLUSTER, 2, 7);
+        good.write_all(&third[..3]).unwrap();
+        good.flush().unwrap();
+        assert_eq!(read_n(&mut inbound, reg, 2).len(), 2);
+        good.write_all(&third[3..]).unwrap();
+        let got = read_n(&mut inbound, reg, 1);
+        assert_eq!(got.len(), 1);
+        assert!(matches!(got[0].body, Body::Heartbeat { commit: 7, .. }));
+
+        // Another cluster, a removed member, garbage: each connection is
+        // dropped and nothing reaches the driver; the removed one hears GONE.
+        let mut other = connect(&l, &mut inbound, reg);
+        other
+            .write_all(&heartbeat_frame(CLUSTER + 1, 3, 1))
+            .unwrap();
+        let mut removed = connect(&l, &mut inbound, reg);
+        removed.write_all(&heartbeat_frame(CLUSTER, 9, 1)).unwrap();
+        let mut garbage = connect(&l, &mut inbound, reg);
+        garbage.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).unwrap();
+        assert!(read_n(&mut inbound, reg, 1).is_empty());
+        assert_eq!(inbound.conns.len(), 1, "only the good connection is left");
+        let mut reply = [0u8; 1];
+        removed.read_exact(&mut reply).unwrap();
+        assert_eq!(reply[0], GONE);
+
+        // At the limit, a new connection replaces the stalest one, never
+        // the one that keeps delivering frames.
+        let mut idle = Vec::new();
+        for _ in 1..inbound.max_conns {
+            idle.push(connect(&l, &mut inbound, reg));
+        }
+        assert_eq!(inbound.conns.len(), inbound.max_conns);
+        good.write_all(&heartbeat_frame(CLUSTER, 2, 8)).unwrap();
+        assert_eq!(read_n(&mut inbound, reg, 1).len(), 1);
+        for _ in 0..3 {
+            idle.push(connect(&l, &mut inbound, reg));
+        }
+        assert_eq!(inbound.conns.len(), inbound.max_conns);
+        // The newest connection was taken, not refused.
+        let newest = idle.last_mut().unwrap();
+        newest.write_all(&heartbeat_frame(CLUSTER, 4, 1)).unwrap();
+        let got = read_n(&mut inbound, reg, 1);
+        assert!(matches!(got[..], [Message { from: 4, .. }]));
+        good.write_all(&heartbeat_frame(CLUSTER, 2, 9)).unwrap();
+        let got = read_n(&mut inbound, reg, 1);
+        assert!(matches!(
+            got[..],
+            [Message {
+                body: Body::Heartbeat { commit: 9, .. },
+                ..
+            }]
+        ));
     }
 
     #[test]
