@@ -15,9 +15,12 @@
 //! committed entries are durable on a quorum already, so clients are
 //! answered before the leader's own fsync.
 //!
-//! Inputs (peer messages, proposals, reads, ticks) arrive on one bounded
-//! channel; everything that arrived while the previous fsync ran is handled
-//! in the next round, which is where batching comes from.
+//! Inputs (proposals, reads, ticks, TLS peers' messages) arrive on one
+//! bounded channel, and plaintext peer connections are read here directly;
+//! the thread sleeps in one poll for both (`driver/inbox.rs`,
+//! `transport/inbound.rs`). Everything that arrived while the previous
+//! fsync ran is handled in the next round, which is where batching comes
+//! from.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -9,8 +9,10 @@
 //! exponential backoff; messages that cannot be queued or sent are dropped,
 //! which Raft tolerates (it retries).
 //!
-//! The listener accepts connections, checks the cluster id in the first
-//! frame, and feeds decoded messages to the driver's inbox.
+//! The listener accepts connections and hands plaintext Raft connections
+//! to the driver, which reads them itself (`inbound.rs`); a TLS connection
+//! is read by a task that feeds the driver's inbox. Either way each frame
+//! is screened ([`screen`]): the cluster id, a removed sender, addressing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
