@@ -9,9 +9,9 @@
 //! append, the leader's ack).
 //!
 //! Reading is bounded: at most [`MAX_CONNS`] connections, frames of at
-//! most `MAX_FRAME_BYTES`, and a message budget per round; a connection
-//! that still has data when its budget runs out stays marked readable and
-//! is read again next round, before the driver sleeps.
+//! most `MAX_FRAME_BYTES`, and a message and byte budget per connection and
+//! round; a connection that still has data when its budget runs out stays
+//! marked readable and is read again next round, before the driver sleeps.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -34,6 +34,9 @@ use crate::shared::Shared;
 pub(crate) const MAX_CONNS: usize = 256;
 /// Bytes read from a socket at once.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read from one connection per round (snapshot chunks are large
+/// and few: the message budget alone would not bound them).
+const MAX_READ_PER_ROUND: usize = 8 * 1024 * 1024;
 
 struct Conn {
     stream: mio::net::TcpStream,
@@ -178,7 +181,8 @@ impl Inbound {
 }
 
 /// Reads whole frames from one connection until the socket would block,
-/// it closes, or `budget` messages were handed on.
+/// it closes, or `budget` messages were handed on or
+/// [`MAX_READ_PER_ROUND`] bytes read.
 fn read_conn(
     conn: &mut Conn,
     scratch: &mut [u8],
@@ -186,7 +190,7 @@ fn read_conn(
     mut step: impl FnMut(Message),
     mut screen: impl FnMut(Frame) -> Screened,
 ) -> Ended {
-    let mut handed = 0;
+    let (mut handed, mut read) = (0, 0);
     loop {
         loop {
             let frame = match take_frame(&mut conn.buf) {
@@ -213,9 +217,15 @@ fn read_conn(
                 return Ended::Budget;
             }
         }
+        if read >= MAX_READ_PER_ROUND {
+            return Ended::Budget;
+        }
         match conn.stream.read(scratch) {
             Ok(0) => return Ended::Closed,
-            Ok(n) => conn.buf.extend_from_slice(&scratch[..n]),
+            Ok(n) => {
+                read += n;
+                conn.buf.extend_from_slice(&scratch[..n]);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ended::Drained,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return Ended::Closed,
