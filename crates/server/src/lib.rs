@@ -21,6 +21,7 @@ pub mod shared;
 pub mod snapshot;
 pub mod snapshotter;
 pub mod tls;
+pub mod tls_reload;
 pub mod transport;
 pub mod watch;
 

@@ -5,8 +5,10 @@
 //! (a member dials its peers with its peer certificate as client
 //! certificate, and checks theirs against the peer CA).
 //!
-//! Certificates are loaded once at start-up; a file that is missing, empty
-//! or not PEM is refused with its name in the error.
+//! A certificate and key that do not load stop start-up, with the file's
+//! name in the error; afterwards they are read again when their files
+//! change (`tls_reload.rs`), so they can be rotated without a restart.
+//! Trusted CA files are read once.
 
 use std::io;
 use std::path::Path;
@@ -28,6 +30,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::{parse_host_port, Config};
 use crate::error::ServerError;
+use crate::tls_reload::CertFiles;
 
 /// Longest a TLS handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,11 +108,11 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn tls_err(file: &str, e: impl std::fmt::Display) -> ServerError {
+pub(crate) fn tls_err(file: &str, e: impl std::fmt::Display) -> ServerError {
     ServerError::Config(format!("TLS: {file}: {e}"))
 }
 
-fn load_certs(file: &str) -> Result<Vec<CertificateDer<'static>>, ServerError> {
+pub(crate) fn load_certs(file: &str) -> Result<Vec<CertificateDer<'static>>, ServerError> {
     let certs = CertificateDer::pem_file_iter(Path::new(file))
         .map_err(|e| tls_err(file, e))?
         .collect::<Result<Vec<_>, _>>()
@@ -120,7 +123,7 @@ fn load_certs(file: &str) -> Result<Vec<CertificateDer<'static>>, ServerError> {
     Ok(certs)
 }
 
-fn load_key(file: &str) -> Result<PrivateKeyDer<'static>, ServerError> {
+pub(crate) fn load_key(file: &str) -> Result<PrivateKeyDer<'static>, ServerError> {
     PrivateKeyDer::from_pem_file(Path::new(file)).map_err(|e| tls_err(file, e))
 }
 
@@ -158,9 +161,7 @@ pub fn server_config(
         }
         (_, false) => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(load_certs(cert)?, load_key(key)?)
-        .map_err(|e| tls_err(cert, e))?;
+    let mut config = builder.with_cert_resolver(CertFiles::load(cert, key, provider())?);
     // gRPC needs HTTP/2; /health and /metrics also answer HTTP/1.1.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
@@ -178,8 +179,7 @@ pub fn client_config(cert: &str, key: &str, ca: &str) -> Result<Arc<ClientConfig
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_err(cert, e))?
         .with_root_certificates(load_roots(ca)?)
-        .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
-        .map_err(|e| tls_err(cert, e))?;
+        .with_client_cert_resolver(CertFiles::load(cert, key, provider())?);
     Ok(Arc::new(config))
 }
 

@@ -192,3 +192,71 @@ async fn peer_handshake_refuses_a_certificate_from_another_ca() {
     let wary = client_config(&s(&good.member_cert), &s(&good.member_key), &s(&rogue.ca));
     assert!(echo(wary.unwrap().into()).await.is_err());
 }
+
+/// Certificates are read again when their files change: after the files
+/// are replaced by a pair from another CA, new handshakes show the new
+/// certificate; a broken replacement keeps the last good one in use.
+#[tokio::test]
+async fn a_rotated_certificate_is_served_without_a_restart() {
+    use concord_server::tls::{accept_peer, client_config, dial, server_config};
+    use concord_server::tls_reload::CHECK_INTERVAL;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let old = write_pki(dir.path(), "old");
+    let new = write_pki(dir.path(), "new");
+    let s = |p: &Path| p.display().to_string();
+    let (cert, key) = (dir.path().join("live.pem"), dir.path().join("live-key.pem"));
+    std::fs::copy(&old.member_cert, &cert).unwrap();
+    std::fs::copy(&old.member_key, &key).unwrap();
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(server_config(&s(&cert), &s(&key), None, false).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut s) = accept_peer(tcp, Some(&acceptor)).await {
+                    let mut b = [0u8; 1];
+                    if s.read_exact(&mut b).await.is_ok() {
+                        let _ = s.write_all(&b).await;
+                        let _ = s.flush().await;
+                    }
+                }
+            });
+        }
+    });
+    // Does a dialler that trusts `ca` complete a round trip?
+    let trusts = |ca: &Path, who: &TlsFiles| {
+        let connector: tokio_rustls::TlsConnector =
+            client_config(&s(&who.member_cert), &s(&who.member_key), &s(ca))
+                .unwrap()
+                .into();
+        let url = url.clone();
+        async move {
+            let r = async {
+                let mut st = dial(&url, Some(&connector)).await?;
+                st.write_all(&[1]).await?;
+                st.flush().await?;
+                let mut b = [0u8; 1];
+                st.read_exact(&mut b).await?;
+                Ok::<u8, std::io::Error>(b[0])
+            };
+            r.await.is_ok()
+        }
+    };
+    assert!(trusts(&old.ca, &old).await);
+    assert!(!trusts(&new.ca, &new).await);
+
+    std::fs::copy(&new.member_cert, &cert).unwrap();
+    std::fs::copy(&new.member_key, &key).unwrap();
+    tokio::time::sleep(CHECK_INTERVAL + Duration::from_millis(200)).await;
+    assert!(trusts(&new.ca, &new).await, "the new certificate is served");
+    assert!(!trusts(&old.ca, &old).await);
+
+    // A key that does not match the certificate is not taken.
+    std::fs::copy(&old.member_key, &key).unwrap();
+    tokio::time::sleep(CHECK_INTERVAL + Duration::from_millis(200)).await;
+    assert!(trusts(&new.ca, &new).await, "the last good pair stays");
+}
