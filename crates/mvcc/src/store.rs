@@ -21,7 +21,7 @@ use crate::error::{MvccError, Result};
 use crate::hash::HashKv;
 use crate::request::{LeaseTimeToLive, RangeRequest, RangeResponse, TxnRequest, TxnResponse};
 use crate::state::State;
-use crate::types::{Event, LeaseRecord};
+use crate::types::{Event, KeyValue, LeaseRecord, Revision};
 use crate::watch::Compacted;
 use bytes::Bytes;
 use redb::Database;
@@ -154,6 +154,28 @@ impl Store {
     /// Compaction revision (0 = never compacted).
     pub fn compact_revision(&self) -> i64 {
         self.state.compact_rev
+    }
+
+    /// Every revision the store retains, in revision order: all after the
+    /// compaction revision, and each live key's version at or before it.
+    /// A deletion is `(revision, key-value with only the key, true)`, as
+    /// etcd stores a tombstone.
+    pub fn retained(&self) -> Vec<(Revision, KeyValue, bool)> {
+        self.state
+            .history
+            .iter()
+            .map(|(rev, rec)| {
+                let kv = if rec.tombstone {
+                    KeyValue {
+                        key: rec.key.clone(),
+                        ..Default::default()
+                    }
+                } else {
+                    rec.to_kv(*rev)
+                };
+                (*rev, kv, rec.tombstone)
+            })
+            .collect()
     }
 
     /// Serves a range read at the current revision (or `req.revision`).

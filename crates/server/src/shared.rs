@@ -294,3 +294,30 @@ impl Shared {
         self.leader_tx.send_replace(leader);
     }
 }
+
+#[cfg(test)]
+impl Shared {
+    /// A member's shared state over a fresh store in `dir`, for unit tests
+    /// (no driver runs; the inbox's receiving half is returned).
+    pub(crate) fn for_tests(
+        id: u64,
+        cluster_id: u64,
+        dir: &std::path::Path,
+    ) -> (std::sync::Arc<Shared>, crate::driver::Inbox) {
+        let store = Store::open(dir.join("db")).expect("open store");
+        let (tx, inbox) = crate::driver::inbox_channel(16).expect("inbox");
+        let shared = Shared::new(
+            id,
+            cluster_id,
+            format!("m{id}"),
+            vec![],
+            dir.to_path_buf(),
+            store,
+            MemberTable::default(),
+            tx,
+            1 << 20,
+            1 << 30,
+        );
+        (std::sync::Arc::new(shared), inbox)
+    }
+}

@@ -255,8 +255,6 @@ fn take_frame(buf: &mut BytesMut) -> Result<Option<Frame>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::driver::inbox_channel;
-    use crate::members::MemberTable;
     use concord_proto::concordpeer::Frame;
     use concord_proto::peer::to_wire;
     use concord_raft::Body;
@@ -312,20 +310,7 @@ mod tests {
     #[test]
     fn frames_from_real_sockets_are_screened_and_connections_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let store = concord_mvcc::Store::open(dir.path().join("db")).unwrap();
-        let (tx, inbox) = inbox_channel(16).unwrap();
-        let shared = Arc::new(Shared::new(
-            ME,
-            CLUSTER,
-            "m1".into(),
-            vec![],
-            dir.path().to_path_buf(),
-            store,
-            MemberTable::default(),
-            tx,
-            1 << 20,
-            1 << 30,
-        ));
+        let (shared, inbox) = Shared::for_tests(ME, CLUSTER, dir.path());
         shared.members.write().removed.insert(9);
         let reg = inbox.registry();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
