@@ -137,10 +137,45 @@ fn tls_cluster_serves_etcdctl_with_client_certificates() {
     c.wait_all_healthy(Duration::from_secs(10));
 }
 
+/// Serves `acceptor` on a loopback port, echoing one byte on every
+/// connection that passes the handshake. Returns the `https://` URL.
+async fn echo_server(acceptor: tokio_rustls::TlsAcceptor) -> String {
+    use concord_server::tls::accept_peer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut s) = accept_peer(tcp, Some(&acceptor)).await {
+                    let mut b = [0u8; 1];
+                    if s.read_exact(&mut b).await.is_ok() {
+                        let _ = s.write_all(&b).await;
+                        let _ = s.flush().await;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// Dials `url` as a peer and has one byte echoed.
+async fn echo(url: &str, connector: tokio_rustls::TlsConnector) -> std::io::Result<u8> {
+    use concord_server::tls::dial;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = dial(url, Some(&connector)).await?;
+    s.write_all(&[7]).await?;
+    s.flush().await?;
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).await?;
+    Ok(b[0])
+}
+
 #[tokio::test]
 async fn peer_handshake_refuses_a_certificate_from_another_ca() {
-    use concord_server::tls::{accept_peer, client_config, dial, server_config};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use concord_server::tls::{client_config, server_config};
 
     let dir = tempfile::tempdir().unwrap();
     let good = write_pki(dir.path(), "good");
@@ -155,42 +190,15 @@ async fn peer_handshake_refuses_a_certificate_from_another_ca() {
         )
         .unwrap(),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        // Echo one byte per accepted connection that passes the handshake.
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                if let Ok(mut s) = accept_peer(tcp, Some(&acceptor)).await {
-                    let mut b = [0u8; 1];
-                    if s.read_exact(&mut b).await.is_ok() {
-                        let _ = s.write_all(&b).await;
-                        let _ = s.flush().await;
-                    }
-                }
-            });
-        }
-    });
-    let echo = |connector: tokio_rustls::TlsConnector| {
-        let url = url.clone();
-        async move {
-            let mut s = dial(&url, Some(&connector)).await?;
-            s.write_all(&[7]).await?;
-            s.flush().await?;
-            let mut b = [0u8; 1];
-            s.read_exact(&mut b).await?;
-            Ok::<u8, std::io::Error>(b[0])
-        }
-    };
+    let url = echo_server(acceptor).await;
     let trusted = client_config(&s(&good.member_cert), &s(&good.member_key), &s(&good.ca));
-    assert_eq!(echo(trusted.unwrap().into()).await.unwrap(), 7);
+    assert_eq!(echo(&url, trusted.unwrap().into()).await.unwrap(), 7);
     // A member whose certificate another CA signed is refused by the listener.
     let stranger = client_config(&s(&rogue.member_cert), &s(&rogue.member_key), &s(&good.ca));
-    assert!(echo(stranger.unwrap().into()).await.is_err());
+    assert!(echo(&url, stranger.unwrap().into()).await.is_err());
     // A dialler that trusts another CA refuses the listener.
     let wary = client_config(&s(&good.member_cert), &s(&good.member_key), &s(&rogue.ca));
-    assert!(echo(wary.unwrap().into()).await.is_err());
+    assert!(echo(&url, wary.unwrap().into()).await.is_err());
 }
 
 /// Certificates are read again when their files change: after the files
@@ -198,9 +206,8 @@ async fn peer_handshake_refuses_a_certificate_from_another_ca() {
 /// certificate; a broken replacement keeps the last good one in use.
 #[tokio::test]
 async fn a_rotated_certificate_is_served_without_a_restart() {
-    use concord_server::tls::{accept_peer, client_config, dial, server_config};
+    use concord_server::tls::{client_config, server_config};
     use concord_server::tls_reload::CHECK_INTERVAL;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let dir = tempfile::tempdir().unwrap();
     let old = write_pki(dir.path(), "old");
@@ -211,40 +218,12 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
     std::fs::copy(&old.member_key, &key).unwrap();
     let acceptor =
         tokio_rustls::TlsAcceptor::from(server_config(&s(&cert), &s(&key), None, false).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                if let Ok(mut s) = accept_peer(tcp, Some(&acceptor)).await {
-                    let mut b = [0u8; 1];
-                    if s.read_exact(&mut b).await.is_ok() {
-                        let _ = s.write_all(&b).await;
-                        let _ = s.flush().await;
-                    }
-                }
-            });
-        }
-    });
+    let url = echo_server(acceptor).await;
     // Does a dialler that trusts `ca` complete a round trip?
     let trusts = |ca: &Path, who: &TlsFiles| {
-        let connector: tokio_rustls::TlsConnector =
-            client_config(&s(&who.member_cert), &s(&who.member_key), &s(ca))
-                .unwrap()
-                .into();
+        let connector = client_config(&s(&who.member_cert), &s(&who.member_key), &s(ca)).unwrap();
         let url = url.clone();
-        async move {
-            let r = async {
-                let mut st = dial(&url, Some(&connector)).await?;
-                st.write_all(&[1]).await?;
-                st.flush().await?;
-                let mut b = [0u8; 1];
-                st.read_exact(&mut b).await?;
-                Ok::<u8, std::io::Error>(b[0])
-            };
-            r.await.is_ok()
-        }
+        async move { echo(&url, connector.into()).await.is_ok() }
     };
     assert!(trusts(&old.ca, &old).await);
     assert!(!trusts(&new.ca, &new).await);
