@@ -176,7 +176,7 @@ impl Driver {
         applied: u64,
     ) -> Driver {
         Driver {
-            peers: Inbound::new(shared.cluster_id, shared.id, shared.clone()),
+            peers: Inbound::new(shared.clone()),
             node,
             shared,
             transport,

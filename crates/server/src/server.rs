@@ -236,8 +236,6 @@ pub async fn run(
         let acceptor = tls.peer_acceptor.clone().filter(|_| tls::is_tls_url(url));
         tasks.push(tokio::spawn(serve_peers(
             l,
-            cluster_id,
-            id,
             inbox_tx.clone(),
             shared.clone(),
             acceptor,

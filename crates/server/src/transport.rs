@@ -328,8 +328,6 @@ pub const GONE: u8 = 0xff;
 /// query is answered with the table.
 pub async fn serve_peers(
     listener: TcpListener,
-    cluster_id: u64,
-    me: u64,
     inbox: InboxSender,
     shared: Arc<crate::shared::Shared>,
     tls: Option<TlsAcceptor>,
@@ -375,7 +373,7 @@ pub async fn serve_peers(
                 return;
             }
             match kind[0] {
-                KIND_RAFT => receive(stream, cluster_id, me, inbox, shared).await,
+                KIND_RAFT => receive(stream, inbox, shared).await,
                 k => serve_other(k, stream, &shared).await,
             }
         });
@@ -405,16 +403,11 @@ pub(crate) enum Screened {
 
 /// Checks a decoded frame: the cluster, a removed sender, each message's
 /// addressing. Invalid messages are dropped with a warning.
-pub(crate) fn screen(
-    frame: Frame,
-    cluster_id: u64,
-    me: u64,
-    shared: &crate::shared::Shared,
-) -> Screened {
-    if frame.cluster_id != cluster_id {
+pub(crate) fn screen(frame: Frame, shared: &crate::shared::Shared) -> Screened {
+    if frame.cluster_id != shared.cluster_id {
         tracing::warn!(
             got = frame.cluster_id,
-            want = cluster_id,
+            want = shared.cluster_id,
             "peer from another cluster; closing the connection"
         );
         return Screened::Close;
@@ -431,7 +424,7 @@ pub(crate) fn screen(
     let mut out = Vec::with_capacity(frame.messages.len());
     for m in frame.messages {
         match from_wire(m) {
-            Ok(m) if m.to == me && m.from == from => out.push(m),
+            Ok(m) if m.to == shared.id && m.from == from => out.push(m),
             Ok(m) => tracing::warn!(to = m.to, from = m.from, "misaddressed peer message"),
             Err(e) => tracing::warn!(error = %e, "dropping invalid peer message"),
         }
@@ -441,13 +434,7 @@ pub(crate) fn screen(
 
 /// Reads frames from a TLS peer connection (plaintext ones are read by the
 /// driver itself, `inbound.rs`).
-async fn receive(
-    mut stream: PeerStream,
-    cluster_id: u64,
-    me: u64,
-    inbox: InboxSender,
-    shared: Arc<crate::shared::Shared>,
-) {
+async fn receive(mut stream: PeerStream, inbox: InboxSender, shared: Arc<crate::shared::Shared>) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         let mut len = [0u8; 4];
@@ -470,7 +457,7 @@ async fn receive(
                 return;
             }
         };
-        match screen(frame, cluster_id, me, &shared) {
+        match screen(frame, &shared) {
             Screened::Messages(ms) => {
                 for m in ms {
                     if !inbox.send(Input::Peer(m)).await {

@@ -57,8 +57,6 @@ pub(crate) struct Inbound {
     max_conns: usize,
     /// Reused read buffer.
     scratch: Vec<u8>,
-    cluster_id: u64,
-    me: u64,
     shared: Arc<Shared>,
 }
 
@@ -82,14 +80,12 @@ enum Ended {
 
 impl Inbound {
     /// No connections yet.
-    pub(crate) fn new(cluster_id: u64, me: u64, shared: Arc<Shared>) -> Inbound {
+    pub(crate) fn new(shared: Arc<Shared>) -> Inbound {
         Inbound {
             conns: HashMap::new(),
             next_token: 0,
             max_conns: MAX_CONNS,
             scratch: vec![0; READ_CHUNK],
-            cluster_id,
-            me,
             shared,
         }
     }
@@ -162,7 +158,7 @@ impl Inbound {
                     n += 1;
                     step(m)
                 },
-                |frame| screen(frame, self.cluster_id, self.me, &self.shared),
+                |frame| screen(frame, &self.shared),
             );
             handed += n;
             match end {
@@ -314,7 +310,7 @@ mod tests {
         shared.members.write().removed.insert(9);
         let reg = inbox.registry();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut inbound = Inbound::new(CLUSTER, ME, shared);
+        let mut inbound = Inbound::new(shared);
         inbound.max_conns = 8;
 
         // Two frames in one write, then one in two halves: three messages.
