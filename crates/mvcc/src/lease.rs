@@ -60,6 +60,9 @@ impl State {
             remaining_ttl: 0,
         };
         self.changes.leases.push((id, Some(rec.clone())));
+        // The expiry is on the applying member's clock when it has one:
+        // the proposer's clock (a follower's, say) means nothing here.
+        let now_ms = self.local_now_ms.unwrap_or(now_ms);
         let expiry_ms = Some(now_ms.saturating_add(ttl.saturating_mul(1000)));
         self.leases.insert(
             id,
@@ -123,17 +126,39 @@ impl State {
             .collect()
     }
 
-    /// Lease TimeToLive at `now_ms`.
-    pub(crate) fn lease_ttl(&self, id: i64, now_ms: i64, keys: bool) -> Result<LeaseTimeToLive> {
-        let l = self.leases.get(&id).ok_or(MvccError::LeaseNotFound)?;
-        let ttl = match l.expiry_ms {
-            Some(e) => ((e - now_ms).max(0) + 999) / 1000,
+    /// Seconds left on a lease at `now_ms`, never more than granted:
+    /// whole seconds left (etcd truncates) for TimeToLive, or rounded up
+    /// (`ceil`) for checkpoints, so that a restart never shortens a lease.
+    fn remaining_secs(l: &Lease, now_ms: i64, ceil: bool) -> i64 {
+        let secs = match l.expiry_ms {
+            Some(e) => {
+                let ms = (e - now_ms).max(0);
+                if ceil {
+                    (ms + 999) / 1000
+                } else {
+                    ms / 1000
+                }
+            }
             None if l.rec.remaining_ttl > 0 => l.rec.remaining_ttl,
             None => l.rec.ttl,
         };
+        secs.min(l.rec.ttl)
+    }
+
+    /// Remaining TTLs to checkpoint, rounded up.
+    pub(crate) fn lease_remaining(&self, now_ms: i64) -> Vec<(i64, i64)> {
+        self.leases
+            .values()
+            .map(|l| (l.rec.id, Self::remaining_secs(l, now_ms, true)))
+            .collect()
+    }
+
+    /// Lease TimeToLive at `now_ms`.
+    pub(crate) fn lease_ttl(&self, id: i64, now_ms: i64, keys: bool) -> Result<LeaseTimeToLive> {
+        let l = self.leases.get(&id).ok_or(MvccError::LeaseNotFound)?;
         Ok(LeaseTimeToLive {
             id,
-            ttl,
+            ttl: Self::remaining_secs(l, now_ms, false),
             granted_ttl: l.rec.ttl,
             keys: if keys {
                 l.keys.iter().cloned().collect()

@@ -68,6 +68,9 @@ pub(crate) struct State {
     pub(crate) changes: Changes,
     /// Applying builds no watch events ([`crate::Store::set_events`]).
     pub(crate) events_off: bool,
+    /// This member's clock for lease expiries set while applying
+    /// ([`crate::Store::set_clock`]); `None`: the command's own time.
+    pub(crate) local_now_ms: Option<i64>,
 }
 
 /// An open write transaction: one main revision, increasing subs.

@@ -228,16 +228,22 @@ impl Store {
         self.state.lease_renew(id, now_ms)
     }
 
-    /// Leader only: remaining TTLs to propose in a `LeaseCheckpoint`.
+    /// Leader only: remaining TTLs to propose in a `LeaseCheckpoint`
+    /// (rounded up to whole seconds, at most the granted TTL).
     pub fn lease_remaining(&self, now_ms: i64) -> Vec<(i64, i64)> {
-        self.state
-            .leases
-            .keys()
-            .filter_map(|id| Some((*id, self.state.lease_ttl(*id, now_ms, false).ok()?.ttl)))
-            .collect()
+        self.state.lease_remaining(now_ms)
     }
 
-    /// Lease TimeToLive at `now_ms`, with attached keys when `keys`.
+    /// Sets this member's clock (ms on the same scale as the `now_ms`
+    /// given to the lease queries) for what is applied next: a lease
+    /// granted then expires `ttl` after this time, whichever member
+    /// proposed it. Without it the grant's own `now_ms` is used.
+    pub fn set_clock(&mut self, now_ms: i64) {
+        self.state.local_now_ms = Some(now_ms);
+    }
+
+    /// Lease TimeToLive at `now_ms` (whole seconds left, as etcd answers,
+    /// never more than granted), with attached keys when `keys`.
     pub fn lease_time_to_live(&self, id: i64, now_ms: i64, keys: bool) -> Result<LeaseTimeToLive> {
         self.state.lease_ttl(id, now_ms, keys)
     }

@@ -345,8 +345,9 @@ fn lease_revoke_deletes_in_one_revision() {
     h.put("c", "1");
     assert_eq!(h.store.expired_leases(3999), Vec::<i64>::new());
     assert_eq!(h.store.expired_leases(4000), vec![5]);
+    // 1.5 s left: whole seconds, as etcd answers.
     let ttl = h.store.lease_time_to_live(5, 2500, true).unwrap();
-    assert_eq!((ttl.ttl, ttl.granted_ttl, ttl.keys.len()), (2, 3, 2));
+    assert_eq!((ttl.ttl, ttl.granted_ttl, ttl.keys.len()), (1, 3, 2));
     let a = h.run(Command::LeaseRevoke { id: 5 });
     assert_eq!(a.events.len(), 2);
     assert!(a
@@ -360,6 +361,30 @@ fn lease_revoke_deletes_in_one_revision() {
         "etcdserver: requested lease not found"
     );
     assert!(h.store.leases().is_empty());
+}
+
+#[test]
+fn lease_ttl_never_exceeds_the_grant_and_runs_on_the_applying_clock() {
+    let mut h = H::new();
+    // Proposed by a member whose clock reads 50 s; applied here at 10 s.
+    h.store.set_clock(10_000);
+    h.ok(Command::LeaseGrant {
+        id: 9,
+        ttl: 30,
+        now_ms: 50_000,
+    });
+    let at = |h: &H, now| h.store.lease_time_to_live(9, now, false).unwrap().ttl;
+    // Right after the grant: 29 (etcd truncates), never 31.
+    assert_eq!(at(&h, 10_001), 29);
+    assert_eq!(at(&h, 10_000), 30);
+    // Even a clock that reads earlier than the grant reports at most 30.
+    assert_eq!(at(&h, 0), 30);
+    assert_eq!(h.store.lease_remaining(0), vec![(9, 30)]);
+    assert_eq!(at(&h, 39_999), 0);
+    assert_eq!(h.store.lease_remaining(39_001), vec![(9, 1)]);
+    // Expiry on this member's clock, not the proposer's 80 s.
+    assert_eq!(h.store.expired_leases(39_999), Vec::<i64>::new());
+    assert_eq!(h.store.expired_leases(40_000), vec![9]);
 }
 
 #[test]

@@ -20,9 +20,11 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::convert::Infallible;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tokio_stream::StreamExt as _;
 use tonic::body::Body;
 use tower::Service;
 
+use crate::authority::AuthorityRepair;
 use crate::grpc;
 use crate::shared::Shared;
 
@@ -132,15 +134,20 @@ where
         .http2_keepalive_interval(Some(Duration::from_secs(30)));
     let r = match tls {
         None => {
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let incoming = tonic::transport::server::TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .map(|conn| conn.map(AuthorityRepair::new));
             server
                 .serve_with_incoming_shutdown(svc, incoming, signal)
                 .await
         }
         Some(acceptor) => {
             server
-                .serve_with_incoming_shutdown(svc, crate::tls::incoming(listener, acceptor), signal)
+                .serve_with_incoming_shutdown(
+                    svc,
+                    crate::tls::incoming(listener, acceptor).map(|c| c.map(AuthorityRepair::new)),
+                    signal,
+                )
                 .await
         }
     };

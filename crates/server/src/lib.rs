@@ -6,6 +6,7 @@
 //! resolves, so tests can run whole clusters in one process.
 #![deny(missing_docs)]
 
+mod authority;
 pub mod bolt_snapshot;
 pub mod cli;
 pub mod config;

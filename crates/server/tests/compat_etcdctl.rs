@@ -9,8 +9,14 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-fn cluster() -> Option<Cluster> {
-    have_etcdctl().then(|| Cluster::start(3))
+/// A 3-member cluster whose `etcdctl` runs write endpoints in `form`
+/// (the tests between them use every form).
+fn cluster(form: EndpointForm) -> Option<Cluster> {
+    have_etcdctl().then(|| {
+        let mut c = Cluster::start(3);
+        c.form = form;
+        c
+    })
 }
 
 fn header_rev(v: &Value) -> i64 {
@@ -28,7 +34,9 @@ fn words(o: &Out) -> Vec<String> {
 
 #[test]
 fn put_get_delete() {
-    let Some(mut c) = cluster() else { return };
+    let Some(mut c) = cluster(EndpointForm::Http) else {
+        return;
+    };
     for (k, v) in [
         ("a", "1"),
         ("b", "2"),
@@ -155,7 +163,9 @@ fn put_get_delete() {
 
 #[test]
 fn txn_interactive() {
-    let Some(mut c) = cluster() else { return };
+    let Some(mut c) = cluster(EndpointForm::Bare) else {
+        return;
+    };
     c.ctl(&["put", "tk", "1"]).expect_ok("put");
     c.ctl(&["put", "other", "o"]).expect_ok("put");
     // etcdctl 3.4 reads compares, success ops and failure ops, each list
@@ -280,7 +290,9 @@ fn decode_b64(s: &str) -> Vec<u8> {
 
 #[test]
 fn watch_and_compaction() {
-    let Some(mut c) = cluster() else { return };
+    let Some(mut c) = cluster(EndpointForm::Mixed) else {
+        return;
+    };
     let live = c.ctl_bg(
         "live",
         &["watch", "w", "--prefix", "--prev-kv", "-w", "json"],
@@ -383,7 +395,23 @@ fn lease_id(o: &Out) -> String {
 
 #[test]
 fn leases() {
-    let Some(mut c) = cluster() else { return };
+    let Some(mut c) = cluster(EndpointForm::Http) else {
+        return;
+    };
+    // Right after a grant every member reports at most the granted TTL
+    // (followers ask the leader; etcd truncates: 29 of 30 at once).
+    let short = lease_id(&c.ctl(&["lease", "grant", "30"]).expect_ok("grant 30"));
+    for a in c.addrs() {
+        let ep = c.form.write(&[a]);
+        let args = ["lease", "timetolive", &short, "-w", "json"];
+        let j = run(&mut etcdctl_cmd(&ep, &args), None, CTL_TIMEOUT).json();
+        let ttl = j["ttl"].as_i64().expect("ttl");
+        assert!(
+            (25..=30).contains(&ttl) && j["granted-ttl"] == 30,
+            "{ep}: {j}"
+        );
+    }
+    c.ctl(&["lease", "revoke", &short]).expect_ok("revoke");
     let g = c.ctl(&["lease", "grant", "60"]).expect_ok("grant");
     let id = lease_id(&g);
     assert_eq!(g.stdout, format!("lease {id} granted with TTL(60s)\n"));

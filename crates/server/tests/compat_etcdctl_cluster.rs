@@ -9,8 +9,14 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn cluster() -> Option<Cluster> {
-    have_etcdctl().then(|| Cluster::start(3))
+/// A 3-member cluster whose `etcdctl` runs write endpoints in `form`
+/// (the tests between them use every form).
+fn cluster(form: EndpointForm) -> Option<Cluster> {
+    have_etcdctl().then(|| {
+        let mut c = Cluster::start(3);
+        c.form = form;
+        c
+    })
 }
 
 /// Lines of `out` that are keys under `prefix/`.
@@ -23,7 +29,9 @@ fn keys_under(out: &str, prefix: &str) -> Vec<String> {
 
 #[test]
 fn lock_contention() {
-    let Some(mut c) = cluster() else { return };
+    let Some(mut c) = cluster(EndpointForm::Http) else {
+        return;
+    };
     // Exec form: the command runs while the lock is held.
     let o = c
         .ctl(&["lock", "xlock", "--", "sh", "-c", "echo held"])
@@ -69,7 +77,9 @@ fn lock_contention() {
 
 #[test]
 fn election_contention() {
-    let Some(mut c) = cluster() else { return };
+    let Some(mut c) = cluster(EndpointForm::Bare) else {
+        return;
+    };
     // Not the first write of the cluster: see `elect_as_first_write`.
     c.ctl(&["put", "warm", "up"]).expect_ok("put");
     let mut first = c.ctl_bg("elect1", &["elect", "myelect", "p1"]);
@@ -117,7 +127,9 @@ fn election_contention() {
 /// candidate waits for its own key forever.
 #[test]
 fn elect_as_first_write() {
-    let Some(mut c) = cluster() else { return };
+    let Some(mut c) = cluster(EndpointForm::Mixed) else {
+        return;
+    };
     let j = c.ctl(&["get", "nothing", "-w", "json"]).json();
     assert_eq!(j["header"]["revision"], 1, "{j}");
     let e = c.ctl_bg("first", &["elect", "first", "p1"]);
@@ -134,7 +146,9 @@ fn member_id(out: &Out, verb: &str) -> String {
 
 #[test]
 fn membership() {
-    let Some(mut c) = cluster() else { return };
+    let Some(mut c) = cluster(EndpointForm::Bare) else {
+        return;
+    };
     let simple = c.ctl(&["member", "list"]).expect_ok("member list");
     assert_eq!(simple.lines().len(), 3, "{simple:#?}");
     for m in &c.nodes {
@@ -271,7 +285,9 @@ fn membership() {
 
 #[test]
 fn endpoints_and_snapshot() {
-    let Some(mut c) = cluster() else { return };
+    let Some(mut c) = cluster(EndpointForm::Http) else {
+        return;
+    };
     for i in 0..20 {
         c.ctl(&["put", &format!("k{i:02}"), "v"]).expect_ok("put");
     }
@@ -376,7 +392,9 @@ fn endpoints_and_snapshot() {
 
 #[test]
 fn strict_reconfig_protects_the_quorum() {
-    let Some(mut c) = cluster() else { return };
+    let Some(mut c) = cluster(EndpointForm::Mixed) else {
+        return;
+    };
     let leader = c.leader(Duration::from_secs(10));
     let (live, down) = ((leader + 1) % 3, (leader + 2) % 3);
     let list = c.ctl(&["member", "list"]).expect_ok("member list");
@@ -439,7 +457,9 @@ fn snapshot_restores_into_real_etcd_with_history() {
         println!("skipped: etcd not found");
         return;
     }
-    let Some(mut c) = cluster() else { return };
+    let Some(mut c) = cluster(EndpointForm::Bare) else {
+        return;
+    };
     let rev_of = |o: Out| o.json()["header"]["revision"].as_i64().expect("revision");
     let r1 = rev_of(c.ctl(&["put", "h", "1", "-w", "json"]));
     let r2 = rev_of(c.ctl(&["put", "h", "2", "-w", "json"]));

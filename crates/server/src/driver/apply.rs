@@ -70,6 +70,7 @@ impl Driver {
         let applied = {
             let mut store = self.shared.store.write();
             store.set_events(watched);
+            store.set_clock(self.shared.now_ms());
             store.apply_batch(&batch)?
         };
         let mut events = Vec::new();

@@ -300,7 +300,37 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// The temp dir holding data dirs and logs.
     pub dir: tempfile::TempDir,
+    /// How `endpoints()` (and so every `etcdctl` run) writes endpoints.
+    pub form: EndpointForm,
     token: String,
+}
+
+/// How endpoints are written on `etcdctl` command lines: users write
+/// both, and etcd's Go client sends the scheme on to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointForm {
+    /// `127.0.0.1:2379`.
+    Bare,
+    /// `http://127.0.0.1:2379`.
+    Http,
+    /// Alternating: `http://127.0.0.1:2379,127.0.0.1:12379,...`.
+    Mixed,
+}
+
+impl EndpointForm {
+    /// Writes `addrs` (`host:port`) in this form, comma separated.
+    pub fn write(self, addrs: &[String]) -> String {
+        addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| match self {
+                EndpointForm::Http => format!("http://{a}"),
+                EndpointForm::Mixed if i % 2 == 0 => format!("http://{a}"),
+                _ => a.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 impl Cluster {
@@ -343,7 +373,12 @@ impl Cluster {
             m.initial_cluster = initial.clone();
         }
         let plain = tls.is_none();
-        let mut c = Cluster { nodes, dir, token };
+        let mut c = Cluster {
+            nodes,
+            dir,
+            form: EndpointForm::Bare,
+            token,
+        };
         for m in &mut c.nodes {
             m.spawn();
         }
@@ -411,9 +446,11 @@ impl Cluster {
         self.nodes.len() - 1
     }
 
-    /// Client addresses of running members, comma separated.
+    /// Client addresses of running members, comma separated, written as
+    /// `self.form` says.
     pub fn endpoints(&mut self) -> String {
-        self.running_addrs().join(",")
+        let addrs = self.running_addrs();
+        self.form.write(&addrs)
     }
 
     /// Client addresses of running members.
