@@ -26,6 +26,7 @@ mod snapshot;
 mod tracker;
 mod transfer;
 mod types;
+mod validate;
 
 #[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;
@@ -35,6 +36,7 @@ pub use message::{Body, Message, RejectHint};
 pub use node::{InitialState, ProgressStatus, RawNode, Ready, SoftState, Status};
 pub use quorum::{JointConfig, MajorityConfig, VoteResult};
 pub use raft::Role;
+pub use validate::Refusal;
 pub use types::{
     ConfChange, ConfChangeStep, ConfState, Entry, EntryKind, GroupId, HardState, Index, NodeId,
     ReadState, Snapshot, SnapshotMeta, Term, NO_NODE,

@@ -233,7 +233,18 @@ impl RawNode {
         }
     }
 
-    /// Handle a message from another member.
+    /// Checks a message from the network against what [`RawNode::step`]
+    /// assumes of its input (one leader per term, contiguous appends,
+    /// acknowledgements within the log, a valid snapshot membership, ...).
+    /// Call it for every message a peer sent and drop what it refuses: the
+    /// core's assertions catch our bugs and must never be reachable by a
+    /// peer. Pure: changes nothing.
+    pub fn check_message(&self, m: &Message) -> Result<(), crate::Refusal> {
+        self.raft.check_message(m)
+    }
+
+    /// Steps a message from another member (screen messages from the
+    /// network with [`RawNode::check_message`] first).
     pub fn step(&mut self, m: Message) -> Result<(), RaftError> {
         if m.group != self.raft.group {
             return Err(RaftError::WrongGroup(m.group, self.raft.group));

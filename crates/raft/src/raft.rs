@@ -80,7 +80,7 @@ pub(crate) struct Raft {
     /// "membership at index i" when the application snapshots.
     pub conf_history: Vec<(Index, ConfState)>,
     /// The leader this member saw for its current term (election safety check).
-    seen_leader: (Term, NodeId),
+    pub(crate) seen_leader: (Term, NodeId),
 }
 
 impl Raft {

@@ -74,6 +74,11 @@ fn run_seed(seed: u64) {
                             c.queue.push(m.clone());
                         }
                         if let Some(dst) = c.members.get_mut(&m.to) {
+                            // Reordered, duplicated real traffic passes the
+                            // network screen.
+                            if let Err(r) = dst.node.check_message(&m) {
+                                panic!("check_message refused real traffic ({r}): {m:?}");
+                            }
                             dst.node.step(m).expect("same group");
                         }
                     }

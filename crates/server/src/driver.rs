@@ -161,6 +161,19 @@ impl std::fmt::Debug for Driver {
     }
 }
 
+/// Steps a message from a peer once the core's screen passes it: a
+/// forged or malformed message must never reach the core's assertions.
+fn step_peer(node: &mut RawNode, m: Message) {
+    if let Err(r) = node.check_message(&m) {
+        let what = format!("{} ({r})", m.body.name());
+        crate::transport::refusals::refused(m.from, r.name(), &what);
+        return;
+    }
+    if let Err(e) = node.step(m) {
+        tracing::debug!(error = %e, "peer message refused");
+    }
+}
+
 impl Driver {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
@@ -284,9 +297,7 @@ impl Driver {
         handled += self
             .peers
             .read(self.inbox.registry(), MAX_INPUTS_PER_ROUND, |m| {
-                if let Err(e) = node.step(m) {
-                    tracing::debug!(error = %e, "peer message refused");
-                }
+                step_peer(node, m)
             });
         Some(handled)
     }
@@ -303,11 +314,7 @@ impl Driver {
                 }
                 self.maybe_publish_attributes();
             }
-            Input::Peer(m) => {
-                if let Err(e) = self.node.step(m) {
-                    tracing::debug!(error = %e, "peer message refused");
-                }
-            }
+            Input::Peer(m) => step_peer(&mut self.node, m),
             Input::PeerConn(tcp) => self.peers.add(self.inbox.registry(), tcp),
             Input::Propose { id, data } => self.proposals.push((id, data)),
             Input::ConfChange { id, cc, ctx } => {

@@ -34,6 +34,7 @@ use crate::tls::{accept_peer, dial_peer, PeerStream};
 
 mod direct;
 pub(crate) mod inbound;
+pub(crate) mod refusals;
 use direct::{encode_frame, Direct};
 
 /// Messages queued per peer before new ones are dropped.
@@ -401,32 +402,35 @@ pub(crate) enum Screened {
     Gone,
 }
 
-/// Checks a decoded frame: the cluster, a removed sender, each message's
-/// addressing. Invalid messages are dropped with a warning.
+/// Checks a decoded frame: the cluster, the sender (a current member,
+/// not removed), each message's addressing. Invalid messages are dropped,
+/// counted and reported ([`refusals`]); what reaches the driver is then
+/// checked against the core's state (`RawNode::check_message`).
 pub(crate) fn screen(frame: Frame, shared: &crate::shared::Shared) -> Screened {
     if frame.cluster_id != shared.cluster_id {
-        tracing::warn!(
-            got = frame.cluster_id,
-            want = shared.cluster_id,
-            "peer from another cluster; closing the connection"
-        );
+        refusals::refused(frame.from, "other_cluster", "a frame from another cluster");
         return Screened::Close;
     }
-    if shared.members.read().removed.contains(&frame.from) {
-        // A removed member must not vote, campaign or forward writes.
-        tracing::warn!(
-            member = format!("{:x}", frame.from),
-            "refusing a removed member"
-        );
-        return Screened::Gone;
-    }
     let from = frame.from;
+    {
+        let members = shared.members.read();
+        if members.removed.contains(&from) {
+            // A removed member must not vote, campaign or forward writes.
+            refusals::refused(from, "removed_member", "a frame from a removed member");
+            return Screened::Gone;
+        }
+        if from == shared.id || !members.members.contains_key(&from) {
+            // As etcd's peer handler: senders that are not members are refused.
+            refusals::refused(from, "not_member", "a frame from a sender that is not a member");
+            return Screened::Close;
+        }
+    }
     let mut out = Vec::with_capacity(frame.messages.len());
     for m in frame.messages {
         match from_wire(m) {
             Ok(m) if m.to == shared.id && m.from == from => out.push(m),
-            Ok(m) => tracing::warn!(to = m.to, from = m.from, "misaddressed peer message"),
-            Err(e) => tracing::warn!(error = %e, "dropping invalid peer message"),
+            Ok(_) => refusals::refused(from, "misaddressed", "a misaddressed message"),
+            Err(_) => refusals::refused(from, "malformed", "a malformed message"),
         }
     }
     Screened::Messages(out)

@@ -254,7 +254,13 @@ impl World {
                 self.note(|| format!("deliver {}", describe::message(&m)));
                 self.maybe_cut_on_ack(&m);
                 let n = self.nodes.get_mut(&to).expect("node");
-                n.raw.as_mut().expect("up").step(m).expect("one group");
+                let raw = n.raw.as_mut().expect("up");
+                // The screen the server applies to the network must pass
+                // all real traffic, however late, duplicated or reordered.
+                if let Err(r) = raw.check_message(&m) {
+                    panic!("check_message refused real traffic ({r}): {m:?}");
+                }
+                raw.step(m).expect("one group");
                 let mut out = Vec::new();
                 n.pump(&mut out);
                 self.dispatch(to, out);

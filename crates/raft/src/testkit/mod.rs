@@ -285,7 +285,14 @@ impl Cluster {
                 continue;
             }
             match self.members.get_mut(&msg.to) {
-                Some(m) => m.node.step(msg).expect("same group"),
+                Some(m) => {
+                    // Real traffic must pass the screen a server applies
+                    // to the network (or the screen refuses good input).
+                    if let Err(r) = m.node.check_message(&msg) {
+                        panic!("check_message refused real traffic ({r}): {line}");
+                    }
+                    m.node.step(msg).expect("same group")
+                }
                 None => self.trace.push(format!("  undeliverable {line}")),
             }
         }
