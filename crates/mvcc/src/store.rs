@@ -135,6 +135,13 @@ impl Store {
         self.finish_checkpoint(r)
     }
 
+    /// Marks the store unusable: nothing more is applied or written to the
+    /// backend, not even by the checkpoint on drop. For a member that
+    /// cannot go on, whose memory may be ahead of what it applied in order.
+    pub fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
     /// Index of the last applied entry.
     pub fn applied_index(&self) -> u64 {
         self.applied

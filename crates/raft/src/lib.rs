@@ -36,10 +36,10 @@ pub use message::{Body, Message, RejectHint};
 pub use node::{InitialState, ProgressStatus, RawNode, Ready, SoftState, Status};
 pub use quorum::{JointConfig, MajorityConfig, VoteResult};
 pub use raft::Role;
-pub use validate::Refusal;
 pub use types::{
     ConfChange, ConfChangeStep, ConfState, Entry, EntryKind, GroupId, HardState, Index, NodeId,
     ReadState, Snapshot, SnapshotMeta, Term, NO_NODE,
 };
+pub use validate::Refusal;
 
 pub mod testkit;

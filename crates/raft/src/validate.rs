@@ -72,7 +72,10 @@ pub(crate) fn valid_conf_state(cs: &ConfState) -> bool {
     let learner = |id: &u64| cs.learners.contains(id) || cs.learners_next.contains(id);
     !cs.voters.is_empty()
         && !cs.voters.iter().any(learner)
-        && cs.learners_next.iter().all(|l| cs.voters_outgoing.contains(l))
+        && cs
+            .learners_next
+            .iter()
+            .all(|l| cs.voters_outgoing.contains(l))
         && !cs.learners.iter().any(|l| cs.learners_next.contains(l))
 }
 
@@ -130,15 +133,17 @@ impl Raft {
                     return Err(Refusal::BadEntries);
                 }
             }
-            Body::Snapshot { meta, .. } => {
-                if meta.index == 0 || meta.term > m.term || !valid_conf_state(&meta.conf_state) {
-                    return Err(Refusal::BadSnapshot);
-                }
+            Body::Snapshot { meta, .. }
+                if meta.index == 0 || meta.term > m.term || !valid_conf_state(&meta.conf_state) =>
+            {
+                return Err(Refusal::BadSnapshot);
             }
-            Body::AppendResponse { index, reject: None }
-                if self.role == Role::Leader
-                    && m.term == self.term
-                    && *index > self.log.last_index() =>
+            Body::AppendResponse {
+                index,
+                reject: None,
+            } if self.role == Role::Leader
+                && m.term == self.term
+                && *index > self.log.last_index() =>
             {
                 return Err(Refusal::AckBeyondLog);
             }

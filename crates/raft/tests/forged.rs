@@ -113,7 +113,12 @@ fn appends_with_gaps_or_falling_terms_are_refused() {
         ];
         append(n, es, last)
     };
-    case(2, falling, Refusal::BadEntries, Some("append with a lower term"));
+    case(
+        2,
+        falling,
+        Refusal::BadEntries,
+        Some("append with a lower term"),
+    );
     let future = |n: &mut RawNode| {
         let (last, t) = (n.last_index(), term(n));
         append(n, vec![Entry::normal(t + 5, last + 1, Bytes::new())], last)

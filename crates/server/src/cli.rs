@@ -13,6 +13,11 @@ pub fn serve_main(args: Vec<String>) -> Result<(), ServerError> {
         .with_env_filter(EnvFilter::new(&cfg.log_level))
         .with_ansi(false)
         .try_init();
+    // Fail-stop: any panic ends the process (failstop.rs).
+    crate::failstop::install_panic_hook();
+    // Failpoints from `FAILPOINTS="name=actions;..."`, as etcd's gofail
+    // takes them (the fail-stop tests, the chaos lab); none by default.
+    let _failpoints = fail::FailScenario::setup();
     // Fewer workers than CPUs: the driver and WAL threads need cores too, and
     // cross-thread wake-ups cost more than they save on small machines.
     let mut builder = tokio::runtime::Builder::new_multi_thread();

@@ -238,6 +238,9 @@ impl Driver {
     fn run_loop(&mut self) -> Result<(), ServerError> {
         let mut ready_tokens = Vec::new();
         loop {
+            // Liveness (`/livez`): the driver wakes at least every tick.
+            self.shared.driver_progress();
+            fail::fail_point!("driver-round");
             let Some(mut handled) = self.take_inputs() else {
                 return Ok(());
             };

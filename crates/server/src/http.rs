@@ -187,8 +187,20 @@ async fn health(AxState(s): AxState<Arc<Shared>>) -> impl IntoResponse {
     (code, [("content-type", "application/json")], body)
 }
 
-async fn livez() -> impl IntoResponse {
-    (StatusCode::OK, "ok\n")
+/// Alive unless the member cannot go on or its Raft driver is stuck (a
+/// supervisor or a liveness probe then restarts it).
+async fn livez(AxState(s): AxState<Arc<Shared>>) -> impl IntoResponse {
+    if let Some(why) = s.fatal_reason() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not alive: {why}\n"),
+        );
+    }
+    if let Some(d) = s.driver_stalled() {
+        let msg = format!("not alive: raft driver stuck for {} ms\n", d.as_millis());
+        return (StatusCode::SERVICE_UNAVAILABLE, msg);
+    }
+    (StatusCode::OK, "ok\n".to_string())
 }
 
 async fn readyz(AxState(s): AxState<Arc<Shared>>) -> impl IntoResponse {

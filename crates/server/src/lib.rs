@@ -13,6 +13,7 @@ pub mod config;
 pub mod driver;
 pub mod envelope;
 pub mod error;
+pub mod failstop;
 pub mod grpc;
 pub mod http;
 pub mod join;

@@ -211,6 +211,7 @@ pub async fn run(
     );
     shared.client_tls = tls.member_client.clone();
     shared.strict_reconfig = cfg.strict_reconfig_check;
+    shared.stall_bound = crate::failstop::stall_bound(Duration::from_millis(cfg.election_timeout));
     let shared = Arc::new(shared);
     let wal = GroupCommit::start(wal, GroupCommitOptions::default())?;
     let driver = Driver::new(
@@ -225,75 +226,110 @@ pub async fn run(
         snapshot_index,
         applied,
     );
+    let driver_shared = shared.clone();
     let driver_thread = std::thread::Builder::new()
         .name("raft-driver".into())
-        .spawn(move || driver.run())?;
+        .spawn(move || {
+            // The binaries exit from their panic hook before this; an
+            // embedded server reports the panic and stops (fail-stop).
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.run()));
+            r.unwrap_or_else(|p| {
+                let why = format!(
+                    "the raft driver panicked: {}",
+                    crate::failstop::panic_message(p.as_ref())
+                );
+                driver_shared.fatal(why.clone());
+                Err(ServerError::Internal(why))
+            })
+        })?;
 
-    let mut tasks = Vec::new();
+    // Tasks the member cannot live without: one that ends before shutdown
+    // (a panic, an accept loop that gave up) stops the member.
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut task_names = std::collections::HashMap::new();
+    let mut spawn = |name: &'static str,
+                     task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>| {
+        let h = tasks.spawn(async move {
+            task.await;
+            name
+        });
+        task_names.insert(h.id(), name);
+    };
     // Listeners were bound in URL order: the scheme says which serve TLS.
     let peer_urls = config::list(&cfg.listen_peer_urls);
     for (l, url) in listeners.peer.into_iter().zip(&peer_urls) {
         let acceptor = tls.peer_acceptor.clone().filter(|_| tls::is_tls_url(url));
-        tasks.push(tokio::spawn(serve_peers(
-            l,
-            inbox_tx.clone(),
-            shared.clone(),
-            acceptor,
-        )));
+        spawn(
+            "peer listener",
+            Box::pin(serve_peers(l, inbox_tx.clone(), shared.clone(), acceptor)),
+        );
     }
     let tick = cfg.tick();
     let ticker_inbox = inbox_tx.clone();
-    tasks.push(tokio::spawn(async move {
-        let mut iv = tokio::time::interval(tick);
-        loop {
-            iv.tick().await;
-            if ticker_inbox.is_closed() {
-                return;
+    spawn(
+        "ticker",
+        Box::pin(async move {
+            let mut iv = tokio::time::interval(tick);
+            loop {
+                iv.tick().await;
+                if ticker_inbox.is_closed() {
+                    return;
+                }
+                ticker_inbox.try_send(Input::Tick);
             }
-            ticker_inbox.try_send(Input::Tick);
-        }
-    }));
+        }),
+    );
     let mut gone = transport.removed_signal();
     let gone_state = shared.clone();
-    tasks.push(tokio::spawn(async move {
-        if gone.wait_for(|g| *g).await.is_ok() {
-            gone_state
-                .removed
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!("the member has been permanently removed from the cluster; stopping");
-            let _ = gone_state.shutdown.send(true);
-        }
-    }));
+    spawn(
+        "removal watch",
+        Box::pin(async move {
+            if gone.wait_for(|g| *g).await.is_ok() {
+                gone_state
+                    .removed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    "the member has been permanently removed from the cluster; stopping"
+                );
+                let _ = gone_state.shutdown.send(true);
+            }
+        }),
+    );
     let quota_state = shared.clone();
-    tasks.push(tokio::spawn(async move {
-        let mut iv = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            iv.tick().await;
-            crate::grpc::maintenance::check_quota(&quota_state).await;
-        }
-    }));
+    spawn(
+        "quota check",
+        Box::pin(async move {
+            let mut iv = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                iv.tick().await;
+                crate::grpc::maintenance::check_quota(&quota_state).await;
+            }
+        }),
+    );
 
     let min_ttl = ((cfg.election_timeout * 3).div_ceil(2)).div_ceil(1000) as i64;
     let router = crate::http::router(shared.clone(), min_ttl.max(1), &cfg.initial_cluster_token);
     let client_urls = config::list(&cfg.listen_client_urls);
     for (l, url) in listeners.client.into_iter().zip(&client_urls) {
         let acceptor = tls.client.clone().filter(|_| tls::is_tls_url(url));
-        tasks.push(tokio::spawn(crate::http::serve_grpc(
-            l,
-            router.clone(),
-            shared.clone(),
-            cfg.max_request_bytes,
-            acceptor,
-        )));
+        spawn(
+            "client listener",
+            Box::pin(crate::http::serve_grpc(
+                l,
+                router.clone(),
+                shared.clone(),
+                cfg.max_request_bytes,
+                acceptor,
+            )),
+        );
     }
     let metrics_urls = config::list(&cfg.listen_metrics_urls);
     for (l, url) in listeners.metrics.into_iter().zip(&metrics_urls) {
         let acceptor = tls.client.clone().filter(|_| tls::is_tls_url(url));
-        tasks.push(tokio::spawn(crate::http::serve_metrics(
-            l,
-            shared.clone(),
-            acceptor,
-        )));
+        spawn(
+            "metrics listener",
+            Box::pin(crate::http::serve_metrics(l, shared.clone(), acceptor)),
+        );
     }
     tracing::info!(
         name = %cfg.name,
@@ -307,12 +343,33 @@ pub async fn run(
     tokio::select! {
         _ = shutdown => {}
         _ = stopped.wait_for(|s| *s) => {}
+        Some(ended) = tasks.join_next() => {
+            let why = match ended {
+                Ok(name) => format!("{name} ended"),
+                Err(e) => {
+                    let name = task_names.get(&e.id()).copied().unwrap_or("a task");
+                    match e.try_into_panic() {
+                        Ok(p) => format!(
+                            "{name} panicked: {}",
+                            crate::failstop::panic_message(p.as_ref())
+                        ),
+                        Err(e) => format!("{name} failed: {e}"),
+                    }
+                }
+            };
+            if !*shared.shutdown.borrow() {
+                shared.fatal(why);
+            }
+        }
     }
     tracing::info!("shutting down");
     let _ = shared.shutdown.send(true);
     inbox_tx.send(Input::Stop).await;
-    for t in tasks {
-        t.abort();
+    tasks.abort_all();
+    if let Some(why) = shared.fatal_reason() {
+        // Nothing more is written: memory may be ahead of what was applied
+        // in order; on restart the WAL is the truth.
+        return Err(ServerError::Internal(why));
     }
     let r = tokio::task::spawn_blocking(move || driver_thread.join())
         .await

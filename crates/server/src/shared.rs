@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -98,6 +98,12 @@ pub struct Shared {
     /// Leader only: the members it heard from within an election timeout
     /// (refreshed every tick; empty on followers).
     pub active_peers: RwLock<Vec<u64>>,
+    /// When the driver last began a round ([`Shared::now_ms`] scale).
+    pub(crate) driver_round_ms: AtomicI64,
+    /// A driver silent for longer is stuck (`/livez`; `failstop.rs`).
+    pub stall_bound: Duration,
+    /// Why the member cannot go on, once it cannot ([`Shared::fatal`]).
+    fatal: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -146,7 +152,39 @@ impl Shared {
             client_tls: None,
             strict_reconfig: true,
             active_peers: RwLock::new(Vec::new()),
+            driver_round_ms: AtomicI64::new(0),
+            stall_bound: crate::failstop::stall_bound(Duration::from_secs(1)),
+            fatal: Mutex::new(None),
         }
+    }
+
+    /// The member cannot go on (its driver panicked, a critical task
+    /// ended): nothing more is written to the backend, every request
+    /// fails, and the member stops; `run` returns the error.
+    pub fn fatal(&self, why: String) {
+        tracing::error!("fatal: {why}; stopping the member");
+        if let Some(mut store) = self.store.try_write_for(Duration::from_secs(1)) {
+            store.poison();
+        }
+        self.fatal.lock().get_or_insert(why);
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Why the member stopped, if it could not go on.
+    pub fn fatal_reason(&self) -> Option<String> {
+        self.fatal.lock().clone()
+    }
+
+    /// The driver began a round now.
+    pub(crate) fn driver_progress(&self) {
+        self.driver_round_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long the driver has been stuck, once past [`Shared::stall_bound`].
+    pub fn driver_stalled(&self) -> Option<Duration> {
+        let last = self.driver_round_ms.load(Ordering::Relaxed);
+        let silent = Duration::from_millis((self.now_ms() - last).max(0) as u64);
+        (silent > self.stall_bound).then_some(silent)
     }
 
     /// Milliseconds on this process's monotonic clock (lease timing).

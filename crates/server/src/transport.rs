@@ -421,7 +421,11 @@ pub(crate) fn screen(frame: Frame, shared: &crate::shared::Shared) -> Screened {
         }
         if from == shared.id || !members.members.contains_key(&from) {
             // As etcd's peer handler: senders that are not members are refused.
-            refusals::refused(from, "not_member", "a frame from a sender that is not a member");
+            refusals::refused(
+                from,
+                "not_member",
+                "a frame from a sender that is not a member",
+            );
             return Screened::Close;
         }
     }

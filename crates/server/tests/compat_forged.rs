@@ -24,7 +24,12 @@ fn cluster_id(addr: &str) -> u64 {
     let addr = addr.to_string();
     block_on_thread(async move {
         let mut c = client(&[addr]).await.expect("client");
-        c.status().await.expect("status").header().expect("header").cluster_id()
+        c.status()
+            .await
+            .expect("status")
+            .header()
+            .expect("header")
+            .cluster_id()
     })
 }
 
@@ -75,8 +80,10 @@ fn refused(addr: &str, reason: &str) -> u64 {
 fn put_and_read_back(addr: &str, key: &str, value: &str) {
     let (addr, key, value) = (addr.to_string(), key.to_string(), value.to_string());
     block_on_thread(async move {
-        let mut c = client(&[addr.clone()]).await.expect("client");
-        c.put(key.as_str(), value.as_str(), None).await.expect("put through the member");
+        let mut c = client(std::slice::from_ref(&addr)).await.expect("client");
+        c.put(key.as_str(), value.as_str(), None)
+            .await
+            .expect("put through the member");
         // Serializable: served from this member's own store, so frozen data
         // (a stalled driver) would show here.
         let got = c
@@ -149,11 +156,27 @@ fn forged_peer_frames_are_refused_and_members_keep_serving() {
         ("other_cluster", f, raft_conn(cid ^ 1, lid, &[hb(lid, fid)])),
         // A real member that is not the leader claims to lead this term.
         ("second_leader", f, raft_conn(cid, oid, &[hb(oid, fid)])),
-        ("bad_term", f, raft_conn(cid, lid, &[msg(lid, fid, 0, Body::TimeoutNow)])),
+        (
+            "bad_term",
+            f,
+            raft_conn(cid, lid, &[msg(lid, fid, 0, Body::TimeoutNow)]),
+        ),
         // In the leader's name: entries with a gap, then with falling terms.
-        ("bad_entries", f, raft_conn(cid, lid, &[append(vec![e(term, 2), e(term, 9)])])),
-        ("bad_entries", f, raft_conn(cid, lid, &[append(vec![e(term, 2), e(1, 3)])])),
-        ("bad_snapshot", f, raft_conn(cid, lid, &[msg(lid, fid, term, snapshot)])),
+        (
+            "bad_entries",
+            f,
+            raft_conn(cid, lid, &[append(vec![e(term, 2), e(term, 9)])]),
+        ),
+        (
+            "bad_entries",
+            f,
+            raft_conn(cid, lid, &[append(vec![e(term, 2), e(1, 3)])]),
+        ),
+        (
+            "bad_snapshot",
+            f,
+            raft_conn(cid, lid, &[msg(lid, fid, term, snapshot)]),
+        ),
         // To the leader: an acknowledgement of entries it does not have.
         (
             "ack_beyond_log",
@@ -161,7 +184,15 @@ fn forged_peer_frames_are_refused_and_members_keep_serving() {
             raft_conn(
                 cid,
                 fid,
-                &[msg(fid, lid, term, Body::AppendResponse { index: 1 << 40, reject: None })],
+                &[msg(
+                    fid,
+                    lid,
+                    term,
+                    Body::AppendResponse {
+                        index: 1 << 40,
+                        reject: None,
+                    },
+                )],
             ),
         ),
         ("misaddressed", f, raft_conn(cid, lid, &[hb(lid, oid)])),
@@ -199,7 +230,10 @@ fn forged_peer_frames_are_refused_and_members_keep_serving() {
         async move {
             let mut cl = client(&[a]).await.expect("client");
             let r = cl
-                .get("before/", Some(GetOptions::new().with_prefix().with_serializable()))
+                .get(
+                    "before/",
+                    Some(GetOptions::new().with_prefix().with_serializable()),
+                )
                 .await
                 .expect("get");
             assert_eq!(r.count(), 20);

@@ -108,6 +108,8 @@ pub struct Node {
     pub metrics_port: u16,
     /// More flags, appended to the command line.
     pub extra: Vec<String>,
+    /// Environment variables for the process (e.g. `FAILPOINTS`).
+    pub env: Vec<(String, String)>,
     token: String,
     child: Option<Child>,
 }
@@ -230,6 +232,7 @@ impl Node {
         let _ = writeln!(f, "=== harness: starting {} {:?}", self.name, self.args());
         let child = Command::new(server_bin())
             .args(self.args())
+            .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(f.try_clone().expect("clone log"))
             .stderr(f)
@@ -418,6 +421,7 @@ impl Cluster {
             tls: None,
             metrics_port: free_port(),
             extra: Vec::new(),
+            env: Vec::new(),
             token: token.to_string(),
             child: None,
         }
