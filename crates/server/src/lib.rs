@@ -10,6 +10,7 @@ mod authority;
 pub mod bolt_snapshot;
 pub mod cli;
 pub mod config;
+pub mod datadir;
 pub mod driver;
 pub mod envelope;
 pub mod error;

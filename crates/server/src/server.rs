@@ -2,7 +2,6 @@
 //! the peer transport, the ticker and the gRPC/HTTP listeners.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use concord_storage::{
 use tokio::net::TcpListener;
 
 use crate::config::{self, Config};
+use crate::datadir::{self, backend_path, Plan};
 use crate::driver::{inbox_channel, Driver, Input, GROUP, INBOX_CAPACITY};
 use crate::error::ServerError;
 use crate::members::MemberTable;
@@ -24,15 +24,6 @@ use crate::transport::{serve_peers, Transport};
 
 /// redb cache size of a member.
 pub const BACKEND_CACHE_BYTES: usize = 16 * 1024 * 1024;
-
-/// The MVCC backend file.
-pub fn backend_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("backend.redb")
-}
-
-fn id_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("member_id")
-}
 
 /// Bound sockets, so that tests can pick free ports.
 #[derive(Debug)]
@@ -93,9 +84,30 @@ pub async fn run(
     }
     let existing_log = recovered.groups.get(&GROUP).cloned();
     let saved = MemberTable::load(&data_dir)?;
-    let saved_id = std::fs::read_to_string(id_path(&data_dir))
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok());
+    // A restart needs the newest snapshot anyway; its member table stands
+    // in for a missing file.
+    let snapshot = match existing_log {
+        Some(_) => snaps.load_latest(GROUP)?,
+        None => None,
+    };
+    let snapshot_table = match (&saved, &snapshot) {
+        (None, Some(s)) => Some(
+            crate::snapshot::decode(&s.data)
+                .map_err(ServerError::Internal)?
+                .0,
+        ),
+        _ => None,
+    };
+    let peer_urls = cfg.advertised_peer_urls();
+    let found = datadir::Found {
+        wal_log: existing_log.is_some(),
+        backend_applied: store.applied_index(),
+        id_file: datadir::read_member_id(&data_dir)?,
+        table: saved.as_ref().or(snapshot_table.as_ref()),
+        peer_urls: &peer_urls,
+        new_cluster: cfg.initial_cluster_state == "new",
+    };
+    let plan = datadir::plan(&found, &data_dir).map_err(ServerError::Config)?;
 
     let raft_cfg = |id: u64| {
         let mut c = RaftConfig::new(id, GROUP);
@@ -108,11 +120,19 @@ pub async fn run(
         c
     };
 
-    let (members, id, node, snapshot_index, applied) = match (saved, saved_id, existing_log) {
-        (Some(table), Some(id), Some(log)) => {
-            // Restart from our own data.
-            let snapshot = snaps.load_latest(GROUP)?;
-            let mut table = table;
+    let (members, id, node, snapshot_index, applied) = match plan {
+        Plan::Restart { id, rebuilt } => {
+            if rebuilt {
+                tracing::warn!(
+                    member = format!("{id:x}"),
+                    "the member_id file was missing or damaged; found this member in the \
+                     member table by its peer URLs and wrote the file again"
+                );
+            }
+            let log = existing_log.expect("a restart has a WAL log");
+            let mut table = saved
+                .or(snapshot_table)
+                .expect("a restart has a member table");
             let mut applied = store.applied_index();
             let snap_index = snapshot.as_ref().map_or(0, |s| s.meta.index);
             if let Some(s) = &snapshot {
@@ -148,7 +168,7 @@ pub async fn run(
             );
             (table, id, node, snap_index, applied)
         }
-        _ if cfg.initial_cluster_state == "new" => {
+        Plan::Bootstrap => {
             let initial: Vec<(String, Vec<String>)> = cfg
                 .initial_members()?
                 .into_iter()
@@ -168,15 +188,14 @@ pub async fn run(
             tracing::info!(member = format!("{id:x}"), "bootstrapped a new cluster");
             (table, id, node, 0, 0)
         }
-        _ => {
+        Plan::Join => {
             let table = crate::join::fetch_members(&cfg, tls.peer_connector.as_ref()).await?;
-            let mine = cfg.advertised_peer_urls();
             let id = table
-                .find_by_peer_urls(&mine)
+                .find_by_peer_urls(&peer_urls)
                 .map(|m| m.id)
                 .ok_or_else(|| {
                     ServerError::Config(format!(
-                        "the cluster has no member with peer URLs {mine:?}: add it with MemberAdd first"
+                        "the cluster has no member with peer URLs {peer_urls:?}: add it with MemberAdd first"
                     ))
                 })?;
             table.save(&data_dir)?;
@@ -186,7 +205,7 @@ pub async fn run(
             (table, id, node, 0, 0)
         }
     };
-    std::fs::write(id_path(&data_dir), id.to_string())?;
+    datadir::save_member_id(&data_dir, id)?;
 
     let rt = tokio::runtime::Handle::current();
     let (inbox_tx, inbox_rx) = inbox_channel(INBOX_CAPACITY)?;

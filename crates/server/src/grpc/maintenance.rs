@@ -27,7 +27,7 @@ pub struct MaintenanceService {
 
 /// Size of the backend file.
 pub fn db_size(state: &State) -> i64 {
-    std::fs::metadata(crate::server::backend_path(&state.data_dir)).map_or(0, |m| m.len() as i64)
+    std::fs::metadata(crate::datadir::backend_path(&state.data_dir)).map_or(0, |m| m.len() as i64)
 }
 
 /// Raises NOSPACE through the log when the backend outgrows the quota.

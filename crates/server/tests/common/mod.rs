@@ -241,6 +241,17 @@ impl Node {
         self.child = Some(child);
     }
 
+    /// SIGTERM (a clean stop), then waits for the exit.
+    pub fn stop(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let pid = self.child.as_ref()?.id();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let st = self.wait_exit(timeout);
+        self.child = None;
+        st
+    }
+
     /// SIGKILL and reap.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
