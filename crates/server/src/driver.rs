@@ -27,12 +27,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord_mvcc::Command;
 use concord_raft::{ConfChange, HardState, Message, RawNode, Ready, Role};
 use concord_storage::{FsDisk, GroupCommit, SnapshotMark, WalBatch};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::envelope::{self, Payload, ServerOp};
 use crate::error::{clone_err, raft_error, ServerError};
 use crate::shared::Shared;
 use crate::snapshotter::{SharedSnapshots, SnapshotJob};
@@ -41,6 +39,7 @@ use crate::transport::Transport;
 
 mod apply;
 mod compaction;
+mod duties;
 mod inbox;
 
 pub use inbox::InboxSender;
@@ -59,6 +58,31 @@ const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 const MAX_PENDING_CHANGES: usize = 100_000;
 /// Ticks between lease checkpoints (about 5 s at the default heartbeat).
 const LEASE_CHECKPOINT_TICKS: u64 = 50;
+/// Most leases in one LeaseCheckpoint entry (etcd's batch size): a
+/// million leases make a thousand bounded entries, not one huge one.
+pub const MAX_LEASE_CHECKPOINT_BATCH: usize = 1000;
+/// Most bytes of proposals in one batch (one forwarded message).
+pub const MAX_PROPOSAL_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// Cuts `items` into runs of at most `max` payload bytes (at least one
+/// item each), in order.
+fn by_bytes(items: Vec<(u64, Bytes)>, max: usize) -> Vec<Vec<(u64, Bytes)>> {
+    let mut out: Vec<Vec<(u64, Bytes)>> = Vec::new();
+    let mut bytes = 0;
+    for (id, data) in items {
+        match out.last_mut() {
+            Some(run) if bytes + data.len() <= max => {
+                bytes += data.len();
+                run.push((id, data));
+            }
+            _ => {
+                bytes = data.len();
+                out.push(vec![(id, data)]);
+            }
+        }
+    }
+    out
+}
 
 /// An input to the driver.
 #[derive(Debug)]
@@ -337,12 +361,16 @@ impl Driver {
             return;
         }
         let batch = std::mem::take(&mut self.proposals);
-        let (ids, data): (Vec<u64>, Vec<Bytes>) = batch.into_iter().unzip();
-        if let Err(e) = self.node.propose_batch(data) {
-            metrics::counter!("concord_proposals_failed_total").increment(ids.len() as u64);
-            let e = raft_error(e);
-            for id in ids {
-                self.shared.respond(id, Err(clone_err(&e)));
+        // A follower forwards each batch to the leader as one message:
+        // batches by bytes keep every message far below a peer frame.
+        for chunk in by_bytes(batch, MAX_PROPOSAL_BATCH_BYTES) {
+            let (ids, data): (Vec<u64>, Vec<Bytes>) = chunk.into_iter().unzip();
+            if let Err(e) = self.node.propose_batch(data) {
+                metrics::counter!("concord_proposals_failed_total").increment(ids.len() as u64);
+                let e = raft_error(e);
+                for id in ids {
+                    self.shared.respond(id, Err(clone_err(&e)));
+                }
             }
         }
     }
@@ -532,57 +560,29 @@ impl Driver {
             .collect();
         *self.shared.active_peers.write() = active;
     }
+}
 
-    /// Leader only: revoke expired leases and checkpoint remaining TTLs.
-    fn lease_duties(&mut self) {
-        let now = self.shared.now_ms();
-        let expired = self.shared.store.read().expired_leases(now);
-        for id in expired {
-            // Re-propose a revoke that did not apply within 50 ticks.
-            if self.revoking.get(&id).is_some_and(|&t| self.ticks < t + 50) {
-                continue;
-            }
-            self.revoking.insert(id, self.ticks);
-            self.proposals.push((
-                0,
-                envelope::encode(0, &Payload::Mvcc(Command::LeaseRevoke { id })),
-            ));
-        }
-        if self.ticks % LEASE_CHECKPOINT_TICKS == 0 {
-            let checkpoints = self.shared.store.read().lease_remaining(now);
-            if !checkpoints.is_empty() {
-                let cmd = Command::LeaseCheckpoint { checkpoints };
-                self.proposals
-                    .push((0, envelope::encode(0, &Payload::Mvcc(cmd))));
-            }
-        }
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Once a leader is known, publish this member's name and client URLs
-    /// if the table does not have them yet.
-    fn maybe_publish_attributes(&mut self) {
-        if self.published_attributes || self.shared.status.read().leader == 0 {
-            return;
-        }
-        let me = self.shared.id;
-        let wanted = self.shared.client_urls.clone();
-        let current = self.shared.members.read().members.get(&me).cloned();
-        match current {
-            Some(m) if m.name == self.shared.name && m.client_urls == wanted => {
-                self.published_attributes = true;
-            }
-            // At once, then every 10 ticks until it is applied.
-            Some(_) if self.attributes_sent_at.is_none_or(|t| self.ticks >= t + 10) => {
-                self.attributes_sent_at = Some(self.ticks);
-                let op = ServerOp::SetAttributes {
-                    id: me,
-                    name: self.shared.name.clone(),
-                    client_urls: wanted,
-                };
-                self.proposals
-                    .push((0, envelope::encode(0, &Payload::Server(op))));
-            }
-            _ => {}
-        }
+    #[test]
+    fn proposals_are_batched_by_bytes_in_order() {
+        let items: Vec<(u64, Bytes)> = (0..10)
+            .map(|i| (i, Bytes::from(vec![0u8; 300 + i as usize])))
+            .collect();
+        let runs = by_bytes(items, 1000);
+        assert!(runs
+            .iter()
+            .all(|r| r.iter().map(|(_, d)| d.len()).sum::<usize>() <= 1000));
+        let ids: Vec<u64> = runs.iter().flatten().map(|(i, _)| *i).collect();
+        assert_eq!(ids, (0..10).collect::<Vec<_>>());
+        assert_eq!(runs.len(), 4);
+        // One item over the bound still goes, alone.
+        let runs = by_bytes(
+            vec![(1, Bytes::from(vec![0; 5000])), (2, Bytes::new())],
+            1000,
+        );
+        assert_eq!(runs.len(), 2);
     }
 }

@@ -18,31 +18,27 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use concord_proto::concordpeer::{Frame, RaftMessage};
-use concord_proto::peer::{from_wire, to_wire};
 use concord_raft::{Body, Message};
 use parking_lot::Mutex;
-use prost::Message as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsConnector;
 
-use crate::driver::{InboxSender, Input};
-use crate::tls::{accept_peer, dial_peer, PeerStream};
+use crate::tls::dial_peer;
 
 mod direct;
+mod frame;
 pub(crate) mod inbound;
+mod listen;
 pub(crate) mod refusals;
-use direct::{encode_frame, Direct};
+use direct::Direct;
+use frame::{batches, encode_frame};
+pub use frame::{FRAME_BYTES, MAX_FRAME_BYTES, MAX_MESSAGES_PER_FRAME};
+pub(crate) use listen::{screen, Screened};
+pub use listen::{serve_peers, GONE, KIND_MEMBERS, KIND_RAFT};
 
 /// Messages queued per peer before new ones are dropped.
 pub const PEER_QUEUE: usize = 8192;
-/// Most messages in one frame.
-pub const MAX_MESSAGES_PER_FRAME: usize = 4096;
-/// Largest frame accepted from a peer.
-pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 /// Backoff bounds for re-dialling a peer.
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(1000);
@@ -298,15 +294,21 @@ async fn write_frames(
         // Drain the queue; with a direct path, hand the socket back to the
         // driver once the queue is empty.
         while let Some(first) = next.take() {
-            let mut messages: Vec<RaftMessage> = vec![to_wire(&first)];
-            while messages.len() < MAX_MESSAGES_PER_FRAME {
+            let mut queued = vec![first];
+            while queued.len() < MAX_MESSAGES_PER_FRAME {
                 match rx.try_recv() {
-                    Ok(m) => messages.push(to_wire(&m)),
+                    Ok(m) => queued.push(m),
                     Err(_) => break,
                 }
             }
             buf.clear();
-            encode_frame(buf, cluster_id, me, messages);
+            let (frames, dropped) = batches(queued);
+            if dropped > 0 {
+                metrics::counter!("concord_peer_messages_dropped_total").increment(dropped as u64);
+            }
+            for f in frames {
+                encode_frame(buf, cluster_id, me, f);
+            }
             if stream.write_all(buf).await.is_err() {
                 return Some(());
             }
@@ -314,170 +316,6 @@ async fn write_frames(
                 Some(d) => d.hand_back(rx),
                 None => rx.try_recv().ok(),
             };
-        }
-    }
-}
-
-/// First byte of a connection carrying Raft frames.
-pub const KIND_RAFT: u8 = 1;
-/// First byte of a connection asking for the member table (a joining member).
-pub const KIND_MEMBERS: u8 = 2;
-/// The one byte a listener sends back on a Raft connection: "you were removed".
-pub const GONE: u8 = 0xff;
-
-/// Accepts peer connections: Raft frames go to `inbox`; a member-table
-/// query is answered with the table.
-pub async fn serve_peers(
-    listener: TcpListener,
-    inbox: InboxSender,
-    shared: Arc<crate::shared::Shared>,
-    tls: Option<TlsAcceptor>,
-) {
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
-        let inbox = inbox.clone();
-        let shared = shared.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            if tls.is_none() {
-                // Read the kind byte before the socket is handed over: the
-                // driver reads plaintext Raft connections itself.
-                let mut tcp = tcp;
-                let _ = tcp.set_nodelay(true);
-                let mut kind = [0u8; 1];
-                if tcp.read_exact(&mut kind).await.is_err() {
-                    return;
-                }
-                if kind[0] == KIND_RAFT {
-                    match tcp.into_std() {
-                        Ok(tcp) => {
-                            inbox.send(Input::PeerConn(tcp)).await;
-                        }
-                        Err(e) => tracing::warn!(error = %e, "handing a peer connection over"),
-                    }
-                    return;
-                }
-                serve_other(kind[0], Box::new(tcp), &shared).await;
-                return;
-            }
-            let mut stream = match accept_peer(tcp, tls.as_ref()).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "peer TLS handshake failed");
-                    return;
-                }
-            };
-            let mut kind = [0u8; 1];
-            if stream.read_exact(&mut kind).await.is_err() {
-                return;
-            }
-            match kind[0] {
-                KIND_RAFT => receive(stream, inbox, shared).await,
-                k => serve_other(k, stream, &shared).await,
-            }
-        });
-    }
-}
-
-/// A connection that is not a Raft stream: a member-table query is
-/// answered; anything else is closed.
-async fn serve_other(kind: u8, mut stream: PeerStream, shared: &crate::shared::Shared) {
-    if kind == KIND_MEMBERS {
-        let table = shared.members.read().encode();
-        let mut out = (table.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(&table);
-        let _ = stream.write_all(&out).await;
-    }
-}
-
-/// What a frame from a peer connection calls for.
-pub(crate) enum Screened {
-    /// Messages for the driver.
-    Messages(Vec<Message>),
-    /// Close the connection.
-    Close,
-    /// The sender was removed from the cluster: send it [`GONE`], then close.
-    Gone,
-}
-
-/// Checks a decoded frame: the cluster, the sender (a current member,
-/// not removed), each message's addressing. Invalid messages are dropped,
-/// counted and reported ([`refusals`]); what reaches the driver is then
-/// checked against the core's state (`RawNode::check_message`).
-pub(crate) fn screen(frame: Frame, shared: &crate::shared::Shared) -> Screened {
-    if frame.cluster_id != shared.cluster_id {
-        refusals::refused(frame.from, "other_cluster", "a frame from another cluster");
-        return Screened::Close;
-    }
-    let from = frame.from;
-    {
-        let members = shared.members.read();
-        if members.removed.contains(&from) {
-            // A removed member must not vote, campaign or forward writes.
-            refusals::refused(from, "removed_member", "a frame from a removed member");
-            return Screened::Gone;
-        }
-        if from == shared.id || !members.members.contains_key(&from) {
-            // As etcd's peer handler: senders that are not members are refused.
-            refusals::refused(
-                from,
-                "not_member",
-                "a frame from a sender that is not a member",
-            );
-            return Screened::Close;
-        }
-    }
-    let mut out = Vec::with_capacity(frame.messages.len());
-    for m in frame.messages {
-        match from_wire(m) {
-            Ok(m) if m.to == shared.id && m.from == from => out.push(m),
-            Ok(_) => refusals::refused(from, "misaddressed", "a misaddressed message"),
-            Err(_) => refusals::refused(from, "malformed", "a malformed message"),
-        }
-    }
-    Screened::Messages(out)
-}
-
-/// Reads frames from a TLS peer connection (plaintext ones are read by the
-/// driver itself, `inbound.rs`).
-async fn receive(mut stream: PeerStream, inbox: InboxSender, shared: Arc<crate::shared::Shared>) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    loop {
-        let mut len = [0u8; 4];
-        if stream.read_exact(&mut len).await.is_err() {
-            return;
-        }
-        let len = u32::from_be_bytes(len) as usize;
-        if len > MAX_FRAME_BYTES {
-            tracing::warn!(len, "peer frame over the limit; closing the connection");
-            return;
-        }
-        buf.resize(len, 0);
-        if stream.read_exact(&mut buf[..]).await.is_err() {
-            return;
-        }
-        let frame = match Frame::decode(buf.split().freeze()) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(error = %e, "malformed peer frame; closing the connection");
-                return;
-            }
-        };
-        match screen(frame, &shared) {
-            Screened::Messages(ms) => {
-                for m in ms {
-                    if !inbox.send(Input::Peer(m)).await {
-                        return;
-                    }
-                }
-            }
-            Screened::Close => return,
-            Screened::Gone => {
-                let _ = stream.write_all(&[GONE]).await;
-                return;
-            }
         }
     }
 }

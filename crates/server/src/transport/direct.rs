@@ -18,14 +18,11 @@
 
 use std::io::{self, Write as _};
 
-use concord_proto::concordpeer::Frame;
-use concord_proto::peer::to_wire;
 use concord_raft::Message;
 use parking_lot::Mutex;
-use prost::Message as _;
 use tokio::sync::{mpsc, Notify};
 
-use super::MAX_MESSAGES_PER_FRAME;
+use super::encode_frame;
 
 /// Shared between the driver (writer when idle) and a peer's sender task.
 #[derive(Debug, Default)]
@@ -94,19 +91,15 @@ impl Direct {
         let count = msgs.len();
         let mut buf = std::mem::take(&mut st.buf);
         buf.clear();
-        for chunk in msgs.chunks(MAX_MESSAGES_PER_FRAME) {
-            encode_frame(
-                &mut buf,
-                cluster_id,
-                me,
-                chunk.iter().map(to_wire).collect(),
-            );
+        let (frames, too_large) = super::batches(msgs);
+        for f in frames {
+            encode_frame(&mut buf, cluster_id, me, f);
         }
         let stream = st
             .stream
             .as_ref()
             .expect("invariant: the driver writes only to a stream");
-        let mut dropped = 0;
+        let mut dropped = too_large;
         match write_some(stream, &buf) {
             Ok(n) if n == buf.len() => {}
             Ok(n) => {
@@ -169,22 +162,6 @@ impl Direct {
     }
 }
 
-/// Appends one frame (4-byte big-endian length, then the protobuf `Frame`).
-pub(crate) fn encode_frame(
-    buf: &mut Vec<u8>,
-    cluster_id: u64,
-    me: u64,
-    messages: Vec<concord_proto::concordpeer::RaftMessage>,
-) {
-    let frame = Frame {
-        cluster_id,
-        from: me,
-        messages,
-    };
-    buf.extend_from_slice(&(frame.encoded_len() as u32).to_be_bytes());
-    frame.encode(buf).expect("vec has room");
-}
-
 /// One non-blocking write; 0 when the socket buffer is full.
 fn write_some(mut stream: &std::net::TcpStream, buf: &[u8]) -> io::Result<usize> {
     let mut written = 0;
@@ -206,8 +183,10 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use concord_proto::concordpeer::Frame;
     use concord_proto::peer::from_wire;
     use concord_raft::Body;
+    use prost::Message as _;
 
     use super::*;
     use crate::transport::{Transport, KIND_RAFT};

@@ -18,12 +18,12 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use concord_proto::concordpeer::Frame;
 use concord_raft::Message;
-use prost::Message as _;
 
-use super::{screen, Screened, GONE, MAX_FRAME_BYTES};
+use super::frame::take_frame;
+use super::{screen, Screened, GONE};
 use crate::driver::WAKE;
 use crate::shared::Shared;
 
@@ -229,31 +229,14 @@ fn read_conn(
     }
 }
 
-/// Splits one whole frame (4-byte big-endian length, then a protobuf
-/// `Frame`) off the front of `buf`, if one is there.
-fn take_frame(buf: &mut BytesMut) -> Result<Option<Frame>, String> {
-    if buf.len() < 4 {
-        return Ok(None);
-    }
-    let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
-    if len > MAX_FRAME_BYTES {
-        return Err(format!("frame of {len} bytes is over the limit"));
-    }
-    if buf.len() < 4 + len {
-        buf.reserve(4 + len - buf.len());
-        return Ok(None);
-    }
-    buf.advance(4);
-    let body: Bytes = buf.split_to(len).freeze();
-    Frame::decode(body).map(Some).map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::MAX_FRAME_BYTES;
     use concord_proto::concordpeer::Frame;
     use concord_proto::peer::to_wire;
     use concord_raft::Body;
+    use prost::Message as _;
     use std::net::{TcpListener, TcpStream};
 
     const CLUSTER: u64 = 7;
@@ -308,6 +291,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (shared, inbox) = Shared::for_tests(ME, CLUSTER, dir.path());
         shared.members.write().removed.insert(9);
+        // Members 2 and 4 send; anyone else is not a member and refused.
+        for id in [2, 4] {
+            shared.members.write().add(crate::members::Member {
+                id,
+                name: format!("m{id}"),
+                peer_urls: vec![],
+                client_urls: vec![],
+                is_learner: false,
+            });
+        }
         let reg = inbox.registry();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut inbound = Inbound::new(shared);
@@ -335,6 +328,8 @@ mod tests {
             .unwrap();
         let mut removed = connect(&l, &mut inbound, reg);
         removed.write_all(&heartbeat_frame(CLUSTER, 9, 1)).unwrap();
+        let mut stranger = connect(&l, &mut inbound, reg);
+        stranger.write_all(&heartbeat_frame(CLUSTER, 5, 1)).unwrap();
         let mut garbage = connect(&l, &mut inbound, reg);
         garbage.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).unwrap();
         assert!(read_n(&mut inbound, reg, 1).is_empty());

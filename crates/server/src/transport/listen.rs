@@ -1,0 +1,319 @@
+//! The peer listener: accepts connections, reads each one's kind byte,
+//! hands plaintext Raft connections to the driver (`inbound.rs`), reads TLS
+//! Raft connections in a task, and answers member-table queries; every
+//! frame is screened ([`screen`]) before its messages go further.
+//!
+//! Bounds, the same on both paths: at most [`MAX_PENDING`] connections in
+//! their handshake or before their kind byte, each for at most
+//! [`FIRST_BYTE_TIMEOUT`]; at most [`MAX_TLS_CONNS`] TLS Raft connections
+//! (the driver caps the plaintext ones, `inbound::MAX_CONNS`); frames read
+//! as they arrive, never allocated from their length prefix.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use concord_proto::concordpeer::Frame;
+use concord_proto::peer::from_wire;
+use concord_raft::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use super::frame::take_frame;
+use super::refusals;
+use crate::driver::{InboxSender, Input};
+use crate::shared::Shared;
+use crate::tls::{accept_peer, PeerStream};
+
+/// First byte of a connection carrying Raft frames.
+pub const KIND_RAFT: u8 = 1;
+/// First byte of a connection asking for the member table (a joining member).
+pub const KIND_MEMBERS: u8 = 2;
+/// The one byte a listener sends back on a Raft connection: "you were removed".
+pub const GONE: u8 = 0xff;
+/// Most connections in their TLS handshake or waiting for their kind byte;
+/// beyond it new connections are closed at once.
+pub const MAX_PENDING: usize = 256;
+/// Longest a new connection may take to send its kind byte (after its TLS
+/// handshake, itself bounded by `tls::HANDSHAKE_TIMEOUT`).
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most TLS Raft connections read at once (a peer has two).
+pub const MAX_TLS_CONNS: usize = 256;
+/// Bytes read from a TLS connection at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The listener's bounds (the constants above; smaller in tests).
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    pending: usize,
+    first_byte: Duration,
+    tls_conns: usize,
+}
+
+const BOUNDS: Bounds = Bounds {
+    pending: MAX_PENDING,
+    first_byte: FIRST_BYTE_TIMEOUT,
+    tls_conns: MAX_TLS_CONNS,
+};
+
+/// Accepts peer connections until the member stops.
+pub async fn serve_peers(
+    listener: TcpListener,
+    inbox: InboxSender,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+) {
+    serve_with(listener, inbox, shared, tls, BOUNDS).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    inbox: InboxSender,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+    bounds: Bounds,
+) {
+    let pending = Arc::new(Semaphore::new(bounds.pending));
+    let tls_conns = Arc::new(Semaphore::new(bounds.tls_conns));
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let Ok(permit) = pending.clone().try_acquire_owned() else {
+            metrics::counter!("concord_peer_connections_refused_total").increment(1);
+            tracing::debug!("too many peer connections pending; closing a new one");
+            continue;
+        };
+        let (inbox, shared, tls) = (inbox.clone(), shared.clone(), tls.clone());
+        let tls_conns = tls_conns.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let first = async {
+                let mut kind = [0u8; 1];
+                match &tls {
+                    None => {
+                        let mut tcp = tcp;
+                        tcp.read_exact(&mut kind).await?;
+                        std::io::Result::Ok((Conn::Plain(tcp), kind[0]))
+                    }
+                    Some(acceptor) => {
+                        let mut s = accept_peer(tcp, Some(acceptor)).await?;
+                        s.read_exact(&mut kind).await?;
+                        Ok((Conn::Tls(s), kind[0]))
+                    }
+                }
+            };
+            let (conn, kind) = match tokio::time::timeout(bounds.first_byte, first).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "peer connection failed before its kind byte");
+                    return;
+                }
+                Err(_) => {
+                    metrics::counter!("concord_peer_connections_refused_total").increment(1);
+                    tracing::debug!("peer connection sent no kind byte in time; closed");
+                    return;
+                }
+            };
+            drop(permit);
+            match (kind, conn) {
+                // The driver reads plaintext Raft connections itself.
+                (KIND_RAFT, Conn::Plain(tcp)) => match tcp.into_std() {
+                    Ok(tcp) => {
+                        inbox.send(Input::PeerConn(tcp)).await;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "handing a peer connection over"),
+                },
+                (KIND_RAFT, Conn::Tls(stream)) => {
+                    let Ok(_held) = tls_conns.try_acquire_owned() else {
+                        metrics::counter!("concord_peer_connections_refused_total").increment(1);
+                        tracing::warn!("too many TLS peer connections; closing a new one");
+                        return;
+                    };
+                    receive(stream, inbox, shared).await;
+                }
+                (k, Conn::Plain(tcp)) => serve_other(k, Box::new(tcp), &shared).await,
+                (k, Conn::Tls(stream)) => serve_other(k, stream, &shared).await,
+            }
+        });
+    }
+}
+
+/// A connection past its kind byte.
+enum Conn {
+    Plain(tokio::net::TcpStream),
+    Tls(PeerStream),
+}
+
+/// A connection that is not a Raft stream: a member-table query is
+/// answered; anything else is closed.
+async fn serve_other(kind: u8, mut stream: PeerStream, shared: &Shared) {
+    if kind == KIND_MEMBERS {
+        let table = shared.members.read().encode();
+        let mut out = (table.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&table);
+        let _ = stream.write_all(&out).await;
+    }
+}
+
+/// What a frame from a peer connection calls for.
+pub(crate) enum Screened {
+    /// Messages for the driver.
+    Messages(Vec<Message>),
+    /// Close the connection.
+    Close,
+    /// The sender was removed from the cluster: send it [`GONE`], then close.
+    Gone,
+}
+
+/// Checks a decoded frame: the cluster, the sender (a current member,
+/// not removed), each message's addressing. Invalid messages are dropped,
+/// counted and reported ([`refusals`]); what reaches the driver is then
+/// checked against the core's state (`RawNode::check_message`).
+pub(crate) fn screen(frame: Frame, shared: &Shared) -> Screened {
+    if frame.cluster_id != shared.cluster_id {
+        refusals::refused(frame.from, "other_cluster", "a frame from another cluster");
+        return Screened::Close;
+    }
+    let from = frame.from;
+    {
+        let members = shared.members.read();
+        if members.removed.contains(&from) {
+            // A removed member must not vote, campaign or forward writes.
+            refusals::refused(from, "removed_member", "a frame from a removed member");
+            return Screened::Gone;
+        }
+        if from == shared.id || !members.members.contains_key(&from) {
+            // As etcd's peer handler: senders that are not members are refused.
+            refusals::refused(
+                from,
+                "not_member",
+                "a frame from a sender that is not a member",
+            );
+            return Screened::Close;
+        }
+    }
+    let mut out = Vec::with_capacity(frame.messages.len());
+    for m in frame.messages {
+        match from_wire(m) {
+            Ok(m) if m.to == shared.id && m.from == from => out.push(m),
+            Ok(_) => refusals::refused(from, "misaddressed", "a misaddressed message"),
+            Err(_) => refusals::refused(from, "malformed", "a malformed message"),
+        }
+    }
+    Screened::Messages(out)
+}
+
+/// Reads frames from a TLS peer connection as they arrive (plaintext ones
+/// are read by the driver itself, `inbound.rs`).
+async fn receive(mut stream: PeerStream, inbox: InboxSender, shared: Arc<Shared>) {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        let frame = match take_frame(&mut buf) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                buf.reserve(READ_CHUNK);
+                match stream.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "bad peer frame; closing the connection");
+                return;
+            }
+        };
+        match screen(frame, &shared) {
+            Screened::Messages(ms) => {
+                for m in ms {
+                    if !inbox.send(Input::Peer(m)).await {
+                        return;
+                    }
+                }
+            }
+            Screened::Close => return,
+            Screened::Gone => {
+                let _ = stream.write_all(&[GONE]).await;
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::time::Instant;
+
+    /// Reads until the peer closes (true) or `within` passes (false).
+    fn closed_within(s: &mut std::net::TcpStream, within: Duration) -> bool {
+        s.set_read_timeout(Some(within)).unwrap();
+        let mut b = [0u8; 16];
+        match s.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn silent_and_surplus_connections_are_closed_and_raft_ones_handed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shared, mut inbox) = Shared::for_tests(1, 7, dir.path());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let bounds = Bounds {
+            pending: 2,
+            first_byte: Duration::from_millis(300),
+            tls_conns: 1,
+        };
+        let tx = shared.inbox.clone();
+        tokio::spawn(serve_with(listener, tx, shared.clone(), None, bounds));
+        let outcome = tokio::task::spawn_blocking(move || {
+            // Two silent connections fill the pending slots; a third is
+            // closed at once.
+            let mut a = std::net::TcpStream::connect(addr).unwrap();
+            let mut b = std::net::TcpStream::connect(addr).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            let t = Instant::now();
+            assert!(closed_within(&mut c, Duration::from_millis(200)));
+            assert!(
+                t.elapsed() < Duration::from_millis(200),
+                "surplus closed at once"
+            );
+            // The silent ones are closed after the first-byte timeout.
+            let t = Instant::now();
+            assert!(closed_within(&mut a, Duration::from_secs(3)));
+            assert!(closed_within(&mut b, Duration::from_secs(3)));
+            let waited = t.elapsed();
+            assert!(
+                waited >= Duration::from_millis(150) && waited < Duration::from_secs(2),
+                "{waited:?}"
+            );
+            // A slot is free again: a Raft connection goes to the driver.
+            let mut r = std::net::TcpStream::connect(addr).unwrap();
+            r.write_all(&[KIND_RAFT]).unwrap();
+            r
+        })
+        .await
+        .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(3), async {
+            loop {
+                if let Ok(Input::PeerConn(_)) = inbox.try_recv() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(got.is_ok(), "the Raft connection was not handed over");
+        drop(outcome);
+    }
+}
