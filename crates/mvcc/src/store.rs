@@ -135,6 +135,22 @@ impl Store {
         self.finish_checkpoint(r)
     }
 
+    /// Shrinks the backend file to what it holds (etcd's Defragment):
+    /// writes everything applied durably, then moves the live pages down
+    /// and truncates the file. Nothing else may use the backend meanwhile
+    /// (the caller holds the store exclusively); slow on a large backend,
+    /// as etcd's is. Returns the file's size before and after.
+    pub fn defragment(&mut self, path: &Path) -> Result<(u64, u64)> {
+        self.checkpoint()?;
+        let size = || std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let before = size();
+        let db = Arc::get_mut(&mut self.db).ok_or_else(|| {
+            MvccError::Storage("defragment: the backend is in use; try again".into())
+        })?;
+        db.compact().map_err(MvccError::storage)?;
+        Ok((before, size()))
+    }
+
     /// Marks the store unusable: nothing more is applied or written to the
     /// backend, not even by the checkpoint on drop. For a member that
     /// cannot go on, whose memory may be ahead of what it applied in order.

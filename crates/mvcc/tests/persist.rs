@@ -124,3 +124,27 @@ fn snapshot_restore_gives_identical_hash() {
     assert!(dst.store.restore(b"nope").is_err());
     assert_eq!(dst.hash(), before);
 }
+
+#[test]
+fn defragment_shrinks_the_file_and_keeps_everything() {
+    let mut h = H::new();
+    let big = "x".repeat(4096);
+    for i in 0..3000 {
+        h.put(&format!("k{}", i % 50), &big);
+    }
+    h.store.checkpoint().unwrap();
+    // Compaction frees the old revisions' pages, but the file keeps them.
+    let rev = h.store.current_revision();
+    h.ok(Command::Compact { revision: rev });
+    h.store.checkpoint().unwrap();
+    let hash = h.store.hash_kv(0).unwrap();
+    let path = h.dir.path().join("db");
+    let (before, after) = h.store.defragment(&path).unwrap();
+    assert!(after * 4 < before, "defragment: {before} -> {after} bytes");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), after);
+    assert_eq!(h.store.hash_kv(0).unwrap(), hash);
+    h.put("after", "defrag");
+    h.reopen();
+    assert_eq!(h.store.hash_kv(0).unwrap().revision, rev + 1);
+    assert_eq!(h.get("k7").unwrap().value.len(), 4096);
+}

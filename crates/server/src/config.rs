@@ -13,6 +13,8 @@ use crate::error::ServerError;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
 /// Default `--quota-backend-bytes` (etcd: 2 GiB).
 pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// Default `--max-txn-ops` (etcd: 128).
+pub const DEFAULT_MAX_TXN_OPS: usize = 128;
 
 /// Flags of the `concord` binary. Names follow etcd's.
 #[derive(Debug, Clone, Parser, Deserialize)]
@@ -21,7 +23,7 @@ pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
     version,
     about = "Concord: an etcd v3 compatible coordination service"
 )]
-#[serde(rename_all = "kebab-case", default)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct Config {
     /// Human-readable name of this member.
     #[arg(long, default_value = "default")]
@@ -65,6 +67,23 @@ pub struct Config {
     /// Largest client request accepted.
     #[arg(long, default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
+    /// Most operations in each list of a txn (compares, success, failure),
+    /// as etcd counts them.
+    #[arg(long, default_value_t = DEFAULT_MAX_TXN_OPS)]
+    pub max_txn_ops: usize,
+    /// Most concurrent HTTP/2 streams per client connection.
+    #[arg(long, default_value_t = u32::MAX)]
+    pub max_concurrent_streams: u32,
+    /// Auto compaction mode: `periodic` (the retention is a time) or
+    /// `revision` (the retention is a number of revisions).
+    #[arg(long, default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// History auto compaction keeps; `0` turns it off. Periodic: a
+    /// duration (`1h`, `30m`, `90s`) or a bare number of hours; revision:
+    /// a number of revisions.
+    #[arg(long, default_value = "0")]
+    #[serde(deserialize_with = "crate::config_file::string_or_number")]
+    pub auto_compaction_retention: String,
     /// Refuse membership changes that could cost the cluster its quorum
     /// (a voter added while a member is unreachable or too few members have
     /// started; an active voter removed while others are down), as etcd.
@@ -124,7 +143,7 @@ pub struct Config {
 /// A `client-transport-security` or `peer-transport-security` section of an
 /// etcd config file.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "kebab-case", default)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct TransportSecurity {
     /// Certificate file.
     pub cert_file: String,
@@ -171,11 +190,7 @@ impl Config {
         };
         match &cfg.config_file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ServerError::Config(format!("cannot read {}: {e}", path.display()))
-                })?;
-                let mut file: Config = serde_yaml::from_str(&text)
-                    .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?;
+                let mut file = crate::config_file::load(path)?;
                 file.config_file = cfg.config_file.clone();
                 file.apply_transport_sections()?;
                 file.validate()?;
@@ -204,6 +219,14 @@ impl Config {
             ));
         }
         self.validate_tls()?;
+        crate::compactor::Retention::parse(
+            &self.auto_compaction_mode,
+            &self.auto_compaction_retention,
+        )
+        .map_err(ServerError::Config)?;
+        if self.max_txn_ops == 0 {
+            return bad("--max-txn-ops must be at least 1".into());
+        }
         self.initial_members()?;
         self.client_listen_addrs()?;
         self.peer_listen_addrs()?;

@@ -78,6 +78,7 @@ pub async fn serve_grpc(
     r: ClientRouter,
     shared: Arc<Shared>,
     max_request_bytes: usize,
+    max_streams: u32,
     tls: Option<TlsAcceptor>,
 ) {
     // etcd accepts messages up to the request limit plus gRPC overhead.
@@ -112,13 +113,18 @@ pub async fn serve_grpc(
     let app = routes.into_axum_router().merge(http_routes(s.clone()));
     let kv = grpc::kv::KvService { state: s };
     let svc = grpc::unary::ClientService::new(kv, tonic::service::Routes::from(app), max);
-    serve_app(svc, listener, shared, tls).await;
+    serve_app(svc, listener, shared, Some(max_streams), tls).await;
 }
 
 /// Serves `svc` (gRPC and HTTP/1.1) on `listener`, with TLS when an
 /// acceptor is given, until the member shuts down.
-async fn serve_app<S>(svc: S, listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>)
-where
+async fn serve_app<S>(
+    svc: S,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    max_streams: Option<u32>,
+    tls: Option<TlsAcceptor>,
+) where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
         + Clone
         + Send
@@ -131,6 +137,7 @@ where
     };
     let server = tonic::transport::Server::builder()
         .accept_http1(true)
+        .max_concurrent_streams(max_streams)
         .http2_keepalive_interval(Some(Duration::from_secs(30)));
     let r = match tls {
         None => {
@@ -159,7 +166,7 @@ where
 /// Serves only the HTTP routes (`--listen-metrics-urls`).
 pub async fn serve_metrics(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
     let routes = tonic::service::Routes::from(http_routes(shared.clone()));
-    serve_app(routes, listener, shared, tls).await;
+    serve_app(routes, listener, shared, None, tls).await;
 }
 
 async fn health(AxState(s): AxState<Arc<Shared>>) -> impl IntoResponse {

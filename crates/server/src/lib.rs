@@ -9,7 +9,9 @@
 mod authority;
 pub mod bolt_snapshot;
 pub mod cli;
+pub mod compactor;
 pub mod config;
+pub mod config_file;
 pub mod datadir;
 pub mod driver;
 pub mod envelope;

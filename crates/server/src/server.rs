@@ -24,6 +24,11 @@ use crate::transport::{serve_peers, Transport};
 
 /// redb cache size of a member.
 pub const BACKEND_CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// The store's own bound on a command's keys and values, the same on
+/// every member (the flag's bound is checked on arrival).
+pub const APPLY_MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+/// The store's own bound on a txn's lists, the same on every member.
+pub const APPLY_MAX_TXN_OPS: usize = 1 << 16;
 
 /// Bound sockets, so that tests can pick free ports.
 #[derive(Debug)]
@@ -69,12 +74,16 @@ pub async fn run(
     let tls = Tls::load(&cfg)?;
     std::fs::create_dir_all(&cfg.data_dir)?;
     let data_dir = cfg.data_dir.clone();
+    // The store applies what every member applies alike: its limits must
+    // not depend on this member's flags (members with different
+    // --max-request-bytes or --max-txn-ops would diverge). The flags are
+    // enforced where requests arrive (grpc/kv.rs, Shared::propose).
     let limits = Limits {
-        max_request_bytes: cfg.max_request_bytes,
+        max_request_bytes: APPLY_MAX_REQUEST_BYTES,
+        max_txn_ops: APPLY_MAX_TXN_OPS,
         // Reads are served from the in-memory index; the backend cache only
         // speeds up commits, so a small one keeps the member lean.
         backend_cache_bytes: BACKEND_CACHE_BYTES,
-        ..Limits::default()
     };
     let mut store = Store::open_with(backend_path(&data_dir), limits)?;
     let snaps = SnapshotStore::open(FsDisk, data_dir.join("snap"), SnapshotOptions::default())?;
@@ -230,6 +239,7 @@ pub async fn run(
     );
     shared.client_tls = tls.member_client.clone();
     shared.strict_reconfig = cfg.strict_reconfig_check;
+    shared.max_txn_ops = cfg.max_txn_ops;
     shared.stall_bound = crate::failstop::stall_bound(Duration::from_millis(cfg.election_timeout));
     let shared = Arc::new(shared);
     let wal = GroupCommit::start(wal, GroupCommitOptions::default())?;
@@ -318,12 +328,22 @@ pub async fn run(
     spawn(
         "quota check",
         Box::pin(async move {
-            let mut iv = tokio::time::interval(Duration::from_secs(5));
+            let mut iv = tokio::time::interval(Duration::from_secs(1));
             loop {
                 iv.tick().await;
                 crate::grpc::maintenance::check_quota(&quota_state).await;
             }
         }),
+    );
+
+    let retention = crate::compactor::Retention::parse(
+        &cfg.auto_compaction_mode,
+        &cfg.auto_compaction_retention,
+    )
+    .map_err(ServerError::Config)?;
+    spawn(
+        "auto compaction",
+        Box::pin(crate::compactor::run(shared.clone(), retention)),
     );
 
     let min_ttl = ((cfg.election_timeout * 3).div_ceil(2)).div_ceil(1000) as i64;
@@ -338,6 +358,7 @@ pub async fn run(
                 router.clone(),
                 shared.clone(),
                 cfg.max_request_bytes,
+                cfg.max_concurrent_streams,
                 acceptor,
             )),
         );

@@ -86,6 +86,10 @@ pub struct Shared {
     pub max_request_bytes: usize,
     /// `--quota-backend-bytes`.
     pub quota_backend_bytes: u64,
+    /// Backend file size, refreshed every second (the quota check).
+    backend_size: AtomicU64,
+    /// `--max-txn-ops`.
+    pub max_txn_ops: usize,
     /// Process start, the origin of [`Shared::now_ms`].
     pub started: Instant,
     /// Signals the whole server to stop.
@@ -147,6 +151,8 @@ impl Shared {
             removed: AtomicBool::new(false),
             max_request_bytes,
             quota_backend_bytes,
+            backend_size: AtomicU64::new(0),
+            max_txn_ops: crate::config::DEFAULT_MAX_TXN_OPS,
             started: Instant::now(),
             shutdown: watch::channel(false).0,
             client_tls: None,
@@ -288,6 +294,16 @@ impl Shared {
     /// Current Raft status.
     pub fn raft_status(&self) -> RaftStatus {
         self.status.read().clone()
+    }
+
+    /// The backend file's size as last measured.
+    pub fn backend_size(&self) -> u64 {
+        self.backend_size.load(Ordering::Relaxed)
+    }
+
+    /// Records the backend file's size.
+    pub fn set_backend_size(&self, bytes: u64) {
+        self.backend_size.store(bytes, Ordering::Relaxed);
     }
 
     /// True when a NOSPACE alarm is raised.

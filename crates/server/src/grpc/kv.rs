@@ -27,9 +27,7 @@ pub struct KvService {
 
 /// Runs an MVCC command through the log and returns its response.
 pub async fn write(state: &State, cmd: Command) -> Result<MvccResponse, Status> {
-    if state.no_space() && !matches!(cmd, Command::DeleteRange(_) | Command::Compact { .. }) {
-        return Err(ServerError::NoSpace.into());
-    }
+    super::quota::check(state, &cmd).await?;
     match state.propose(Payload::Mvcc(cmd)).await? {
         Outcome::Mvcc(r) => r.map_err(|e| ServerError::Mvcc(e).into()),
         Outcome::Done => Err(super::unexpected()),
@@ -101,6 +99,23 @@ fn observe(method: KvMethod, started: Instant) {
     let h = &handles[method as usize];
     h.requests.increment(1);
     h.duration.record(started.elapsed().as_secs_f64());
+}
+
+/// etcd's `--max-txn-ops` rule: the longest of the compare, success and
+/// failure lists counts, and a nested txn gets what its parent leaves.
+pub(crate) fn check_txn_ops(t: &TxnRequest, max: usize) -> Result<(), Status> {
+    let ops = t.compare.len().max(t.success.len()).max(t.failure.len());
+    if ops > max {
+        return Err(Status::invalid_argument(
+            "etcdserver: too many operations in txn request",
+        ));
+    }
+    for op in t.success.iter().chain(&t.failure) {
+        if let Some(request_op::Request::RequestTxn(inner)) = &op.request {
+            check_txn_ops(inner, max - ops)?;
+        }
+    }
+    Ok(())
 }
 
 fn check_size(state: &State, n: usize) -> Result<(), Status> {
@@ -207,6 +222,7 @@ impl Kv for KvService {
         let started = Instant::now();
         let r = req.into_inner();
         check_size(&self.state, prost::Message::encoded_len(&r))?;
+        check_txn_ops(&r, self.state.max_txn_ops)?;
         let serializable = txn_is_serializable(&r);
         let t = convert::txn_request(r)?;
         let resp = if t.is_read_only() {

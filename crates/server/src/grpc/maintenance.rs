@@ -30,19 +30,13 @@ pub fn db_size(state: &State) -> i64 {
     std::fs::metadata(crate::datadir::backend_path(&state.data_dir)).map_or(0, |m| m.len() as i64)
 }
 
-/// Raises NOSPACE through the log when the backend outgrows the quota.
+/// Refreshes the backend size the per-request quota check reads, and
+/// raises NOSPACE through the log when the backend outgrows the quota.
 pub async fn check_quota(state: &State) {
-    if state.quota_backend_bytes == 0 || state.no_space() {
-        return;
-    }
-    if db_size(state) as u64 > state.quota_backend_bytes {
-        tracing::warn!("backend over --quota-backend-bytes; raising NOSPACE");
-        let op = ServerOp::Alarm {
-            activate: true,
-            member: state.id,
-            alarm: AlarmType::Nospace as i32,
-        };
-        let _ = state.propose(Payload::Server(op)).await;
+    let size = db_size(state).max(0) as u64;
+    state.set_backend_size(size);
+    if state.quota_backend_bytes > 0 && size >= state.quota_backend_bytes {
+        super::quota::raise_no_space(state).await;
     }
 }
 
@@ -116,12 +110,17 @@ impl Maintenance for MaintenanceService {
         _req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         count("Defragment");
-        // redb reuses freed pages itself; a durable checkpoint is the useful part.
-        self.state
-            .store
-            .write()
-            .checkpoint()
-            .map_err(ServerError::Mvcc)?;
+        // Like etcd's, a defragment holds the backend (writes wait) while
+        // it moves live pages down and truncates the file.
+        let state = self.state.clone();
+        let path = crate::datadir::backend_path(&state.data_dir);
+        let (before, after) =
+            tokio::task::spawn_blocking(move || state.store.write().defragment(&path))
+                .await
+                .map_err(|e| ServerError::Internal(e.to_string()))?
+                .map_err(ServerError::Mvcc)?;
+        self.state.set_backend_size(after);
+        tracing::info!(before, after, "defragmented the backend");
         Ok(Response::new(DefragmentResponse {
             header: Some(current_header(&self.state)),
         }))

@@ -164,8 +164,9 @@ async fn read_message(mut body: Body, max: usize) -> Result<Bytes, Status> {
             }
             let len = u32::from_be_bytes(buf[1..5].try_into().expect("4 bytes")) as usize;
             if len > max {
-                return Err(Status::out_of_range(format!(
-                    "Error, decoded message length too large: found {len} bytes, the limit is: {max} bytes"
+                // etcd's gRPC server (grpc-go) answers this.
+                return Err(Status::resource_exhausted(format!(
+                    "grpc: received message larger than max ({len} vs. {max})"
                 )));
             }
             want = Some(5 + len);
@@ -292,10 +293,10 @@ mod tests {
         // beyond it is awaited or buffered.
         let header = vec![0, 0, 0x10, 0, 0];
         let e = read(vec![header], 4096).await.unwrap_err();
-        assert_eq!(e.code(), tonic::Code::OutOfRange);
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
         assert_eq!(
             e.message(),
-            "Error, decoded message length too large: found 1048576 bytes, the limit is: 4096 bytes"
+            "grpc: received message larger than max (1048576 vs. 4096)"
         );
     }
 
