@@ -65,7 +65,7 @@ impl State {
     fn apply_put(&mut self, p: &PutRequest, events: &mut Vec<Event>) -> Result<Response> {
         self.check_put(p)?;
         let mut w = self.writer();
-        let mut resp = self.put(&mut w, p);
+        let mut resp = self.put(&mut w, p)?;
         *events = self.finish(w);
         resp.revision = self.current_rev;
         Ok(Response::Put(resp))

@@ -1,35 +1,33 @@
 //! The redb backend: table layout, loading, and writing recorded changes.
 //!
 //! Tables:
-//! - `history_chunks`: the first `(main, sub)` revision of a chunk ->
-//!   postcard-encoded `Vec<(Revision, Record)>`, revisions increasing; the
-//!   chunks' ranges do not overlap. A checkpoint appends its new revisions
-//!   as a few chunks (up to [`CHUNK_RECORDS`] records or [`CHUNK_BYTES`]
-//!   bytes each) instead of one B-tree insert per revision, which cost a
-//!   tenth of the machine's CPU under write load. Compaction rewrites the
-//!   chunks it removes revisions from.
-//! - `history`: `(main, sub)` revision -> postcard-encoded [`Record`]: the
-//!   earlier one-row-per-revision layout, still read and compacted, never
-//!   written.
+//! - `hist_meta` and `hist_vals`: the retained history in chunks keyed by
+//!   their first `(main, sub)` revision ([`crate::chunk`]): metadata rows
+//!   (the key index is rebuilt from them on open, no value read) and the
+//!   values behind an offset table (read back one at a time). Compaction
+//!   rewrites the chunks it removes revisions from, in both tables.
 //! - `leases`: lease id -> postcard-encoded [`LeaseRecord`]
 //! - `meta`: `applied_index`, `current_rev`, `compact_rev` (u64)
+//! - `history_chunks` and `history`: two earlier layouts (whole records in
+//!   chunks; one row per revision), moved to the current one on open.
 //!
 //! The applied index is written in the same write transaction as the data
 //! of the entries it covers, so a crash never applies an entry twice or
 //! skips one.
 
-use crate::error::{MvccError, Result};
-use crate::state::{Changes, Lease, State};
-use crate::types::{LeaseRecord, Record, Revision};
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 
-pub(crate) const HISTORY: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("history");
-pub(crate) const HISTORY_CHUNKS: TableDefinition<(i64, i64), &[u8]> =
-    TableDefinition::new("history_chunks");
-/// Most records in one history chunk.
-pub(crate) const CHUNK_RECORDS: usize = 4096;
-/// Most encoded bytes in one history chunk (at least one record).
-pub(crate) const CHUNK_BYTES: usize = 4 << 20;
+use crate::chunk;
+use crate::error::{MvccError, Result};
+use crate::state::{Changes, HistRec, Lease, State};
+use crate::types::{LeaseRecord, Record, Revision};
+
+pub(crate) const HIST_META: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("hist_meta");
+pub(crate) const HIST_VALS: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("hist_vals");
+/// Earlier layout: one row per revision (read only to migrate).
+const HISTORY: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("history");
+/// Earlier layout: whole records in chunks (read only to migrate).
+const HISTORY_CHUNKS: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("history_chunks");
 pub(crate) const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -41,7 +39,55 @@ fn decode<'a, T: serde::Deserialize<'a>>(b: &'a [u8]) -> Result<T> {
     postcard::from_bytes(b).map_err(|e| MvccError::Corrupt(e.to_string()))
 }
 
-/// Loads the whole state; returns it with the applied index.
+/// Moves history stored in an earlier layout to the current one, in one
+/// durable write (a crash leaves either layout whole).
+pub(crate) fn migrate(db: &Database) -> Result<()> {
+    let mut old: Vec<(Revision, Record)> = Vec::new();
+    {
+        let tx = db.begin_read().map_err(MvccError::storage)?;
+        match tx.open_table(HISTORY) {
+            Ok(t) => {
+                for item in t.iter().map_err(MvccError::storage)? {
+                    let (k, v) = item.map_err(MvccError::storage)?;
+                    let (main, sub) = k.value();
+                    old.push((Revision::new(main, sub), decode(v.value())?));
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(MvccError::storage(e)),
+        }
+        match tx.open_table(HISTORY_CHUNKS) {
+            Ok(t) => {
+                for item in t.iter().map_err(MvccError::storage)? {
+                    let (k, v) = item.map_err(MvccError::storage)?;
+                    let recs: Vec<(Revision, Record)> = decode(v.value())?;
+                    let first = recs.first().map(|(r, _)| (r.main, r.sub));
+                    if first != Some(k.value()) || recs.windows(2).any(|w| w[0].0 >= w[1].0) {
+                        return Err(MvccError::Corrupt(format!(
+                            "history chunk {:?} does not start at its key or is out of order",
+                            k.value()
+                        )));
+                    }
+                    old.extend(recs);
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(MvccError::storage(e)),
+        }
+    }
+    old.sort_by_key(|(r, _)| *r);
+    let mut tx = db.begin_write().map_err(MvccError::storage)?;
+    tx.set_durability(redb::Durability::Immediate);
+    put_chunks(&tx, &old)?;
+    tx.delete_table(HISTORY).map_err(MvccError::storage)?;
+    tx.delete_table(HISTORY_CHUNKS)
+        .map_err(MvccError::storage)?;
+    tx.commit().map_err(MvccError::storage)?;
+    Ok(())
+}
+
+/// Loads the key index, every revision's metadata and the leases (values
+/// stay in the backend); returns the applied index.
 pub(crate) fn load(db: &Database, state: &mut State) -> Result<u64> {
     let tx = db.begin_read().map_err(MvccError::storage)?;
     // etcd starts an empty store at revision 1 (the first write gets 2);
@@ -62,25 +108,18 @@ pub(crate) fn load(db: &Database, state: &mut State) -> Result<u64> {
     let applied = get(APPLIED)?;
     state.current_rev = (get(CURRENT)? as i64).max(1);
     state.compact_rev = get(COMPACT)? as i64;
-    match tx.open_table(HISTORY) {
-        Ok(hist) => {
-            for item in hist.iter().map_err(MvccError::storage)? {
+    match tx.open_table(HIST_META) {
+        Ok(t) => {
+            let mut last: Option<Revision> = None;
+            for item in t.iter().map_err(MvccError::storage)? {
                 let (k, v) = item.map_err(MvccError::storage)?;
-                let (main, sub) = k.value();
-                let rec: Record = decode(v.value())?;
-                state.history.insert(Revision::new(main, sub), rec);
-            }
-        }
-        Err(redb::TableError::TableDoesNotExist(_)) => {}
-        Err(e) => return Err(MvccError::storage(e)),
-    }
-    match tx.open_table(HISTORY_CHUNKS) {
-        Ok(chunks) => {
-            for item in chunks.iter().map_err(MvccError::storage)? {
-                let (k, v) = item.map_err(MvccError::storage)?;
-                let recs: Vec<(Revision, Record)> = decode(v.value())?;
-                check_chunk(k.value(), &recs)?;
-                state.history.extend(recs);
+                for row in chunk::decode_meta(k.value(), v.value())? {
+                    if last.is_some_and(|l| l >= row.rev) {
+                        return Err(MvccError::Corrupt("history chunks overlap".into()));
+                    }
+                    last = Some(row.rev);
+                    state.history.insert(row.rev, HistRec::stored(row));
+                }
             }
         }
         Err(redb::TableError::TableDoesNotExist(_)) => {}
@@ -114,24 +153,13 @@ impl Meta {
     }
 }
 
-/// A chunk read back must be what was written: keyed by its first
-/// revision, revisions strictly increasing.
-fn check_chunk(key: (i64, i64), recs: &[(Revision, Record)]) -> Result<()> {
-    let first = recs.first().map(|(r, _)| (r.main, r.sub));
-    if first != Some(key) || recs.windows(2).any(|w| w[0].0 >= w[1].0) {
-        return Err(MvccError::Corrupt(format!(
-            "history chunk {key:?} does not start at its key or is out of order"
-        )));
-    }
-    Ok(())
-}
-
 /// Appends new revisions as chunks. Invariant: every new revision is above
 /// every stored one (history only grows at the top; restores clear first).
 fn put_chunks(tx: &WriteTransaction, puts: &[(Revision, Record)]) -> Result<()> {
-    let mut chunks = tx.open_table(HISTORY_CHUNKS).map_err(MvccError::storage)?;
+    let mut metas = tx.open_table(HIST_META).map_err(MvccError::storage)?;
+    let mut vals = tx.open_table(HIST_VALS).map_err(MvccError::storage)?;
     if let (Some((first, _)), Some(last)) =
-        (puts.first(), chunks.last().map_err(MvccError::storage)?)
+        (puts.first(), metas.last().map_err(MvccError::storage)?)
     {
         let (main, sub) = last.0.value();
         assert!(
@@ -145,73 +173,80 @@ fn put_chunks(tx: &WriteTransaction, puts: &[(Revision, Record)]) -> Result<()> 
             "history to write is not in revision order".into(),
         ));
     }
-    let mut start = 0;
-    let mut bytes = 0;
-    for (i, (_, rec)) in puts.iter().enumerate() {
-        bytes += rec.key.len() + rec.value.len() + 32;
-        let full = i + 1 - start >= CHUNK_RECORDS || bytes >= CHUNK_BYTES;
-        if full || i + 1 == puts.len() {
-            let chunk = &puts[start..=i];
-            let key = (chunk[0].0.main, chunk[0].0.sub);
-            chunks
-                .insert(key, enc(&chunk).as_slice())
-                .map_err(MvccError::storage)?;
-            start = i + 1;
-            bytes = 0;
-        }
+    for range in chunk::split(puts) {
+        let recs = &puts[range];
+        let key = (recs[0].0.main, recs[0].0.sub);
+        metas
+            .insert(key, chunk::encode_meta(recs).as_slice())
+            .map_err(MvccError::storage)?;
+        let values = chunk::encode_values(recs.iter().map(|(r, rec)| (*r, rec.value.as_ref())));
+        vals.insert(key, values.as_slice())
+            .map_err(MvccError::storage)?;
     }
     Ok(())
 }
 
 /// Removes compacted revisions: rewrites each chunk that holds some (or
-/// deletes it when none remain), and deletes rows of the earlier layout.
+/// deletes it when none remain), in both tables.
 fn delete_revisions(tx: &WriteTransaction, dels: &[Revision]) -> Result<()> {
     if dels.is_empty() {
         return Ok(());
     }
     let mut sorted = dels.to_vec();
     sorted.sort_unstable();
-    {
-        let mut old = tx.open_table(HISTORY).map_err(MvccError::storage)?;
-        if !old.is_empty().map_err(MvccError::storage)? {
-            for rev in &sorted {
-                old.remove((rev.main, rev.sub))
-                    .map_err(MvccError::storage)?;
-            }
-        }
-    }
-    let mut chunks = tx.open_table(HISTORY_CHUNKS).map_err(MvccError::storage)?;
+    let mut metas = tx.open_table(HIST_META).map_err(MvccError::storage)?;
+    let mut vals = tx.open_table(HIST_VALS).map_err(MvccError::storage)?;
     let mut i = 0;
     while i < sorted.len() {
         let rev = sorted[i];
-        let found = chunks
+        let found = metas
             .range(..=(rev.main, rev.sub))
             .map_err(MvccError::storage)?
             .next_back()
             .transpose()
             .map_err(MvccError::storage)?
             .map(|(k, v)| (k.value(), v.value().to_vec()));
-        let Some((key, value)) = found else {
-            i += 1; // not in any chunk (an earlier-layout row)
+        let Some((key, meta)) = found else {
+            i += 1; // not in any chunk: nothing to remove
             continue;
         };
-        let mut recs: Vec<(Revision, Record)> = decode(&value)?;
-        check_chunk(key, &recs)?;
-        let end = recs.last().map_or(rev, |(r, _)| *r);
+        let mut rows = chunk::decode_meta(key, &meta)?;
+        let end = rows.last().map_or(rev, |r| r.rev);
         // Every deletion up to this chunk's last revision falls in it.
         let mut j = i;
         while j < sorted.len() && sorted[j] <= end {
             j += 1;
         }
         let doomed = &sorted[i..j.max(i + 1)];
-        let before = recs.len();
-        recs.retain(|(r, _)| doomed.binary_search(r).is_err());
-        if recs.len() != before {
-            chunks.remove(key).map_err(MvccError::storage)?;
-            if let Some((first, _)) = recs.first() {
-                chunks
-                    .insert((first.main, first.sub), enc(&recs).as_slice())
+        let before = rows.len();
+        rows.retain(|r| doomed.binary_search(&r.rev).is_err());
+        if rows.len() != before {
+            let raw = vals
+                .get(key)
+                .map_err(MvccError::storage)?
+                .ok_or_else(|| MvccError::Corrupt(format!("history chunk {key:?} has no values")))?
+                .value()
+                .to_vec();
+            let values = chunk::Values::parse(key, &raw)?;
+            let kept: Vec<(Revision, &[u8])> = values
+                .all()
+                .filter(|(r, _)| doomed.binary_search(r).is_err())
+                .collect();
+            if kept.len() != rows.len() {
+                return Err(MvccError::Corrupt(format!(
+                    "history chunk {key:?}: metadata and values disagree"
+                )));
+            }
+            metas.remove(key).map_err(MvccError::storage)?;
+            vals.remove(key).map_err(MvccError::storage)?;
+            if let Some(first) = rows.first() {
+                let nk = (first.rev.main, first.rev.sub);
+                let meta = postcard::to_allocvec(&rows).expect("meta rows encode");
+                metas
+                    .insert(nk, meta.as_slice())
                     .map_err(MvccError::storage)?;
+                let v = chunk::encode_values(kept.into_iter());
+                vals.insert(nk, v.as_slice()).map_err(MvccError::storage)?;
             }
         }
         i = j.max(i + 1);
@@ -252,12 +287,20 @@ pub(crate) fn write(tx: &WriteTransaction, ch: &Changes, meta: Meta) -> Result<(
 
 /// Empties every table (before a restore).
 pub(crate) fn clear(tx: &WriteTransaction) -> Result<()> {
-    tx.delete_table(HISTORY).map_err(MvccError::storage)?;
-    tx.delete_table(HISTORY_CHUNKS)
-        .map_err(MvccError::storage)?;
+    for t in [HIST_META, HIST_VALS, HISTORY, HISTORY_CHUNKS] {
+        tx.delete_table(t).map_err(MvccError::storage)?;
+    }
     tx.delete_table(LEASES).map_err(MvccError::storage)?;
     tx.delete_table(META).map_err(MvccError::storage)?;
     Ok(())
+}
+
+/// Number of chunk rows (tests).
+#[cfg(test)]
+pub(crate) fn chunk_rows(db: &Database) -> u64 {
+    use redb::ReadableTableMetadata;
+    let tx = db.begin_read().unwrap();
+    tx.open_table(HIST_META).unwrap().len().unwrap()
 }
 
 fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -269,6 +312,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::values;
 
     fn rec(i: i64) -> Record {
         Record {
@@ -304,22 +348,25 @@ mod tests {
         commit(db, &ch, applied);
     }
 
+    /// Everything the backend holds, metadata and values read back.
     fn loaded(db: &Database) -> Result<Vec<(Revision, Record)>> {
         let mut state = State::default();
         load(db, &mut state)?;
-        Ok(state.history.into_iter().collect())
-    }
-
-    fn chunk_rows(db: &Database) -> u64 {
-        let tx = db.begin_read().unwrap();
-        tx.open_table(HISTORY_CHUNKS).unwrap().len().unwrap()
+        state
+            .history
+            .iter()
+            .map(|(r, h)| {
+                let value = values::read(db, *r)?.expect("value stored");
+                Ok((*r, h.record(value)))
+            })
+            .collect()
     }
 
     #[test]
     fn history_goes_in_chunks_and_compaction_rewrites_them() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::create(dir.path().join("db")).unwrap();
-        let n = CHUNK_RECORDS as i64 * 2 + 10;
+        let n = chunk::CHUNK_RECORDS as i64 * 2 + 10;
         let first = puts(2..2 + n);
         commit_puts(&db, &first, 1);
         assert_eq!(chunk_rows(&db), 3, "one insert per chunk, not per revision");
@@ -336,13 +383,9 @@ mod tests {
             .map(|(r, _)| *r)
             .filter(|r| r.main % 3 == 0)
             .collect();
-        dels.extend(
-            want[want.len() - 5..]
-                .iter()
-                .map(|(r, _)| r.main)
-                .map(|m| Revision::new(m, 0)),
-        );
+        dels.extend(want[want.len() - 5..].iter().map(|(r, _)| *r));
         dels.push(third[0].0);
+        dels.sort();
         dels.dedup();
         commit(
             &db,
@@ -359,39 +402,34 @@ mod tests {
     }
 
     #[test]
-    fn rows_of_the_earlier_layout_are_read_and_compacted() {
+    fn earlier_layouts_are_moved_to_the_current_one() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::create(dir.path().join("db")).unwrap();
-        let old = puts(2..12);
+        let rows = puts(2..12);
+        let chunked = puts(12..20);
         {
             let tx = db.begin_write().unwrap();
             {
                 let mut t = tx.open_table(HISTORY).unwrap();
-                for (r, rec) in &old {
+                for (r, rec) in &rows {
                     t.insert((r.main, r.sub), enc(rec).as_slice()).unwrap();
                 }
+                let mut c = tx.open_table(HISTORY_CHUNKS).unwrap();
+                c.insert((12, 0), enc(&chunked).as_slice()).unwrap();
+                let mut m = tx.open_table(META).unwrap();
+                m.insert(APPLIED, 1).unwrap();
+                m.insert(CURRENT, 19).unwrap();
+                tx.open_table(LEASES).unwrap();
             }
             tx.commit().unwrap();
         }
-        let new = puts(12..20);
-        commit_puts(&db, &new, 1);
-        let mut want: Vec<_> = old.into_iter().chain(new).collect();
+        migrate(&db).unwrap();
+        let want: Vec<_> = rows.into_iter().chain(chunked).collect();
         assert_eq!(loaded(&db).unwrap(), want);
-        let dels = vec![
-            Revision::new(3, 0),
-            Revision::new(11, 0),
-            Revision::new(15, 0),
-        ];
-        commit(
-            &db,
-            &Changes {
-                hist_del: dels.clone(),
-                ..Default::default()
-            },
-            2,
-        );
-        want.retain(|(r, _)| !dels.contains(r));
-        assert_eq!(loaded(&db).unwrap(), want);
+        // Nothing of the earlier layouts is left.
+        let tx = db.begin_read().unwrap();
+        assert!(tx.open_table(HISTORY).is_err());
+        assert!(tx.open_table(HISTORY_CHUNKS).is_err());
     }
 
     #[test]
@@ -409,9 +447,10 @@ mod tests {
         {
             let tx = db.begin_write().unwrap();
             {
-                let mut t = tx.open_table(HISTORY_CHUNKS).unwrap();
+                let mut t = tx.open_table(HIST_META).unwrap();
                 let recs = puts(5..9);
-                t.insert((2, 0), enc(&recs).as_slice()).unwrap();
+                t.insert((2, 0), chunk::encode_meta(&recs).as_slice())
+                    .unwrap();
             }
             tx.commit().unwrap();
         }

@@ -17,29 +17,49 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use redb::{Database, Durability};
+use bytes::Bytes;
+use redb::Durability;
 
 use crate::backend::{self, Meta};
 use crate::error::{MvccError, Result};
 use crate::state::Changes;
 use crate::store::Store;
+use crate::types::Revision;
+use crate::values::ValueStore;
 
 /// Changes and their meta row, ready to be written.
 pub(crate) struct Job {
-    db: Arc<Database>,
+    values: Arc<ValueStore>,
     changes: Changes,
     meta: Meta,
 }
 
+/// What a checkpoint wrote: the applied index it covers, and the values
+/// now in the backend (their memory copies can go).
+pub(crate) struct Written {
+    pub(crate) applied: u64,
+    pub(crate) values: Vec<(Revision, Bytes)>,
+}
+
 impl Job {
-    /// Writes the job in one durable transaction; returns the applied index
-    /// it covers.
-    pub(crate) fn run(self) -> Result<u64> {
-        let mut tx = self.db.begin_write().map_err(MvccError::storage)?;
+    /// Writes the job in one durable transaction.
+    pub(crate) fn run(self) -> Result<Written> {
+        let db = self.values.db();
+        let mut tx = db.begin_write().map_err(MvccError::storage)?;
         tx.set_durability(Durability::Immediate);
         backend::write(&tx, &self.changes, self.meta)?;
         tx.commit().map_err(MvccError::storage)?;
-        Ok(self.meta.applied)
+        drop(db);
+        Ok(Written {
+            applied: self.meta.applied,
+            values: self
+                .changes
+                .hist_put
+                .into_iter()
+                .filter(|(_, r)| !r.tombstone)
+                .map(|(rev, r)| (rev, r.value))
+                .collect(),
+        })
     }
 }
 
@@ -53,7 +73,7 @@ pub(crate) struct Worker {
     jobs: SyncSender<Job>,
     /// In a mutex only so that the store stays `Sync`; always reached
     /// through `&mut` (`get_mut`, no locking).
-    done: Mutex<Receiver<Result<u64>>>,
+    done: Mutex<Receiver<Result<Written>>>,
     /// Whether a job was sent and its result not yet received.
     busy: bool,
     _thread: JoinHandle<()>,
@@ -87,7 +107,7 @@ impl Worker {
         })
     }
 
-    fn done(&mut self) -> &mut Receiver<Result<u64>> {
+    fn done(&mut self) -> &mut Receiver<Result<Written>> {
         self.done.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -114,6 +134,21 @@ impl Store {
         Ok(())
     }
 
+    /// Values a checkpoint wrote leave memory: reads find them in the
+    /// value cache, then in the backend. (A revision compacted meanwhile
+    /// is gone from history and skipped.)
+    fn release_values(&mut self, values: Vec<(Revision, Bytes)>) {
+        let cache = self.values.clone();
+        for (rev, value) in values {
+            if let Some(h) = self.state.history.get_mut(&rev) {
+                if let Some(v) = h.value.take() {
+                    self.state.resident_bytes -= v.len();
+                    cache.cache(rev, value);
+                }
+            }
+        }
+    }
+
     /// Takes everything applied since the last checkpoint.
     pub(crate) fn take_checkpoint_job(&mut self) -> Result<Job> {
         self.check_poisoned()?;
@@ -122,17 +157,18 @@ impl Store {
             "a checkpoint is already in flight"
         );
         Ok(Job {
-            db: self.db.clone(),
+            values: self.values.clone(),
             changes: self.state.changes.take(),
             meta: Meta::of(&self.state, self.applied),
         })
     }
 
-    /// Records the outcome of a job: the new durable applied index, or
-    /// poisons the store (its memory is ahead of a backend that failed).
-    pub(crate) fn finish_checkpoint(&mut self, r: Result<u64>) -> Result<u64> {
+    /// Records the outcome of a job: the new durable applied index (and
+    /// the values it wrote leave memory for the cache), or poisons the
+    /// store (its memory is ahead of a backend that failed).
+    pub(crate) fn finish_checkpoint(&mut self, r: Result<Written>) -> Result<u64> {
         match r {
-            Ok(applied) => {
+            Ok(Written { applied, values }) => {
                 assert!(
                     applied >= self.durable_applied && applied <= self.applied,
                     "checkpoint index {applied} outside [{}, {}]",
@@ -140,6 +176,7 @@ impl Store {
                     self.applied
                 );
                 self.durable_applied = applied;
+                self.release_values(values);
                 Ok(applied)
             }
             Err(e) => {

@@ -15,9 +15,12 @@ impl State {
             return Err(MvccError::FutureRevision);
         }
         let (history, changes) = (&mut self.history, &mut self.changes);
+        let resident = &mut self.resident_bytes;
         self.index.retain_ordered(|ki| {
             for r in ki.compact(rev) {
-                history.remove(&r);
+                if let Some(v) = history.remove(&r).and_then(|h| h.value) {
+                    *resident -= v.len();
+                }
                 changes.hist_del.push(r);
             }
             !ki.is_empty()

@@ -81,7 +81,7 @@ impl State {
         let keys: Vec<_> = lease.keys.iter().cloned().collect();
         let mut w = self.writer();
         for k in keys {
-            self.delete_raw(&mut w, k);
+            self.delete_raw(&mut w, k)?;
         }
         self.leases.remove(&id);
         self.changes.leases.push((id, None));

@@ -35,12 +35,17 @@ impl State {
         };
         let mut count = 0i64;
         let mut kvs: Vec<KeyValue> = Vec::new();
-        for (r, rec) in self.live_in(bounds, rev) {
+        // Values are needed unless only keys go back, or a value sort.
+        let values = !req.keys_only || matches!(req.sort_target, SortTarget::Value);
+        for (r, h) in self.live_in(bounds, rev) {
             count += 1;
             if fetch.is_some_and(|f| kvs.len() >= f) {
                 continue;
             }
-            kvs.push(rec.to_kv(r));
+            kvs.push(match values {
+                true => self.kv_of(r, h)?,
+                false => h.kv(r, Bytes::new()),
+            });
         }
         resp.count = count;
         kvs.retain(|kv| {
@@ -66,7 +71,7 @@ impl State {
 
 /// Sorts as etcd does: `None` with a non-key target means ascending; ties
 /// keep key order (stable sort over key-ordered input).
-fn sort(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
+pub(crate) fn sort(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
     let order = match (order, target) {
         (SortOrder::None, SortTarget::Key) => return,
         (SortOrder::None, _) => SortOrder::Ascend,

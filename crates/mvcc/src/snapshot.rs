@@ -5,7 +5,7 @@
 
 use crate::backend;
 use crate::error::{MvccError, Result};
-use crate::state::{Changes, Lease, State};
+use crate::state::{Changes, HistRec, Lease, State};
 use crate::store::Store;
 use crate::types::{LeaseRecord, Record, Revision};
 use redb::Durability;
@@ -65,20 +65,25 @@ impl SnapshotSource {
 
 impl Store {
     /// A consistent image of the state at [`Store::applied_index`].
-    pub fn snapshot(&self) -> Vec<u8> {
-        self.snapshot_source().encode()
+    pub fn snapshot(&self) -> Result<Vec<u8>> {
+        Ok(self.snapshot_source()?.encode())
     }
 
     /// A copy of the state at [`Store::applied_index`], to encode later.
-    pub fn snapshot_source(&self) -> SnapshotSource {
+    pub fn snapshot_source(&self) -> Result<SnapshotSource> {
         let s = &self.state;
-        SnapshotSource(Dump {
+        let history = s
+            .history
+            .iter()
+            .map(|(r, h)| Ok((*r, h.record(s.value(*r, h)?))))
+            .collect::<Result<_>>()?;
+        Ok(SnapshotSource(Dump {
             applied: self.applied,
             current_rev: s.current_rev,
             compact_rev: s.compact_rev,
-            history: s.history.iter().map(|(r, rec)| (*r, rec.clone())).collect(),
+            history,
             leases: s.leases.values().map(|l| l.rec.clone()).collect(),
-        })
+        }))
     }
 
     /// Replaces the whole state with a snapshot, durably. A malformed image
@@ -98,13 +103,17 @@ impl Store {
         let dump: Dump = postcard::from_bytes(&body[5..]).map_err(|e| bad(&e.to_string()))?;
         let mut state = State {
             limits: self.state.limits,
+            values: self.state.values.clone(),
             current_rev: dump.current_rev,
             compact_rev: dump.compact_rev,
             ..Default::default()
         };
         let mut changes = Changes::default();
         for (rev, rec) in dump.history {
-            state.history.insert(rev, rec.clone());
+            let mut h = HistRec::fresh(&rec);
+            // Written durably below: read back from the backend.
+            h.value = None;
+            state.history.insert(rev, h);
             changes.hist_put.push((rev, rec));
         }
         for rec in dump.leases {
@@ -114,11 +123,14 @@ impl Store {
         state.rebuild();
         // A background checkpoint of the old state must not land after this.
         self.wait_checkpoint()?;
-        let mut tx = self.db.begin_write().map_err(MvccError::storage)?;
+        let db = self.values.db();
+        let mut tx = db.begin_write().map_err(MvccError::storage)?;
         tx.set_durability(Durability::Immediate);
         backend::clear(&tx)?;
         backend::write(&tx, &changes, backend::Meta::of(&state, dump.applied))?;
         tx.commit().map_err(MvccError::storage)?;
+        drop(db);
+        self.values.clear();
         self.state = state;
         self.applied = dump.applied;
         self.durable_applied = dump.applied;

@@ -1,16 +1,85 @@
-//! The in-memory state machine: key index, retained history, leases,
-//! revision counters, and the list of changes the backend must persist.
+//! The in-memory state machine: key index, retained history (metadata,
+//! and values until the backend holds them), leases, revision counters,
+//! and the list of changes the backend must persist.
 //!
 //! Everything is applied here first; `store.rs` writes the recorded
 //! [`Changes`] into the same redb transaction as the applied index.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::chunk::MetaRow;
 use crate::config::Limits;
 use crate::error::{MvccError, Result};
 use crate::keymap::KeyMap;
 use crate::types::{Event, EventType, KeyValue, LeaseRecord, Record, Revision};
-use bytes::Bytes;
-use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
+use crate::values::ValueStore;
+
+/// One revision of the history in memory: its metadata, and its value
+/// until a checkpoint has written it to the backend (`None` after; then
+/// [`State::value`] reads it back through the cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HistRec {
+    pub(crate) key: Bytes,
+    pub(crate) value: Option<Bytes>,
+    pub(crate) create_revision: i64,
+    pub(crate) version: i64,
+    pub(crate) lease: i64,
+    pub(crate) tombstone: bool,
+}
+
+impl HistRec {
+    /// A revision the backend holds (loaded on open).
+    pub(crate) fn stored(row: MetaRow) -> HistRec {
+        HistRec {
+            key: row.key,
+            value: None,
+            create_revision: row.create_revision,
+            version: row.version,
+            lease: row.lease,
+            tombstone: row.tombstone,
+        }
+    }
+
+    /// A revision just written, value in memory.
+    pub(crate) fn fresh(r: &Record) -> HistRec {
+        HistRec {
+            key: r.key.clone(),
+            value: Some(r.value.clone()),
+            create_revision: r.create_revision,
+            version: r.version,
+            lease: r.lease,
+            tombstone: r.tombstone,
+        }
+    }
+
+    /// The whole record, with its value.
+    pub(crate) fn record(&self, value: Bytes) -> Record {
+        Record {
+            key: self.key.clone(),
+            value,
+            create_revision: self.create_revision,
+            version: self.version,
+            lease: self.lease,
+            tombstone: self.tombstone,
+        }
+    }
+
+    /// The key-value at `rev`, with `value`.
+    pub(crate) fn kv(&self, rev: Revision, value: Bytes) -> KeyValue {
+        KeyValue {
+            key: self.key.clone(),
+            create_revision: self.create_revision,
+            mod_revision: rev.main,
+            version: self.version,
+            value,
+            lease: self.lease,
+        }
+    }
+}
 
 /// Changes to persist, in order.
 #[derive(Debug, Default)]
@@ -56,11 +125,14 @@ impl Lease {
     }
 }
 
-/// The whole state machine in memory.
+/// The whole state machine in memory (values excepted, once durable).
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) index: KeyMap,
-    pub(crate) history: BTreeMap<Revision, Record>,
+    pub(crate) history: BTreeMap<Revision, HistRec>,
+    /// The backend's values (`None` only for a state without a backend,
+    /// whose values all stay in memory).
+    pub(crate) values: Option<Arc<ValueStore>>,
     pub(crate) leases: BTreeMap<i64, Lease>,
     pub(crate) current_rev: i64,
     pub(crate) compact_rev: i64,
@@ -68,6 +140,9 @@ pub(crate) struct State {
     pub(crate) changes: Changes,
     /// Applying builds no watch events ([`crate::Store::set_events`]).
     pub(crate) events_off: bool,
+    /// Bytes of values held in memory (written since the last checkpoint
+    /// that finished).
+    pub(crate) resident_bytes: usize,
     /// This member's clock for lease expiries set while applying
     /// ([`crate::Store::set_clock`]); `None`: the command's own time.
     pub(crate) local_now_ms: Option<i64>,
@@ -148,12 +223,12 @@ impl State {
         w.events
     }
 
-    /// Live key-values in bounds at `rev`, in key order.
+    /// Live revisions in bounds at `rev`, in key order (metadata only).
     pub(crate) fn live_in(
         &self,
         bounds: (Bound<Bytes>, Bound<Bytes>),
         rev: i64,
-    ) -> impl Iterator<Item = (Revision, &Record)> + '_ {
+    ) -> impl Iterator<Item = (Revision, &HistRec)> + '_ {
         self.index.range(bounds).filter_map(move |(_, ki)| {
             let r = ki.visible_at(rev)?;
             Some((
@@ -163,10 +238,38 @@ impl State {
         })
     }
 
-    /// The live key-value of `key` at `rev`.
-    pub(crate) fn get(&self, key: &[u8], rev: i64) -> Option<KeyValue> {
+    /// The value of revision `rev` (`h` is its history entry): in memory
+    /// until a checkpoint writes it, then from the backend.
+    pub(crate) fn value(&self, rev: Revision, h: &HistRec) -> Result<Bytes> {
+        match (&h.value, &self.values) {
+            (Some(v), _) => Ok(v.clone()),
+            (None, Some(values)) => values.get(rev),
+            (None, None) => Err(MvccError::Storage(format!(
+                "value of revision {rev:?} is neither in memory nor in a backend"
+            ))),
+        }
+    }
+
+    /// The key-value at `rev`, value included.
+    pub(crate) fn kv_of(&self, rev: Revision, h: &HistRec) -> Result<KeyValue> {
+        Ok(h.kv(rev, self.value(rev, h)?))
+    }
+
+    /// The revision holding `key`'s live value at `rev`, and its entry.
+    pub(crate) fn get_meta(&self, key: &[u8], rev: i64) -> Option<(Revision, &HistRec)> {
         let r = self.index.get(key)?.visible_at(rev)?;
-        Some(self.history[&r].to_kv(r))
+        Some((r, &self.history[&r]))
+    }
+
+    /// `key`'s live key-value now, its value read only when `with_value`
+    /// (otherwise empty): a put needs the previous version's metadata, and
+    /// its value only for `prev_kv`, `ignore_value` or a watcher.
+    pub(crate) fn prev(&self, key: &[u8], with_value: bool) -> Result<Option<KeyValue>> {
+        match self.get_meta(key, i64::MAX) {
+            None => Ok(None),
+            Some((r, h)) if with_value => self.kv_of(r, h).map(Some),
+            Some((r, h)) => Ok(Some(h.kv(r, Bytes::new()))),
+        }
     }
 
     /// Writes one record at the writer's next sub-revision; `prev_kv` is the
@@ -201,13 +304,15 @@ impl State {
                 revision: rev,
             });
         }
-        self.history.insert(rev, rec.clone());
+        self.resident_bytes += rec.value.len();
+        self.history.insert(rev, HistRec::fresh(&rec));
         self.changes.hist_put.push((rev, rec));
         rev
     }
 
     /// Writes `key = value` with `lease` (already validated).
-    /// `prev` is the key's live value (`self.get(&key, i64::MAX)`).
+    /// `prev` is the key's live key-value ([`State::prev`]; its value is
+    /// needed only for watch events).
     pub(crate) fn put_raw(
         &mut self,
         w: &mut Writer,
@@ -216,7 +321,10 @@ impl State {
         lease: i64,
         prev: Option<KeyValue>,
     ) {
-        debug_assert_eq!(prev, self.get(&key, i64::MAX));
+        debug_assert_eq!(
+            prev.as_ref().map(|p| p.mod_revision),
+            self.get_meta(&key, i64::MAX).map(|(r, _)| r.main)
+        );
         let (create, version) = match &prev {
             Some(p) => (p.create_revision, p.version + 1),
             None => (w.main, 1),
@@ -247,8 +355,8 @@ impl State {
     }
 
     /// Deletes a live key (writes a tombstone), detaching its lease.
-    pub(crate) fn delete_raw(&mut self, w: &mut Writer, key: Bytes) {
-        let prev = self.get(&key, i64::MAX);
+    pub(crate) fn delete_raw(&mut self, w: &mut Writer, key: Bytes) -> Result<()> {
+        let prev = self.prev(&key, w.record_events)?;
         if let Some(p) = &prev {
             if p.lease != 0 {
                 if let Some(l) = self.leases.get_mut(&p.lease) {
@@ -265,6 +373,7 @@ impl State {
             tombstone: true,
         };
         self.record(w, rec, prev);
+        Ok(())
     }
 
     /// Rebuilds the key index and lease attachments from history (on open / restore).

@@ -22,7 +22,8 @@ use crate::hash::HashKv;
 use crate::request::{LeaseTimeToLive, RangeRequest, RangeResponse, TxnRequest, TxnResponse};
 use crate::state::State;
 use crate::types::{Event, KeyValue, LeaseRecord, Revision};
-use crate::watch::Compacted;
+use crate::values::ValueStore;
+use crate::watch::EventsError;
 use bytes::Bytes;
 use redb::Database;
 use std::path::Path;
@@ -31,7 +32,8 @@ use std::sync::Arc;
 /// The MVCC state machine over a redb file.
 #[derive(Debug)]
 pub struct Store {
-    pub(crate) db: Arc<Database>,
+    /// The backend and its value cache.
+    pub(crate) values: Arc<ValueStore>,
     pub(crate) state: State,
     pub(crate) applied: u64,
     pub(crate) durable_applied: u64,
@@ -49,19 +51,20 @@ impl Store {
 
     /// Opens (or creates) the store at `path`; rebuilds the in-memory index.
     pub fn open_with(path: impl AsRef<Path>, limits: Limits) -> Result<Store> {
-        let db = Arc::new(
-            Database::builder()
-                .set_cache_size(limits.backend_cache_bytes)
-                .create(path)
-                .map_err(MvccError::storage)?,
-        );
+        let db = Database::builder()
+            .set_cache_size(limits.backend_cache_bytes)
+            .create(path)
+            .map_err(MvccError::storage)?;
+        backend::migrate(&db)?;
+        let values = Arc::new(ValueStore::new(db, limits.value_cache_bytes));
         let mut state = State {
             limits,
+            values: Some(values.clone()),
             ..Default::default()
         };
-        let applied = backend::load(&db, &mut state)?;
+        let applied = backend::load(&values.db(), &mut state)?;
         Ok(Store {
-            db,
+            values,
             state,
             applied,
             durable_applied: applied,
@@ -98,6 +101,12 @@ impl Store {
                 continue;
             }
             let (result, events) = self.state.apply_command(*index, cmd);
+            // A value the backend could not give back is not the request's
+            // fault: the member cannot apply in step with the others.
+            if let Err(e @ (MvccError::Storage(_) | MvccError::Corrupt(_))) = &result {
+                self.poisoned = true;
+                return Err(e.clone());
+            }
             self.applied = *index;
             out.push(Applied {
                 index: *index,
@@ -125,6 +134,17 @@ impl Store {
         c.hist_put.len() + c.hist_del.len() + c.leases.len()
     }
 
+    /// Bytes of values held in memory: written since the last finished
+    /// checkpoint (a checkpoint moves them to the backend and its cache).
+    pub fn resident_value_bytes(&self) -> usize {
+        self.state.resident_bytes
+    }
+
+    /// Bytes in the cache of values read back from the backend.
+    pub fn cached_value_bytes(&self) -> u64 {
+        self.values.cached_bytes()
+    }
+
     /// Commits durably (fsync); everything applied so far survives a crash.
     /// Waits for a background checkpoint first. Returns the durable
     /// applied index.
@@ -144,10 +164,7 @@ impl Store {
         self.checkpoint()?;
         let size = || std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let before = size();
-        let db = Arc::get_mut(&mut self.db).ok_or_else(|| {
-            MvccError::Storage("defragment: the backend is in use; try again".into())
-        })?;
-        db.compact().map_err(MvccError::storage)?;
+        self.values.db_mut().compact().map_err(MvccError::storage)?;
         Ok((before, size()))
     }
 
@@ -183,20 +200,20 @@ impl Store {
     /// compaction revision, and each live key's version at or before it.
     /// A deletion is `(revision, key-value with only the key, true)`, as
     /// etcd stores a tombstone.
-    pub fn retained(&self) -> Vec<(Revision, KeyValue, bool)> {
+    pub fn retained(&self) -> Result<Vec<(Revision, KeyValue, bool)>> {
         self.state
             .history
             .iter()
-            .map(|(rev, rec)| {
-                let kv = if rec.tombstone {
+            .map(|(rev, h)| {
+                let kv = if h.tombstone {
                     KeyValue {
-                        key: rec.key.clone(),
+                        key: h.key.clone(),
                         ..Default::default()
                     }
                 } else {
-                    rec.to_kv(*rev)
+                    self.state.kv_of(*rev, h)?
                 };
-                (*rev, kv, rec.tombstone)
+                Ok((*rev, kv, h.tombstone))
             })
             .collect()
     }
@@ -226,7 +243,7 @@ impl Store {
         key: &Bytes,
         range_end: &Bytes,
         limit: usize,
-    ) -> Result<Vec<Event>, Compacted> {
+    ) -> Result<Vec<Event>, EventsError> {
         self.state.events_since(start_rev, key, range_end, limit)
     }
 

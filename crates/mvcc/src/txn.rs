@@ -62,15 +62,16 @@ impl State {
         if p.lease != 0 && !self.leases.contains_key(&p.lease) {
             return Err(MvccError::LeaseNotFound);
         }
-        if (p.ignore_value || p.ignore_lease) && self.get(&p.key, self.current_rev).is_none() {
+        if (p.ignore_value || p.ignore_lease) && self.get_meta(&p.key, self.current_rev).is_none() {
             return Err(MvccError::KeyNotFound);
         }
         Ok(())
     }
 
     /// Applies a validated put.
-    pub(crate) fn put(&mut self, w: &mut Writer, p: &PutRequest) -> PutResponse {
-        let prev = self.get(&p.key, i64::MAX);
+    pub(crate) fn put(&mut self, w: &mut Writer, p: &PutRequest) -> Result<PutResponse> {
+        // The previous value is read only when something needs it.
+        let prev = self.prev(&p.key, p.prev_kv || p.ignore_value || w.record_events)?;
         let value = match (&prev, p.ignore_value) {
             (Some(prev), true) => prev.value.clone(),
             _ => p.value.clone(),
@@ -81,10 +82,10 @@ impl State {
         };
         let prev_kv = if p.prev_kv { prev.clone() } else { None };
         self.put_raw(w, p.key.clone(), value, lease, prev);
-        PutResponse {
+        Ok(PutResponse {
             revision: w.main,
             prev_kv,
-        }
+        })
     }
 
     /// Applies a (validated) delete-range.
@@ -94,12 +95,16 @@ impl State {
         d: &DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse> {
         let bounds = key_bounds(&d.key, &d.range_end)?;
+        // Values only for the response's prev_kvs.
         let victims: Vec<KeyValue> = self
             .live_in(bounds, i64::MAX)
-            .map(|(r, rec)| rec.to_kv(r))
-            .collect();
+            .map(|(r, h)| match d.prev_kv {
+                true => self.kv_of(r, h),
+                false => Ok(h.kv(r, bytes::Bytes::new())),
+            })
+            .collect::<Result<_>>()?;
         for kv in &victims {
-            self.delete_raw(w, kv.key.clone());
+            self.delete_raw(w, kv.key.clone())?;
         }
         Ok(DeleteRangeResponse {
             revision: w.read_rev(),
@@ -135,7 +140,7 @@ impl State {
     /// as etcd's `compareToPath` does) and checks the chosen ops against the
     /// current state. Returns the path: one bool per txn, depth first.
     pub(crate) fn txn_path(&self, t: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
-        let ok = t.compare.iter().all(|c| self.compare(c));
+        let ok = self.compare_all(&t.compare)?;
         path.push(ok);
         let ops = if ok { &t.success } else { &t.failure };
         for op in ops {
@@ -162,7 +167,7 @@ impl State {
         for op in ops {
             responses.push(match op {
                 RequestOp::Range(r) => ResponseOp::Range(self.range(r, w.read_rev())?),
-                RequestOp::Put(p) => ResponseOp::Put(self.put(w, p)),
+                RequestOp::Put(p) => ResponseOp::Put(self.put(w, p)?),
                 RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete_range(w, d)?),
                 RequestOp::Txn(n) => ResponseOp::Txn(self.txn(w, n, path)?),
             });
@@ -177,7 +182,7 @@ impl State {
     /// Runs a read-only txn (see [`TxnRequest::is_read_only`]) at the
     /// current revision without a writer.
     pub(crate) fn read_txn(&self, t: &TxnRequest) -> Result<TxnResponse> {
-        let ok = t.compare.iter().all(|c| self.compare(c));
+        let ok = self.compare_all(&t.compare)?;
         let ops = if ok { &t.success } else { &t.failure };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
@@ -196,22 +201,38 @@ impl State {
         })
     }
 
-    /// Evaluates one compare at the current revision (etcd's `applyCompare`).
-    pub(crate) fn compare(&self, c: &Compare) -> bool {
-        let Ok(bounds) = key_bounds(&c.key, &c.range_end) else {
-            return false;
-        };
-        let kvs: Vec<KeyValue> = self
-            .live_in(bounds, self.current_rev)
-            .map(|(r, rec)| rec.to_kv(r))
-            .collect();
-        if kvs.is_empty() {
-            if matches!(c.target, CompareTarget::Value(_)) {
-                return false;
+    /// Whether every compare holds.
+    fn compare_all(&self, cs: &[Compare]) -> Result<bool> {
+        for c in cs {
+            if !self.compare(c)? {
+                return Ok(false);
             }
-            return compare_kv(c, &KeyValue::default());
         }
-        kvs.iter().all(|kv| compare_kv(c, kv))
+        Ok(true)
+    }
+
+    /// Evaluates one compare at the current revision (etcd's
+    /// `applyCompare`); values are read only for a value compare.
+    pub(crate) fn compare(&self, c: &Compare) -> Result<bool> {
+        let Ok(bounds) = key_bounds(&c.key, &c.range_end) else {
+            return Ok(false);
+        };
+        let by_value = matches!(c.target, CompareTarget::Value(_));
+        let mut any = false;
+        for (r, h) in self.live_in(bounds, self.current_rev) {
+            any = true;
+            let kv = match by_value {
+                true => self.kv_of(r, h)?,
+                false => h.kv(r, bytes::Bytes::new()),
+            };
+            if !compare_kv(c, &kv) {
+                return Ok(false);
+            }
+        }
+        if !any {
+            return Ok(!by_value && compare_kv(c, &KeyValue::default()));
+        }
+        Ok(true)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Watch events read back from the retained history.
 
+use crate::error::MvccError;
 use crate::state::{key_bounds, State};
 use crate::types::{Event, EventType, KeyValue, Revision};
 use bytes::Bytes;
@@ -14,6 +15,17 @@ pub struct Compacted {
     pub compact_revision: i64,
 }
 
+/// Why history could not be read for a watch.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EventsError {
+    /// The start revision is compacted: cancel the watch.
+    #[error(transparent)]
+    Compacted(#[from] Compacted),
+    /// The backend failed to give back a value.
+    #[error(transparent)]
+    Storage(#[from] MvccError),
+}
+
 impl State {
     /// Events with revision `>= start_rev` for keys in `[key, range_end)`, in
     /// revision order. An empty `key` means every key. `start_rev <= 0` means
@@ -26,16 +38,16 @@ impl State {
         key: &Bytes,
         range_end: &Bytes,
         limit: usize,
-    ) -> Result<Vec<Event>, Compacted> {
+    ) -> Result<Vec<Event>, EventsError> {
         let start = if start_rev <= 0 {
             self.current_rev + 1
         } else {
             start_rev
         };
         if self.compact_rev > 0 && start <= self.compact_rev {
-            return Err(Compacted {
+            return Err(EventsError::Compacted(Compacted {
                 compact_revision: self.compact_rev,
-            });
+            }));
         }
         let bounds = if key.is_empty() {
             None
@@ -57,11 +69,10 @@ impl State {
             if !in_range(&rec.key) {
                 continue;
             }
-            let prev_kv = self
-                .index
-                .get(&rec.key)
-                .and_then(|ki| ki.before(*rev))
-                .and_then(|(r, tomb)| (!tomb).then(|| self.history[&r].to_kv(r)));
+            let prev_kv = match self.index.get(&rec.key).and_then(|ki| ki.before(*rev)) {
+                Some((r, false)) => Some(self.kv_of(r, &self.history[&r])?),
+                _ => None,
+            };
             let (kind, kv) = if rec.tombstone {
                 let kv = KeyValue {
                     key: rec.key.clone(),
@@ -70,7 +81,7 @@ impl State {
                 };
                 (EventType::Delete, kv)
             } else {
-                (EventType::Put, rec.to_kv(*rev))
+                (EventType::Put, self.kv_of(*rev, rec)?)
             };
             out.push(Event {
                 kind,

@@ -37,6 +37,8 @@ enum Step {
     },
     Compact(i64),
     Reopen,
+    /// A checkpoint: written values leave memory (read back from redb).
+    Checkpoint,
     Grant(u8),
     Revoke(u8),
 }
@@ -273,6 +275,7 @@ fn step_strategy() -> impl Strategy<Value = Step> {
             .prop_map(|(key, version, result, success, failure)| Step::Txn { key, version, result, success, failure }),
         2 => (0..25i64).prop_map(Step::Compact),
         1 => Just(Step::Reopen),
+        2 => Just(Step::Checkpoint),
         1 => (1..3u8).prop_map(Step::Grant),
         1 => (1..3u8).prop_map(Step::Revoke),
     ]
@@ -401,6 +404,9 @@ fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 );
             }
             Step::Reopen => h.reopen(),
+            Step::Checkpoint => {
+                h.store.checkpoint().unwrap();
+            }
             Step::Grant(id) => {
                 let id = id as i64;
                 let got = h

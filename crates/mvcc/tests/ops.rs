@@ -315,11 +315,10 @@ fn compaction_errors() {
     };
     assert_eq!(h.range(all).count, 1);
     assert_eq!(
-        h.store
-            .events_since(4, &b(""), &b(""), 0)
-            .unwrap_err()
-            .compact_revision,
-        5
+        h.store.events_since(4, &b(""), &b(""), 0).unwrap_err(),
+        EventsError::Compacted(Compacted {
+            compact_revision: 5
+        })
     );
 }
 

@@ -1,6 +1,7 @@
 //! Persistence: reopen, idempotent replay, batches, snapshot/restore.
 
 mod common;
+use bytes::Bytes;
 use common::{b, H};
 use concord_mvcc::*;
 
@@ -101,7 +102,7 @@ fn batch_applies_in_one_transaction_and_persists() {
 fn snapshot_restore_gives_identical_hash() {
     let mut src = H::new();
     workload(&mut src);
-    let image = src.store.snapshot();
+    let image = src.store.snapshot().unwrap();
     let mut dst = H::new();
     dst.put("junk", "x");
     dst.store.restore(&image).unwrap();
@@ -147,4 +148,153 @@ fn defragment_shrinks_the_file_and_keeps_everything() {
     h.reopen();
     assert_eq!(h.store.hash_kv(0).unwrap().revision, rev + 1);
     assert_eq!(h.get("k7").unwrap().value.len(), 4096);
+}
+
+#[test]
+fn values_leave_memory_at_checkpoints_and_read_back_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    // A value cache of one byte: every read after a checkpoint goes to redb.
+    let limits = Limits {
+        value_cache_bytes: 1,
+        ..Limits::default()
+    };
+    let mut store = Store::open_with(dir.path().join("db"), limits).unwrap();
+    let mut index = 0;
+    let mut apply = |store: &mut Store, cmd: Command| {
+        index += 1;
+        store.apply(index, &cmd).unwrap().unwrap()
+    };
+    let put = |k: &str, v: &str| {
+        Command::Put(PutRequest {
+            key: b(k),
+            value: b(v),
+            prev_kv: true,
+            ..Default::default()
+        })
+    };
+    for i in 0..300 {
+        apply(
+            &mut store,
+            put(&format!("k{}", i % 30), &format!("v{i}-{}", "x".repeat(i))),
+        );
+    }
+    let range_all = RangeRequest {
+        key: b("\0"),
+        range_end: b("\0"),
+        ..Default::default()
+    };
+    let before = (
+        store.range(&range_all).unwrap(),
+        store.hash_kv(0).unwrap(),
+        store.events_since(2, &b(""), &b(""), 0).unwrap(),
+    );
+    assert!(store.resident_value_bytes() > 0);
+    store.checkpoint().unwrap();
+    assert_eq!(
+        store.resident_value_bytes(),
+        0,
+        "written values left memory"
+    );
+    let after = (
+        store.range(&range_all).unwrap(),
+        store.hash_kv(0).unwrap(),
+        store.events_since(2, &b(""), &b(""), 0).unwrap(),
+    );
+    assert_eq!(before, after);
+    // Writes that read their previous value: prev_kv, a value compare,
+    // a delete with prev_kvs.
+    let Response::Put(p) = apply(&mut store, put("k3", "new")).result.unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        p.prev_kv.unwrap().value,
+        before.0.kvs[23].value,
+        "k3's value"
+    );
+    let txn = TxnRequest {
+        compare: vec![Compare {
+            key: b("k4"),
+            range_end: Bytes::new(),
+            target: CompareTarget::Value(before.0.kvs[24].value.clone()),
+            result: CompareResult::Equal,
+        }],
+        success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
+            key: b("k4"),
+            range_end: Bytes::new(),
+            prev_kv: true,
+        })],
+        failure: vec![],
+    };
+    let Response::Txn(t) = apply(&mut store, Command::Txn(txn)).result.unwrap() else {
+        panic!()
+    };
+    assert!(t.succeeded, "the value compare read k4 back from redb");
+    let ResponseOp::DeleteRange(d) = &t.responses[0] else {
+        panic!()
+    };
+    assert_eq!(d.prev_kvs[0].value, before.0.kvs[24].value);
+}
+
+#[test]
+fn stepped_reads_match_whole_reads_across_compaction_and_checkpoints() {
+    let mut h = H::new();
+    for i in 0..400 {
+        h.put(&format!("k{:03}", i % 97), &format!("v{i}"));
+    }
+    h.store.checkpoint().unwrap();
+    for i in 0..50 {
+        h.put(&format!("k{:03}", i * 2), &format!("w{i}"));
+    }
+    let all = RangeRequest {
+        key: b("k"),
+        range_end: b("l"),
+        ..Default::default()
+    };
+    let whole = h.store.range(&all).unwrap();
+    // In steps of 7 keys, with a compaction and a checkpoint in between.
+    let mut r = h.store.range_start(&all).unwrap();
+    assert!(!h.store.range_step(&mut r, 7).unwrap());
+    let rev = h.store.current_revision();
+    h.ok(Command::Compact { revision: rev });
+    h.store.checkpoint().unwrap();
+    while !h.store.range_step(&mut r, 7).unwrap() {}
+    assert!(r.backend_reads() > 0);
+    assert_eq!(r.finish().unwrap(), whole);
+    // A compaction past the read's revision fails it, as etcd's would.
+    let old = RangeRequest {
+        revision: rev,
+        ..all.clone()
+    };
+    let mut r = h.store.range_start(&old).unwrap();
+    h.put("later", "x");
+    h.ok(Command::Compact { revision: rev + 1 });
+    assert_eq!(h.store.range_step(&mut r, 7), Err(MvccError::Compacted));
+
+    // History in steps hashes as the whole store does.
+    h.store.checkpoint().unwrap();
+    h.put("fresh", "in memory");
+    let want = h.store.hash_kv(0).unwrap();
+    let mut read = h.store.history_read(0).unwrap();
+    let mut hasher = KvHasher::new(read.compact_revision);
+    loop {
+        let mut items = h.store.history_step(&mut read, 10).unwrap();
+        if items.is_empty() {
+            break;
+        }
+        read.load(&mut items).unwrap();
+        for it in &items {
+            hasher.add(it.revision, &it.record);
+        }
+    }
+    assert_eq!(hasher.finish(), want.hash);
+    // A compaction during a history read fails it.
+    let mut read = h.store.history_read(0).unwrap();
+    h.store.history_step(&mut read, 1).unwrap();
+    h.put("more", "x");
+    let now = h.store.current_revision();
+    h.ok(Command::Compact { revision: now });
+    assert_eq!(
+        h.store.history_step(&mut read, 1),
+        Err(MvccError::Compacted)
+    );
 }

@@ -30,7 +30,7 @@ pub fn build(state: &State) -> Result<Vec<u8>, Status> {
     let (history, leases, applied, compacted) = {
         let store = state.store.read();
         (
-            store.retained(),
+            store.retained().map_err(crate::error::ServerError::Mvcc)?,
             store.leases(),
             store.applied_index(),
             store.compact_revision(),

@@ -24,6 +24,9 @@ use crate::transport::{serve_peers, Transport};
 
 /// redb cache size of a member.
 pub const BACKEND_CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// Cache of values read back from the backend: values stay in memory only
+/// until a checkpoint writes them (about a second).
+pub const VALUE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// The store's own bound on a command's keys and values, the same on
 /// every member (the flag's bound is checked on arrival).
 pub const APPLY_MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
@@ -81,9 +84,10 @@ pub async fn run(
     let limits = Limits {
         max_request_bytes: APPLY_MAX_REQUEST_BYTES,
         max_txn_ops: APPLY_MAX_TXN_OPS,
-        // Reads are served from the in-memory index; the backend cache only
-        // speeds up commits, so a small one keeps the member lean.
+        // Values read back go through the value cache; redb's page cache
+        // holds the B-tree pages that lookups and commits walk.
         backend_cache_bytes: BACKEND_CACHE_BYTES,
+        value_cache_bytes: VALUE_CACHE_BYTES,
     };
     let mut store = Store::open_with(backend_path(&data_dir), limits)?;
     let snaps = SnapshotStore::open(FsDisk, data_dir.join("snap"), SnapshotOptions::default())?;

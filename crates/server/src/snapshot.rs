@@ -62,8 +62,8 @@ mod tests {
         // From a state copy: the same image as encoding the store's bytes.
         let dir = tempfile::tempdir().unwrap();
         let store = concord_mvcc::Store::open(dir.path().join("db")).unwrap();
-        let direct = encode_source(&t, &store.snapshot_source());
-        assert_eq!(direct, encode(&t, &store.snapshot()));
+        let direct = encode_source(&t, &store.snapshot_source().unwrap());
+        assert_eq!(direct, encode(&t, &store.snapshot().unwrap()));
         assert!(decode(b"XXXX\x01\0\0\0\0").is_err());
         assert!(decode(&img[..12]).is_err());
         let mut bad = img.clone();

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
+use concord_mvcc::EventsError;
 use concord_mvcc::{Event, EventType, Store};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -206,7 +207,12 @@ impl WatchHub {
         let (key, end) = w.spec.history_bounds();
         let events = match store.events_since(w.next_rev, &key, &end, CATCH_UP_BATCH) {
             Ok(e) => e,
-            Err(c) => return CatchUp::Compacted(c.compact_revision),
+            Err(EventsError::Compacted(c)) => return CatchUp::Compacted(c.compact_revision),
+            Err(EventsError::Storage(e)) => {
+                // Tried again at the next catch-up tick.
+                tracing::error!(error = %e, "reading history for a watch");
+                return CatchUp::More;
+            }
         };
         let current = store.current_revision();
         let last = events.last().map(|e| e.revision.main);

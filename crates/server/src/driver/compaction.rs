@@ -7,19 +7,29 @@ use std::time::Instant;
 use concord_storage::SnapshotMark;
 
 use super::{Driver, CHECKPOINT_INTERVAL, GROUP, MAX_PENDING_CHANGES};
+
+/// Bytes of values held in memory before a checkpoint is forced (a
+/// checkpoint moves them to the backend; reads find them in the value
+/// cache, then the backend).
+const MAX_RESIDENT_VALUE_BYTES: usize = 32 * 1024 * 1024;
 use crate::error::{raft_error, ServerError};
 use crate::snapshotter::SnapshotJob;
 
 impl Driver {
-    /// About once a second (or after `MAX_PENDING_CHANGES`), write what was
+    /// About once a second (or after `MAX_PENDING_CHANGES`, or 32 MiB of
+    /// values), write what was
     /// applied to the backend in one durable transaction: it bounds the
     /// memory held for the backend and the replay after a crash. The write
     /// and its fsync run in a background thread; this loop only hands the
     /// changes over (and collects the previous checkpoint).
     pub(super) fn maybe_checkpoint(&mut self) -> Result<(), ServerError> {
-        if self.last_checkpoint.elapsed() < CHECKPOINT_INTERVAL
-            && self.shared.store.read().pending_changes() < MAX_PENDING_CHANGES
-        {
+        let due = {
+            let store = self.shared.store.read();
+            self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL
+                || store.pending_changes() >= MAX_PENDING_CHANGES
+                || store.resident_value_bytes() >= MAX_RESIDENT_VALUE_BYTES
+        };
+        if !due {
             return Ok(());
         }
         let mut store = self.shared.store.write();
@@ -50,7 +60,7 @@ impl Driver {
         let meta = self.node.snapshot_meta(index).map_err(raft_error)?;
         let (source, members) = {
             let store = self.shared.store.read();
-            (store.snapshot_source(), self.shared.members.read().clone())
+            (store.snapshot_source()?, self.shared.members.read().clone())
         };
         self.snapshot_job = Some(SnapshotJob::start(
             self.snaps.clone(),

@@ -140,8 +140,39 @@ pub async fn range(state: &State, r: RangeRequest) -> Result<RangeResponse, Stat
         });
     }
     let req = convert::range_request(r)?;
-    let resp = state.store.read().range(&req).map_err(ServerError::Mvcc)?;
+    let resp = read_range(state, &req).await?;
     Ok(convert::range_response(resp, header(state, 0)))
+}
+
+/// Keys of the index a range walks per hold of the store's lock: the
+/// driver waits for that lock to apply, so a range over a million keys
+/// must not hold it throughout.
+pub const RANGE_STEP_KEYS: usize = 10_000;
+
+/// Reads a range without holding the store's lock for long: the index in
+/// steps of [`RANGE_STEP_KEYS`], then the values the backend holds with no
+/// lock at all (on a blocking thread when there are any).
+pub async fn read_range(
+    state: &State,
+    req: &concord_mvcc::RangeRequest,
+) -> Result<concord_mvcc::RangeResponse, ServerError> {
+    let (mut read, mut done) = {
+        let store = state.store.read();
+        let mut read = store.range_start(req)?;
+        let done = store.range_step(&mut read, RANGE_STEP_KEYS)?;
+        (read, done)
+    };
+    while !done {
+        tokio::task::yield_now().await;
+        done = state.store.read().range_step(&mut read, RANGE_STEP_KEYS)?;
+    }
+    if read.backend_reads() == 0 {
+        return Ok(read.finish()?);
+    }
+    tokio::task::spawn_blocking(move || read.finish())
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?
+        .map_err(ServerError::Mvcc)
 }
 
 /// etcd's `isTxnSerializable`: every op of both branches is a

@@ -9,7 +9,7 @@ use concord_proto::etcdserverpb::*;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::{count, current_header, header, State};
+use super::{count, current_header, State};
 use crate::envelope::{Payload, ServerOp};
 use crate::error::ServerError;
 
@@ -38,6 +38,38 @@ pub async fn check_quota(state: &State) {
     if state.quota_backend_bytes > 0 && size >= state.quota_backend_bytes {
         super::quota::raise_no_space(state).await;
     }
+}
+
+/// Revisions hashed per hold of the store's lock.
+const HASH_STEP: usize = 8192;
+
+/// HashKV at `rev` (0: current) without holding the store's lock for long:
+/// the history in steps, the values read from the backend with no lock.
+pub async fn hash_history(state: &State, rev: i64) -> Result<concord_mvcc::HashKv, ServerError> {
+    let mut read = state.store.read().history_read(rev)?;
+    let mut hasher = concord_mvcc::KvHasher::new(read.compact_revision);
+    loop {
+        let mut items = state.store.read().history_step(&mut read, HASH_STEP)?;
+        if items.is_empty() {
+            break;
+        }
+        let (r, h) = tokio::task::spawn_blocking(move || {
+            let loaded = read.load(&mut items);
+            for it in &items {
+                hasher.add(it.revision, &it.record);
+            }
+            (loaded.map(|()| read), hasher)
+        })
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?;
+        read = r?;
+        hasher = h;
+    }
+    Ok(concord_mvcc::HashKv {
+        hash: hasher.finish(),
+        revision: read.revision,
+        compact_revision: read.compact_revision,
+    })
 }
 
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
@@ -128,12 +160,7 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         count("Hash");
-        let h = self
-            .state
-            .store
-            .read()
-            .hash_kv(0)
-            .map_err(ServerError::Mvcc)?;
+        let h = hash_history(&self.state, 0).await?;
         Ok(Response::new(HashResponse {
             header: Some(current_header(&self.state)),
             hash: h.hash,
@@ -146,10 +173,9 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<HashKvResponse>, Status> {
         count("HashKV");
         let rev = req.into_inner().revision;
-        let store = self.state.store.read();
-        let h = store.hash_kv(rev).map_err(ServerError::Mvcc)?;
+        let h = hash_history(&self.state, rev).await?;
         Ok(Response::new(HashKvResponse {
-            header: Some(header(&self.state, store.current_revision())),
+            header: Some(current_header(&self.state)),
             hash: h.hash,
             compact_revision: h.compact_revision,
             hash_revision: h.revision,
