@@ -9,6 +9,8 @@
 //!   (page size 4096, two meta pages, an empty freelist, one B+tree per
 //!   bucket, small buckets inline as bbolt does); [`encoded_len`] tells its
 //!   size up front;
+//! - [`StreamWriter`] writes the same format to a seekable output with one
+//!   bucket's items streamed in, so a large bucket is never in memory;
 //! - [`read_db`] reads a file back with bbolt's own integrity checks (for
 //!   tests and validation);
 //! - [`etcd`] has the helpers for etcd's layout: revision keys, bucket names
@@ -21,12 +23,14 @@
 pub mod etcd;
 pub mod format;
 mod reader;
+mod stream;
 mod tree;
 mod writer;
 
 pub use etcd::{etcd_revision_key, with_sha256_trailer, Sha256Writer};
 pub use format::Meta;
 pub use reader::{active_meta, read_db, read_meta};
+pub use stream::StreamWriter;
 pub use writer::{encoded_len, write_db};
 
 /// One top-level bucket: a name and its key/value pairs.

@@ -65,7 +65,7 @@ pub(crate) struct Tree {
 /// A node always takes at least `min` elements (when there are that many
 /// left), so a branch level with `min == 2` is always smaller than the level
 /// below it and the build terminates even with huge keys.
-fn pack(sizes: &[usize], min: usize) -> Vec<(Range<usize>, u64)> {
+pub(crate) fn pack(sizes: &[usize], min: usize) -> Vec<(Range<usize>, u64)> {
     let mut nodes = Vec::new();
     let mut start = 0;
     let mut size = PAGE_HEADER_SIZE;
@@ -82,7 +82,7 @@ fn pack(sizes: &[usize], min: usize) -> Vec<(Range<usize>, u64)> {
 }
 
 /// Pages needed for a node of `size` bytes.
-fn pages_for(size: usize) -> u64 {
+pub(crate) fn pages_for(size: usize) -> u64 {
     size.div_ceil(PAGE_SIZE) as u64
 }
 
@@ -196,22 +196,31 @@ pub(crate) fn encode_leaf(elems: &[Elem<'_>], id: u64, buf: &mut Vec<u8>) {
 
 /// Appends a branch node pointing at `children` to `buf`, unpadded.
 fn encode_branch(children: &[Node], elems: &[Elem<'_>], id: u64, buf: &mut Vec<u8>) {
+    let keyed: Vec<(&[u8], u64)> = children
+        .iter()
+        .map(|c| (elems[c.first].key, c.pgid))
+        .collect();
+    encode_branch_keys(&keyed, id, buf);
+}
+
+/// Appends a branch node to `buf`, unpadded: each child is its first key
+/// and its page id.
+pub(crate) fn encode_branch_keys(children: &[(&[u8], u64)], id: u64, buf: &mut Vec<u8>) {
     let base = buf.len();
     let size = PAGE_HEADER_SIZE
         + children
             .iter()
-            .map(|c| ELEMENT_SIZE + elems[c.first].key.len())
+            .map(|(k, _)| ELEMENT_SIZE + k.len())
             .sum::<usize>();
     buf.resize(base + PAGE_HEADER_SIZE + children.len() * ELEMENT_SIZE, 0);
     header(id, BRANCH_PAGE, children.len(), size).encode(&mut buf[base..]);
-    for (i, c) in children.iter().enumerate() {
+    for (i, (key, pgid)) in children.iter().enumerate() {
         let at = base + PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
-        let key = elems[c.first].key;
         let pos = u32::try_from(buf.len() - at).expect("branch offset fits u32");
         let ksize = u32::try_from(key.len()).expect("key size fits u32");
         buf[at..at + 4].copy_from_slice(&pos.to_le_bytes());
         buf[at + 4..at + 8].copy_from_slice(&ksize.to_le_bytes());
-        buf[at + 8..at + 16].copy_from_slice(&c.pgid.to_le_bytes());
+        buf[at + 8..at + 16].copy_from_slice(&pgid.to_le_bytes());
         buf.extend_from_slice(key);
     }
     debug_assert_eq!(buf.len() - base, size);

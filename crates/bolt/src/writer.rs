@@ -27,7 +27,7 @@ use crate::{BoltError, Bucket};
 /// Page id of the (always empty) freelist page.
 const FREELIST_PGID: u64 = 2;
 /// First page id available to bucket trees.
-const FIRST_DATA_PGID: u64 = 3;
+pub(crate) const FIRST_DATA_PGID: u64 = 3;
 
 /// How one bucket is stored.
 #[derive(Debug)]
@@ -104,9 +104,9 @@ fn show(name: &[u8]) -> String {
 }
 
 impl<'a> Plan<'a> {
-    fn new(buckets: &'a [Bucket]) -> Result<Self, BoltError> {
+    fn new(buckets: &'a [Bucket], first_pgid: u64) -> Result<Self, BoltError> {
         let sorted = validate(buckets)?;
-        let mut next_pgid = FIRST_DATA_PGID;
+        let mut next_pgid = first_pgid;
         let mut plans = Vec::with_capacity(sorted.len());
         let mut headers = Vec::with_capacity(sorted.len());
         for b in &sorted {
@@ -145,9 +145,11 @@ impl<'a> Plan<'a> {
         })
     }
 
-    /// The root bucket's entries: every bucket name, flagged as a bucket.
-    fn root_elems(&self) -> Vec<Elem<'_>> {
-        self.names
+    /// The root bucket's entries: every bucket name (and those of
+    /// `extra`, written elsewhere), flagged as a bucket, in name order.
+    fn root_elems<'b>(&'b self, extra: &'b [(Vec<u8>, Vec<u8>)]) -> Vec<Elem<'b>> {
+        let mut elems: Vec<Elem<'b>> = self
+            .names
             .iter()
             .zip(&self.headers)
             .map(|(name, header)| Elem {
@@ -155,8 +157,78 @@ impl<'a> Plan<'a> {
                 value: header,
                 flags: BUCKET_LEAF_FLAG,
             })
-            .collect()
+            .chain(extra.iter().map(|(name, header)| Elem {
+                key: name,
+                value: header,
+                flags: BUCKET_LEAF_FLAG,
+            }))
+            .collect();
+        elems.sort_by(|a, b| a.key.cmp(b.key));
+        elems
     }
+}
+
+/// The three pages at the front of a file: two meta pages naming the root
+/// bucket's page and the high-water mark `pgid`, and the empty freelist.
+pub(crate) fn front_pages(root: u64, pgid: u64) -> Vec<u8> {
+    let mut out = vec![0u8; 3 * PAGE_SIZE];
+    for txid in 0..2 {
+        let meta = Meta {
+            page_size: PAGE_SIZE as u32,
+            flags: 0,
+            root,
+            sequence: 0,
+            freelist: FREELIST_PGID,
+            pgid,
+            txid,
+        };
+        let page = &mut out[txid as usize * PAGE_SIZE..(txid as usize + 1) * PAGE_SIZE];
+        PageHeader {
+            id: txid,
+            flags: META_PAGE,
+            count: 0,
+            overflow: 0,
+        }
+        .encode(page);
+        page[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + META_SIZE].copy_from_slice(&meta.encode());
+    }
+    PageHeader {
+        id: FREELIST_PGID,
+        flags: FREELIST_PAGE,
+        count: 0,
+        overflow: 0,
+    }
+    .encode(&mut out[2 * PAGE_SIZE..]);
+    out
+}
+
+/// Writes `buckets` from page `first_pgid` on, then the root bucket that
+/// lists them and `extra` (buckets written already: name, header).
+/// Returns the root bucket's page and the next free page id.
+pub(crate) fn write_buckets_from<W: Write>(
+    buckets: &[Bucket],
+    extra: &[(Vec<u8>, Vec<u8>)],
+    first_pgid: u64,
+    out: &mut W,
+) -> Result<(u64, u64), BoltError> {
+    let plan = Plan::new(buckets, first_pgid)?;
+    let root_elems = plan.root_elems(extra);
+    if root_elems.windows(2).any(|w| w[0].key == w[1].key) {
+        return Err(BoltError::DuplicateBucket(show(
+            root_elems
+                .windows(2)
+                .find(|w| w[0].key == w[1].key)
+                .map_or(&[][..], |w| w[0].key),
+        )));
+    }
+    let root = Tree::plan(&root_elems, plan.next_pgid);
+    for b in &plan.buckets {
+        if let Some(tree) = &b.tree {
+            tree.write(&b.elems, out)?;
+        }
+    }
+    root.write(&root_elems, out)?;
+    Ok((root.root(), plan.next_pgid + root.pages()))
 }
 
 /// Writes a bbolt database file holding `buckets` to `out`; returns the
@@ -166,59 +238,19 @@ impl<'a> Plan<'a> {
 /// sorted, as bbolt does); each bucket's items must be sorted by key with no
 /// duplicates and no empty key. Nothing is written when validation fails.
 pub fn write_db<W: Write>(buckets: &[Bucket], out: &mut W) -> Result<u64, BoltError> {
-    let plan = Plan::new(buckets)?;
-    let root_elems = plan.root_elems();
-    let root = Tree::plan(&root_elems, plan.next_pgid);
+    let plan = Plan::new(buckets, FIRST_DATA_PGID)?;
+    let root = Tree::plan(&plan.root_elems(&[]), plan.next_pgid);
     let pgid = plan.next_pgid + root.pages();
-
-    let mut written = 0;
-    for txid in 0..2 {
-        let meta = Meta {
-            page_size: PAGE_SIZE as u32,
-            flags: 0,
-            root: root.root(),
-            sequence: 0,
-            freelist: FREELIST_PGID,
-            pgid,
-            txid,
-        };
-        let mut page = vec![0u8; PAGE_SIZE];
-        PageHeader {
-            id: txid,
-            flags: META_PAGE,
-            count: 0,
-            overflow: 0,
-        }
-        .encode(&mut page);
-        page[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + META_SIZE].copy_from_slice(&meta.encode());
-        out.write_all(&page)?;
-        written += PAGE_SIZE as u64;
-    }
-    let mut page = vec![0u8; PAGE_SIZE];
-    PageHeader {
-        id: FREELIST_PGID,
-        flags: FREELIST_PAGE,
-        count: 0,
-        overflow: 0,
-    }
-    .encode(&mut page);
-    out.write_all(&page)?;
-    written += PAGE_SIZE as u64;
-
-    for b in &plan.buckets {
-        if let Some(tree) = &b.tree {
-            written += tree.write(&b.elems, out)?;
-        }
-    }
-    written += root.write(&root_elems, out)?;
-    debug_assert_eq!(written, pgid * PAGE_SIZE as u64, "plan and output disagree");
-    Ok(written)
+    out.write_all(&front_pages(root.root(), pgid))?;
+    let (_, end) = write_buckets_from(buckets, &[], FIRST_DATA_PGID, out)?;
+    debug_assert_eq!(end, pgid, "plan and output disagree");
+    Ok(pgid * PAGE_SIZE as u64)
 }
 
 /// The exact number of bytes [`write_db`] would write for `buckets`, without
 /// writing them (e.g. to announce a snapshot's size before streaming it).
 pub fn encoded_len(buckets: &[Bucket]) -> Result<u64, BoltError> {
-    let plan = Plan::new(buckets)?;
-    let root = Tree::plan(&plan.root_elems(), plan.next_pgid);
+    let plan = Plan::new(buckets, FIRST_DATA_PGID)?;
+    let root = Tree::plan(&plan.root_elems(&[]), plan.next_pgid);
     Ok((plan.next_pgid + root.pages()) * PAGE_SIZE as u64)
 }

@@ -7,12 +7,31 @@
 //! It holds every revision the store retains, tombstones included, and the
 //! compaction revision, as etcd's backend does: a restored member serves
 //! reads at old revisions just as the source did.
+//!
+//! Bounded, and off the driver's path: the history is read in steps from a
+//! consistent read view (`HistoryRead`: a short hold of the store's lock per
+//! step, values from the backend without it) and written page by page to a
+//! temporary file in the data directory (`StreamWriter`), which is then
+//! streamed to the client in chunks and removed. At most
+//! [`MAX_CONCURRENT`] snapshots are built at once; more wait their turn.
 
-use concord_bolt::{etcd, etcd_revision_key, with_sha256_trailer, write_db, Bucket};
+use std::io::{BufWriter, Read, Seek, SeekFrom};
+use std::sync::{Arc, OnceLock};
+
+use concord_bolt::{etcd, etcd_revision_key, Bucket, StreamWriter};
+use concord_mvcc::{HistoryItem, KeyValue};
 use prost::Message;
-use tonic::Status;
+use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::error::ServerError;
 use crate::grpc::{convert, State};
+
+/// Most etcd-format snapshots built or streamed at once (each reads the
+/// whole history and holds a temporary file as large as the store).
+pub const MAX_CONCURRENT: usize = 2;
+/// Revisions read per hold of the store's lock.
+const STEP: usize = 4096;
 
 /// etcd's `leasepb.Lease`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -25,25 +44,115 @@ struct LeasePb {
     remaining_ttl: i64,
 }
 
-/// Builds the snapshot file from the store as it is now.
-pub fn build(state: &State) -> Result<Vec<u8>, Status> {
-    let (history, leases, applied, compacted) = {
+/// A snapshot file ready to stream: the bbolt database (the sha256
+/// trailer is computed while it is read, [`SnapshotFile::read_chunk`]).
+#[derive(Debug)]
+pub struct SnapshotFile {
+    file: tempfile::NamedTempFile,
+    /// Length of the database, without the 32-byte trailer.
+    pub db_len: u64,
+    sent: u64,
+    hasher: Sha256,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl SnapshotFile {
+    /// Bytes the client receives: the database and the trailer.
+    pub fn total(&self) -> u64 {
+        self.db_len + 32
+    }
+
+    /// The next chunk of at most `max` bytes (the trailer last); empty at
+    /// the end.
+    pub fn read_chunk(&mut self, max: usize) -> std::io::Result<Vec<u8>> {
+        if self.sent >= self.total() {
+            return Ok(Vec::new());
+        }
+        if self.sent >= self.db_len {
+            let digest = std::mem::take(&mut self.hasher).finalize().to_vec();
+            self.sent = self.total();
+            return Ok(digest);
+        }
+        if self.sent == 0 {
+            self.file.as_file_mut().seek(SeekFrom::Start(0))?;
+        }
+        let n = (max as u64).min(self.db_len - self.sent) as usize;
+        let mut buf = vec![0u8; n];
+        self.file.as_file_mut().read_exact(&mut buf)?;
+        self.hasher.update(&buf);
+        self.sent += n as u64;
+        Ok(buf)
+    }
+
+    /// Bytes still to send after what was read.
+    pub fn remaining(&self) -> u64 {
+        self.total() - self.sent
+    }
+}
+
+fn slots() -> Arc<Semaphore> {
+    static SLOTS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    SLOTS
+        .get_or_init(|| Arc::new(Semaphore::new(MAX_CONCURRENT)))
+        .clone()
+}
+
+/// The etcd form of one retained revision: revision key, `mvccpb.KeyValue`
+/// (a deletion keeps only the key, as etcd stores a tombstone).
+fn item(it: &HistoryItem) -> (Vec<u8>, Vec<u8>) {
+    let rec = &it.record;
+    let kv = if rec.tombstone {
+        KeyValue {
+            key: rec.key.clone(),
+            ..Default::default()
+        }
+    } else {
+        rec.to_kv(it.revision)
+    };
+    let key = etcd_revision_key(it.revision.main, it.revision.sub, rec.tombstone);
+    (key, convert::kv(kv).encode_to_vec())
+}
+
+/// Builds the snapshot file of the store as it is now (see the module
+/// docs), waiting for a slot first.
+pub async fn build(state: &State) -> Result<SnapshotFile, ServerError> {
+    let slot = slots()
+        .acquire_owned()
+        .await
+        .map_err(|_| ServerError::Stopped)?;
+    let internal = |e: concord_bolt::BoltError| ServerError::Internal(e.to_string());
+    let (mut read, leases, applied, compacted) = {
         let store = state.store.read();
         (
-            store.retained().map_err(crate::error::ServerError::Mvcc)?,
+            store.history_read(0)?,
             store.leases(),
             store.applied_index(),
             store.compact_revision(),
         )
     };
-    // Revision keys sort as the revisions do (big-endian main, then sub).
-    let items: Vec<(Vec<u8>, Vec<u8>)> = history
-        .into_iter()
-        .map(|(rev, kv, tombstone)| {
-            let key = etcd_revision_key(rev.main, rev.sub, tombstone);
-            (key, convert::kv(kv).encode_to_vec())
-        })
-        .collect();
+    let tmp = tempfile::Builder::new()
+        .prefix("snapshot-")
+        .suffix(".db.tmp")
+        .tempfile_in(&state.data_dir)?;
+    let out = BufWriter::with_capacity(1 << 20, tmp.reopen()?);
+    let mut writer = StreamWriter::new(out, etcd::KEY).map_err(internal)?;
+    loop {
+        let mut items = state.store.read().history_step(&mut read, STEP)?;
+        if items.is_empty() {
+            break;
+        }
+        let step = tokio::task::spawn_blocking(move || {
+            read.load(&mut items).map_err(ServerError::Mvcc)?;
+            for it in &items {
+                let (k, v) = item(it);
+                writer.push(&k, &v).map_err(internal)?;
+            }
+            Ok::<_, ServerError>((read, writer))
+        });
+        (read, writer) = step
+            .await
+            .map_err(|e| ServerError::Internal(e.to_string()))??;
+    }
     let mut lease_items: Vec<(Vec<u8>, Vec<u8>)> = leases
         .into_iter()
         .map(|l| {
@@ -66,14 +175,27 @@ pub fn build(state: &State) -> Result<Vec<u8>, Status> {
         meta.push((etcd::FINISHED_COMPACT_REV.to_vec(), rev.clone()));
         meta.push((etcd::SCHEDULED_COMPACT_REV.to_vec(), rev));
     }
-    let buckets = vec![
-        Bucket::new(etcd::KEY, items),
+    let others = vec![
         Bucket::new(etcd::META, meta),
         Bucket::new(etcd::LEASE, lease_items),
     ];
-    let mut out = Vec::new();
-    write_db(&buckets, &mut out).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(with_sha256_trailer(out))
+    let db_len = tokio::task::spawn_blocking(move || {
+        let (out, len) = writer.finish(&others).map_err(internal)?;
+        let file = out
+            .into_inner()
+            .map_err(|e| ServerError::Io(e.into_error()))?;
+        file.sync_data()?;
+        Ok::<_, ServerError>(len)
+    })
+    .await
+    .map_err(|e| ServerError::Internal(e.to_string()))??;
+    Ok(SnapshotFile {
+        file: tmp,
+        db_len,
+        sent: 0,
+        hasher: Sha256::new(),
+        _slot: slot,
+    })
 }
 
 #[cfg(test)]
@@ -85,6 +207,7 @@ mod tests {
     use concord_bolt::read_db;
     use concord_mvcc::{Command, DeleteRangeRequest, PutRequest};
     use concord_proto::mvccpb::KeyValue as KvPb;
+    use sha2::{Digest, Sha256};
 
     fn put(k: &str, v: &str) -> Command {
         Command::Put(PutRequest {
@@ -116,8 +239,23 @@ mod tests {
         let batch: Vec<_> = (1..).zip(cmds).collect();
         state.store.write().apply_batch(&batch).unwrap();
 
-        let file = build(&state).unwrap();
-        let db = &file[..file.len() - 32]; // the sha256 trailer
+        let mut snap = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(build(&state))
+            .unwrap();
+        let mut file = Vec::new();
+        loop {
+            let c = snap.read_chunk(1000).unwrap();
+            if c.is_empty() {
+                break;
+            }
+            file.extend(c);
+        }
+        assert_eq!(file.len() as u64, snap.total());
+        // The trailer is the sha256 of the database, as etcdctl checks it.
+        let (db, trailer) = file.split_at(file.len() - 32);
+        assert_eq!(trailer, &Sha256::digest(db)[..]);
         let buckets = read_db(db).unwrap();
         let bucket = |name: &[u8]| buckets.iter().find(|b| b.name == name).unwrap();
         let revs: Vec<(i64, i64, bool, String, String)> = bucket(etcd::KEY)

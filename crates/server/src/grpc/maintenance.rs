@@ -189,23 +189,30 @@ impl Maintenance for MaintenanceService {
         _req: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
         count("Snapshot");
-        let blob = crate::bolt_snapshot::build(&self.state)?;
+        let mut snap = crate::bolt_snapshot::build(&self.state).await?;
         let state = self.state.clone();
-        let total = blob.len();
-        let chunks: Vec<Result<SnapshotResponse, Status>> = blob
-            .chunks(SNAPSHOT_CHUNK)
-            .enumerate()
-            .map(|(i, c)| {
-                let sent = (i * SNAPSHOT_CHUNK + c.len()) as u64;
-                Ok(SnapshotResponse {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        // Read and sent chunk by chunk (the client's pace sets the reads);
+        // the file goes when the stream ends or the client leaves.
+        tokio::task::spawn_blocking(move || loop {
+            let item = match snap.read_chunk(SNAPSHOT_CHUNK) {
+                Ok(c) if c.is_empty() => return,
+                Ok(c) => Ok(SnapshotResponse {
                     header: Some(current_header(&state)),
-                    remaining_bytes: total as u64 - sent,
-                    blob: bytes::Bytes::copy_from_slice(c),
+                    remaining_bytes: snap.remaining(),
+                    blob: bytes::Bytes::from(c),
                     version: String::new(),
-                })
-            })
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+                }),
+                Err(e) => Err(Status::internal(format!("reading the snapshot: {e}"))),
+            };
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn move_leader(
