@@ -307,8 +307,27 @@ impl RawNode {
     /// The application has a snapshot of its state at applied index `index`:
     /// the log up to there may be discarded, and lagging followers get `data`.
     pub fn compact(&mut self, index: Index, data: Bytes) -> Result<SnapshotMeta, RaftError> {
-        self.raft.compact(index, data)?;
+        self.raft.compact(index, data, None)?;
         Ok(self.raft.snapshot.as_ref().expect("just made").meta.clone())
+    }
+
+    /// As [`RawNode::compact`], for an image of `len` bytes the application
+    /// keeps itself (in a file, say) rather than in memory: the core then
+    /// sends InstallSnapshot chunks with empty `data`, and the application
+    /// fills each one with bytes `offset..offset + n` of its image, `n =
+    /// min(snapshot_chunk_size, total - offset)`, before sending it.
+    pub fn compact_external(&mut self, index: Index, len: u64) -> Result<SnapshotMeta, RaftError> {
+        self.raft.compact(index, Bytes::new(), Some(len))?;
+        Ok(self.raft.snapshot.as_ref().expect("just made").meta.clone())
+    }
+
+    /// After [`RawNode::restart`] from a snapshot given without its data:
+    /// the application keeps its image of `len` bytes and fills chunks as
+    /// for [`RawNode::compact_external`].
+    pub fn set_external_snapshot(&mut self, len: u64) {
+        if self.raft.snapshot.is_some() {
+            self.raft.external_snapshot_len = Some(len);
+        }
     }
 
     /// True if `ready` would return work.

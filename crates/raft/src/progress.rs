@@ -17,6 +17,9 @@ pub enum ProgressState {
     Snapshot {
         /// The snapshot being sent (cheap clone: the data is reference counted).
         snapshot: Box<Snapshot>,
+        /// Size of its image: the data's, or the application's for an image
+        /// it keeps itself ([`crate::RawNode::compact_external`]).
+        total: u64,
         /// Next byte offset the follower expects.
         next_offset: u64,
         /// Ticks since the last chunk was sent (for retransmission).
@@ -178,9 +181,10 @@ impl Progress {
     }
 
     /// Switch to sending `snapshot`.
-    pub fn become_snapshot(&mut self, snapshot: Snapshot) {
+    pub fn become_snapshot(&mut self, snapshot: Snapshot, total: u64) {
         self.state = ProgressState::Snapshot {
             snapshot: Box::new(snapshot),
+            total,
             next_offset: 0,
             elapsed: 0,
         };

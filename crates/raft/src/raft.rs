@@ -73,6 +73,9 @@ pub(crate) struct Raft {
     pub dropped_reads: Vec<Bytes>,
     /// Latest snapshot the application made: the source for InstallSnapshot.
     pub snapshot: Option<Snapshot>,
+    /// Size of `snapshot`'s image when the application keeps it and fills
+    /// chunks itself (its `data` is then empty).
+    pub external_snapshot_len: Option<u64>,
     /// A snapshot received from the leader, to be persisted and applied.
     pub pending_snapshot: Option<Snapshot>,
     pub incoming_snapshot: Option<IncomingSnapshot>,
@@ -115,6 +118,7 @@ impl Raft {
             read_states: Vec::new(),
             dropped_reads: Vec::new(),
             snapshot,
+            external_snapshot_len: None,
             pending_snapshot: None,
             incoming_snapshot: None,
             conf_history: Vec::new(),

@@ -21,10 +21,13 @@ impl Raft {
             // Compaction without a snapshot cannot happen: `compact` requires one.
             unreachable!("log compacted but no snapshot to send");
         };
+        let total = self
+            .external_snapshot_len
+            .unwrap_or(snapshot.data.len() as u64);
         let Some(pr) = self.trk.progress.get_mut(&to) else {
             return false;
         };
-        pr.become_snapshot(snapshot);
+        pr.become_snapshot(snapshot, total);
         self.send_snapshot_chunk(to);
         true
     }
@@ -36,6 +39,7 @@ impl Raft {
         };
         let ProgressState::Snapshot {
             snapshot,
+            total,
             next_offset,
             elapsed,
         } = &mut pr.state
@@ -43,14 +47,20 @@ impl Raft {
             return;
         };
         *elapsed = 0;
-        let total = snapshot.data.len() as u64;
+        let total = *total;
         let start = (*next_offset).min(total);
         let end = (start + chunk).min(total);
+        // An image the application keeps is read by it into the chunk:
+        // bytes `offset..offset + min(chunk size, total - offset)`.
+        let data = match snapshot.data.is_empty() {
+            true => bytes::Bytes::new(),
+            false => snapshot.data.slice(start as usize..end as usize),
+        };
         let body = Body::Snapshot {
             meta: snapshot.meta.clone(),
             offset: start,
             total,
-            data: snapshot.data.slice(start as usize..end as usize),
+            data,
         };
         self.send(to, body);
     }
@@ -86,6 +96,7 @@ impl Raft {
         pr.recent_active = true;
         let ProgressState::Snapshot {
             snapshot,
+            total,
             next_offset: expected,
             ..
         } = &mut pr.state
@@ -100,7 +111,7 @@ impl Raft {
             self.send_append(from, true);
             return;
         }
-        let total = snapshot.data.len() as u64;
+        let total = *total;
         *expected = next_offset.min(total);
         if next_offset >= total {
             // Installed: the follower's log now matches ours up to the snapshot.
@@ -191,6 +202,7 @@ impl Raft {
         self.conf_history.clear();
         self.set_membership(Membership::from_conf_state(&meta.conf_state));
         self.snapshot = Some(snap.clone());
+        self.external_snapshot_len = None;
         self.pending_snapshot = Some(snap);
     }
 
@@ -215,9 +227,15 @@ impl Raft {
         })
     }
 
-    pub(crate) fn compact(&mut self, index: Index, data: Bytes) -> Result<(), RaftError> {
+    pub(crate) fn compact(
+        &mut self,
+        index: Index,
+        data: Bytes,
+        external_len: Option<u64>,
+    ) -> Result<(), RaftError> {
         let meta = self.snapshot_meta(index)?;
         self.snapshot = Some(Snapshot { meta, data });
+        self.external_snapshot_len = external_len;
         self.log.compact(index);
         // Keep the newest change at or below `index`: it is the base for later lookups.
         let keep_from = self
