@@ -254,6 +254,11 @@ fn delete_revisions(tx: &WriteTransaction, dels: &[Revision]) -> Result<()> {
     Ok(())
 }
 
+/// Appends revisions above the stored ones (a restore's batches).
+pub(crate) fn put_history(tx: &WriteTransaction, puts: &[(Revision, Record)]) -> Result<()> {
+    put_chunks(tx, puts)
+}
+
 /// Writes changes and meta into an open write transaction.
 pub(crate) fn write(tx: &WriteTransaction, ch: &Changes, meta: Meta) -> Result<()> {
     // Puts before deletions: a revision written and compacted within one

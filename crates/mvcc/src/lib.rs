@@ -48,7 +48,7 @@ pub use request::{
     LeaseTimeToLive, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseOp,
     SortOrder, SortTarget, TxnRequest, TxnResponse,
 };
-pub use snapshot::SnapshotSource;
+pub use snapshot::ImageWriter;
 pub use store::Store;
 pub use types::{Event, EventType, KeyValue, LeaseRecord, Record, Revision};
 pub use watch::{Compacted, EventsError};

@@ -1,7 +1,16 @@
-//! Snapshots: a consistent serialized dump of the backend, and restore.
+//! Snapshot images, and restore.
 //!
-//! Format: `b"CMVS"`, version byte 1, postcard body ([`Dump`]), then the
-//! crc32c of everything before it (4 bytes, big endian).
+//! Format 2 (written): `b"CMVS"`, version byte 2, then frames, then the
+//! crc32c of everything before it (4 bytes, big endian). A frame is a tag
+//! byte, a 4-byte little-endian length and a postcard payload: one header
+//! (applied index, current and compaction revisions), every retained
+//! revision in revision order ([`Revision`], [`Record`]), every lease
+//! ([`LeaseRecord`]), then an end frame. It is written as a stream
+//! ([`ImageWriter`]), from a read view in steps, so an image is never
+//! whole in memory where it is made. Format 1 (one postcard dump) is still
+//! read.
+
+use std::io::Write;
 
 use crate::backend;
 use crate::error::{MvccError, Result};
@@ -12,7 +21,14 @@ use redb::Durability;
 use serde::{Deserialize, Serialize};
 
 const MAGIC: &[u8; 4] = b"CMVS";
-const VERSION: u8 = 1;
+const VERSION_DUMP: u8 = 1;
+const VERSION: u8 = 2;
+const TAG_HEADER: u8 = 1;
+const TAG_RECORD: u8 = 2;
+const TAG_LEASE: u8 = 3;
+const TAG_END: u8 = 4;
+/// Values restored per backend transaction (the last one is durable).
+const RESTORE_BATCH_BYTES: usize = 32 << 20;
 
 #[derive(Serialize, Deserialize)]
 struct Dump {
@@ -23,84 +39,257 @@ struct Dump {
     leases: Vec<LeaseRecord>,
 }
 
-/// A copy of the state at one applied index, taken quickly (records share
-/// their key and value buffers with the store) and encoded later, possibly
-/// in another thread, by [`SnapshotSource::encode`].
-pub struct SnapshotSource(Dump);
+#[derive(Serialize, Deserialize)]
+struct Header {
+    applied: u64,
+    current_rev: i64,
+    compact_rev: i64,
+}
 
-impl std::fmt::Debug for SnapshotSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SnapshotSource")
-            .field("applied", &self.0.applied)
-            .field("records", &self.0.history.len())
-            .finish()
+/// Writes a snapshot image (format 2) to `out` piece by piece: the header
+/// at [`ImageWriter::new`], then each retained revision in order, then
+/// each lease, then [`ImageWriter::finish`].
+#[derive(Debug)]
+pub struct ImageWriter<W: Write> {
+    out: W,
+    crc: u32,
+    buf: Vec<u8>,
+    last: Option<Revision>,
+}
+
+impl<W: Write> ImageWriter<W> {
+    /// Starts an image of a store at `applied`, `current_rev`, `compact_rev`.
+    pub fn new(out: W, applied: u64, current_rev: i64, compact_rev: i64) -> std::io::Result<Self> {
+        let mut w = ImageWriter {
+            out,
+            crc: 0,
+            buf: Vec::new(),
+            last: None,
+        };
+        let mut start = MAGIC.to_vec();
+        start.push(VERSION);
+        w.put(&start)?;
+        w.frame(
+            TAG_HEADER,
+            &Header {
+                applied,
+                current_rev,
+                compact_rev,
+            },
+        )?;
+        Ok(w)
+    }
+
+    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, b);
+        self.out.write_all(b)
+    }
+
+    fn frame<T: Serialize>(&mut self, tag: u8, v: &T) -> std::io::Result<()> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.push(tag);
+        buf.extend_from_slice(&[0; 4]);
+        let mut buf = postcard::to_extend(v, buf).expect("frame encodes");
+        let len = (buf.len() - 5) as u32;
+        buf[1..5].copy_from_slice(&len.to_le_bytes());
+        let r = self.put(&buf);
+        self.buf = buf;
+        r
+    }
+
+    /// The next retained revision (revisions must increase).
+    pub fn record(&mut self, rev: Revision, rec: &Record) -> std::io::Result<()> {
+        assert!(
+            self.last.is_none_or(|l| l < rev),
+            "image revisions must increase"
+        );
+        self.last = Some(rev);
+        self.frame(TAG_RECORD, &(rev, rec))
+    }
+
+    /// A lease.
+    pub fn lease(&mut self, l: &LeaseRecord) -> std::io::Result<()> {
+        self.frame(TAG_LEASE, l)
+    }
+
+    /// Ends the image (end frame, checksum) and returns the output.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.frame(TAG_END, &())?;
+        let crc = self.crc.to_be_bytes();
+        self.out.write_all(&crc)?;
+        Ok(self.out)
     }
 }
 
-impl SnapshotSource {
-    /// The applied index the copy was taken at.
-    pub fn applied_index(&self) -> u64 {
-        self.0.applied
-    }
+/// One frame of a format-2 image.
+enum Frame<'a> {
+    Header(Header),
+    Record(Revision, Record),
+    Lease(LeaseRecord),
+    End(&'a [u8]),
+}
 
-    /// The snapshot image.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.encode_into(&mut out);
-        out
-    }
-
-    /// Appends the snapshot image to `out` (serialized in place: a large
-    /// image is not copied).
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(MAGIC);
-        out.push(VERSION);
-        let buf = std::mem::take(out);
-        *out = postcard::to_extend(&self.0, buf).expect("snapshot encoding cannot fail");
-        let crc = crc32c::crc32c(&out[start..]);
-        out.extend_from_slice(&crc.to_be_bytes());
-    }
+/// Reads the frames of a format-2 body (after magic and version, before
+/// the checksum), in order; refuses anything malformed.
+fn frames(mut b: &[u8]) -> impl Iterator<Item = Result<Frame<'_>>> {
+    let bad = |m: String| MvccError::Codec(format!("snapshot: {m}"));
+    std::iter::from_fn(move || {
+        if b.is_empty() {
+            return None;
+        }
+        if b.len() < 5 {
+            b = &[];
+            return Some(Err(bad("truncated frame".into())));
+        }
+        let tag = b[0];
+        let len = u32::from_le_bytes(b[1..5].try_into().expect("4 bytes")) as usize;
+        let Some(payload) = b.get(5..5 + len) else {
+            b = &[];
+            return Some(Err(bad("frame past the end".into())));
+        };
+        b = &b[5 + len..];
+        let dec = |e: postcard::Error| bad(e.to_string());
+        Some(match tag {
+            TAG_HEADER => postcard::from_bytes(payload)
+                .map(Frame::Header)
+                .map_err(dec),
+            TAG_RECORD => postcard::from_bytes::<(Revision, Record)>(payload)
+                .map(|(r, rec)| Frame::Record(r, rec))
+                .map_err(dec),
+            TAG_LEASE => postcard::from_bytes(payload).map(Frame::Lease).map_err(dec),
+            TAG_END => Ok(Frame::End(b)),
+            t => Err(bad(format!("unknown frame {t}"))),
+        })
+    })
 }
 
 impl Store {
-    /// A consistent image of the state at [`Store::applied_index`].
+    /// A consistent image of the state at [`Store::applied_index`], whole
+    /// in memory (large stores write theirs with [`ImageWriter`] from a
+    /// [`crate::HistoryRead`]).
     pub fn snapshot(&self) -> Result<Vec<u8>> {
-        Ok(self.snapshot_source()?.encode())
-    }
-
-    /// A copy of the state at [`Store::applied_index`], to encode later.
-    pub fn snapshot_source(&self) -> Result<SnapshotSource> {
         let s = &self.state;
-        let history = s
-            .history
-            .iter()
-            .map(|(r, h)| Ok((*r, h.record(s.value(*r, h)?))))
-            .collect::<Result<_>>()?;
-        Ok(SnapshotSource(Dump {
-            applied: self.applied,
-            current_rev: s.current_rev,
-            compact_rev: s.compact_rev,
-            history,
-            leases: s.leases.values().map(|l| l.rec.clone()).collect(),
-        }))
+        let mut w = ImageWriter::new(Vec::new(), self.applied, s.current_rev, s.compact_rev)
+            .map_err(MvccError::storage)?;
+        for (rev, h) in &s.history {
+            w.record(*rev, &h.record(s.value(*rev, h)?))
+                .map_err(MvccError::storage)?;
+        }
+        for l in s.leases.values() {
+            w.lease(&l.rec).map_err(MvccError::storage)?;
+        }
+        w.finish().map_err(MvccError::storage)
     }
 
-    /// Replaces the whole state with a snapshot, durably. A malformed image
-    /// is refused and changes nothing.
+    /// The applied index, current revision and compaction revision an
+    /// image begins with ([`ImageWriter::new`]).
+    pub fn image_header(&self) -> (u64, i64, i64) {
+        (self.applied, self.state.current_rev, self.state.compact_rev)
+    }
+
+    /// Replaces the whole state with a snapshot image, durably. A
+    /// malformed image is refused and changes nothing.
     pub fn restore(&mut self, image: &[u8]) -> Result<()> {
         let bad = |m: &str| MvccError::Codec(format!("snapshot: {m}"));
         if image.len() < 9 || &image[..4] != MAGIC {
             return Err(bad("bad magic"));
         }
-        if image[4] != VERSION {
-            return Err(bad("unknown version"));
-        }
         let (body, crc) = image.split_at(image.len() - 4);
         if crc32c::crc32c(body).to_be_bytes() != crc {
             return Err(bad("checksum mismatch"));
         }
-        let dump: Dump = postcard::from_bytes(&body[5..]).map_err(|e| bad(&e.to_string()))?;
+        match image[4] {
+            VERSION => self.restore_frames(&body[5..]),
+            VERSION_DUMP => {
+                let dump: Dump =
+                    postcard::from_bytes(&body[5..]).map_err(|e| bad(&e.to_string()))?;
+                self.restore_dump(dump)
+            }
+            _ => Err(bad("unknown version")),
+        }
+    }
+
+    /// Restores a format-2 image: checked whole first (nothing changes if
+    /// it is malformed), then written in batches, the last one durable
+    /// with the applied index (a crash before it leaves a backend without
+    /// one: the restart restores again from the snapshot file).
+    fn restore_frames(&mut self, body: &[u8]) -> Result<()> {
+        let bad = |m: &str| MvccError::Codec(format!("snapshot: {m}"));
+        let mut header = None;
+        let mut last: Option<Revision> = None;
+        let mut ended = false;
+        for f in frames(body) {
+            match f? {
+                Frame::Header(h) if header.is_none() && last.is_none() => header = Some(h),
+                Frame::Record(r, _) if header.is_some() && last.is_none_or(|l| l < r) => {
+                    last = Some(r)
+                }
+                Frame::Lease(_) if header.is_some() => {}
+                Frame::End(rest) if header.is_some() && rest.is_empty() => ended = true,
+                _ => return Err(bad("frames out of order")),
+            }
+        }
+        let (Some(h), true) = (header, ended) else {
+            return Err(bad("incomplete image"));
+        };
+        let mut state = State {
+            limits: self.state.limits,
+            values: self.state.values.clone(),
+            current_rev: h.current_rev,
+            compact_rev: h.compact_rev,
+            ..Default::default()
+        };
+        // A background checkpoint of the old state must not land after this.
+        self.wait_checkpoint()?;
+        let db = self.values.db();
+        let begin = || -> Result<redb::WriteTransaction> {
+            let mut tx = db.begin_write().map_err(MvccError::storage)?;
+            tx.set_durability(Durability::None);
+            Ok(tx)
+        };
+        let mut tx = begin()?;
+        backend::clear(&tx)?;
+        let mut batch: Vec<(Revision, Record)> = Vec::new();
+        let mut bytes = 0;
+        let mut changes = Changes::default();
+        for f in frames(body) {
+            match f? {
+                Frame::Record(rev, rec) => {
+                    let mut hist = HistRec::fresh(&rec);
+                    hist.value = None; // written below: read back from the backend
+                    state.history.insert(rev, hist);
+                    bytes += rec.key.len() + rec.value.len() + 64;
+                    batch.push((rev, rec));
+                    if bytes >= RESTORE_BATCH_BYTES {
+                        backend::put_history(&tx, &std::mem::take(&mut batch))?;
+                        tx.commit().map_err(MvccError::storage)?;
+                        tx = begin()?;
+                        bytes = 0;
+                    }
+                }
+                Frame::Lease(rec) => {
+                    changes.leases.push((rec.id, Some(rec.clone())));
+                    state.leases.insert(rec.id, Lease::restored(rec));
+                }
+                Frame::Header(_) | Frame::End(_) => {}
+            }
+        }
+        changes.hist_put = batch;
+        tx.set_durability(Durability::Immediate);
+        backend::write(&tx, &changes, backend::Meta::of(&state, h.applied))?;
+        tx.commit().map_err(MvccError::storage)?;
+        drop(db);
+        state.rebuild();
+        self.values.clear();
+        self.state = state;
+        self.applied = h.applied;
+        self.durable_applied = h.applied;
+        self.poisoned = false;
+        Ok(())
+    }
+
+    fn restore_dump(&mut self, dump: Dump) -> Result<()> {
         let mut state = State {
             limits: self.state.limits,
             values: self.state.values.clone(),
@@ -136,5 +325,62 @@ impl Store {
         self.durable_applied = dump.applied;
         self.poisoned = false;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::command::Command;
+    use crate::request::PutRequest;
+
+    fn put(i: u64, v: usize) -> (u64, Command) {
+        let cmd = Command::Put(PutRequest {
+            key: Bytes::from(format!("k{}", i % 17)),
+            value: Bytes::from(vec![i as u8; v]),
+            ..Default::default()
+        });
+        (i, cmd)
+    }
+
+    #[test]
+    fn a_large_image_restores_in_batches_and_a_format_1_image_still_restores() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut src = Store::open(dir.path().join("a")).unwrap();
+        // More than one restore batch of values.
+        let batch: Vec<_> = (1..=40).map(|i| put(i, 1 << 20)).collect();
+        src.apply_batch(&batch).unwrap();
+        src.checkpoint().unwrap();
+        let image = src.snapshot().unwrap();
+        let mut dst = Store::open(dir.path().join("b")).unwrap();
+        dst.restore(&image).unwrap();
+        assert_eq!(dst.hash_kv(0).unwrap(), src.hash_kv(0).unwrap());
+        drop(dst);
+        let dst = Store::open(dir.path().join("b")).unwrap();
+        assert_eq!(dst.hash_kv(0).unwrap(), src.hash_kv(0).unwrap());
+
+        // Format 1: one postcard dump.
+        let s = &src.state;
+        let dump = Dump {
+            applied: src.applied,
+            current_rev: s.current_rev,
+            compact_rev: s.compact_rev,
+            history: s
+                .history
+                .iter()
+                .map(|(r, h)| (*r, h.record(s.value(*r, h).unwrap())))
+                .collect(),
+            leases: vec![],
+        };
+        let mut old = MAGIC.to_vec();
+        old.push(VERSION_DUMP);
+        let mut old = postcard::to_extend(&dump, old).unwrap();
+        let crc = crc32c::crc32c(&old);
+        old.extend_from_slice(&crc.to_be_bytes());
+        let mut third = Store::open(dir.path().join("c")).unwrap();
+        third.restore(&old).unwrap();
+        assert_eq!(third.hash_kv(0).unwrap(), src.hash_kv(0).unwrap());
     }
 }

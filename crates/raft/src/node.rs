@@ -321,12 +321,30 @@ impl RawNode {
         Ok(self.raft.snapshot.as_ref().expect("just made").meta.clone())
     }
 
-    /// After [`RawNode::restart`] from a snapshot given without its data:
-    /// the application keeps its image of `len` bytes and fills chunks as
-    /// for [`RawNode::compact_external`].
+    /// The application keeps the current snapshot's image (`len` bytes)
+    /// itself from now on: after [`RawNode::restart`] from a snapshot given
+    /// without its data, or once it has stored a snapshot received from the
+    /// leader (the core drops its in-memory copy). Chunks are then filled
+    /// as for [`RawNode::compact_external`].
     pub fn set_external_snapshot(&mut self, len: u64) {
-        if self.raft.snapshot.is_some() {
+        if let Some(s) = &mut self.raft.snapshot {
+            s.data = Bytes::new();
             self.raft.external_snapshot_len = Some(len);
+        }
+    }
+
+    /// The application could not read the image of the snapshot being
+    /// sent to `to` (it was pruned, say): the transfer starts over with
+    /// the current snapshot at the next chance.
+    pub fn report_snapshot_unavailable(&mut self, to: NodeId) {
+        if let Some(pr) = self.raft.trk.progress.get_mut(&to) {
+            if matches!(pr.state, crate::progress::ProgressState::Snapshot { .. }) {
+                // Probe from what it is known to have: the log is compacted
+                // there, so the next append becomes a fresh snapshot.
+                pr.state = crate::progress::ProgressState::Probe;
+                pr.next = pr.matched + 1;
+                pr.probe_sent = false;
+            }
         }
     }
 

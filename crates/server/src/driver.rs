@@ -48,6 +48,9 @@ pub(crate) use inbox::{channel as inbox_channel, Inbox, WAKE};
 
 /// The one Raft group of this server (multi-Raft will add more).
 pub const GROUP: u64 = 1;
+/// Bytes of an InstallSnapshot chunk (the core's `snapshot_chunk_size`,
+/// set by `server.rs`).
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
 /// Inputs handled per round before the `Ready` is processed.
 pub const MAX_INPUTS_PER_ROUND: usize = 8192;
 /// Driver inbox capacity.
@@ -153,6 +156,8 @@ pub struct Driver {
     wal_compaction: Option<SnapshotMark>,
     /// Election timeout in ticks (a peer heard from within it is active).
     election_ticks: u64,
+    /// Bytes of an InstallSnapshot chunk (the core's `snapshot_chunk_size`).
+    pub(crate) snapshot_chunk_size: u64,
     pub(crate) meters: Meters,
 }
 
@@ -237,6 +242,7 @@ impl Driver {
             snapshot_job: None,
             wal_compaction: None,
             election_ticks,
+            snapshot_chunk_size: SNAPSHOT_CHUNK_BYTES,
             meters: Meters::new(),
         }
     }
@@ -404,7 +410,9 @@ impl Driver {
                 tracing::trace!(to = m.to, term = m.term, kind = m.body.name(), "send");
             }
         }
-        self.transport.send(std::mem::take(&mut rd.messages));
+        let mut msgs = std::mem::take(&mut rd.messages);
+        self.fill_snapshot_chunks(&mut msgs);
+        self.transport.send(msgs);
         // Like etcd, wait for the fsync only when it matters: new entries, a
         // snapshot, or a new term or vote. A hard state that only moves the
         // commit index is written (and synced by the next fsync) without
@@ -419,7 +427,7 @@ impl Driver {
         let mut batch = None;
         if rd.must_persist() {
             if let Some(s) = &rd.snapshot {
-                self.snaps.lock().save(GROUP, s)?;
+                self.snaps.save(GROUP, s)?;
             }
             batch = Some(WalBatch::from_ready(GROUP, &rd)).filter(|b| !b.is_empty());
             if let Some(hs) = rd.hard_state {
@@ -437,8 +445,10 @@ impl Driver {
             self.persist_and_send(&mut rd, batch.take(), must_sync)?;
         }
         // `advance` needs the snapshot and the committed entries back.
+        let mut received = None;
         if let Some(s) = rd.snapshot.take() {
             self.restore_snapshot(&s)?;
+            received = Some(s.data.len() as u64);
             rd.snapshot = Some(s);
         }
         let committed = std::mem::take(&mut rd.committed_entries);
@@ -466,6 +476,10 @@ impl Driver {
             }
         }
         self.node.advance(rd);
+        if let Some(len) = received {
+            // The file holds it now: the core keeps no copy in memory.
+            self.node.set_external_snapshot(len);
+        }
         self.release_reads();
         self.refresh_status();
         Ok(())

@@ -90,24 +90,33 @@ pub async fn run(
         value_cache_bytes: VALUE_CACHE_BYTES,
     };
     let mut store = Store::open_with(backend_path(&data_dir), limits)?;
-    let snaps = SnapshotStore::open(FsDisk, data_dir.join("snap"), SnapshotOptions::default())?;
+    let snaps = Arc::new(SnapshotStore::open(
+        FsDisk,
+        data_dir.join("snap"),
+        SnapshotOptions::default(),
+    )?);
     let (mut wal, recovered) = Wal::open(FsDisk, data_dir.join("wal"), WalOptions::default())?;
     if let Some(t) = &recovered.torn_tail {
         tracing::warn!(?t, "cut a torn tail off the WAL");
     }
     let existing_log = recovered.groups.get(&GROUP).cloned();
     let saved = MemberTable::load(&data_dir)?;
-    // A restart needs the newest snapshot anyway; its member table stands
-    // in for a missing file.
-    let snapshot = match existing_log {
-        Some(_) => snaps.load_latest(GROUP)?,
-        None => None,
+    // A restart starts from the newest snapshot's metadata (its image is
+    // read only if the backend is behind it); its member table stands in
+    // for a missing file.
+    let snapshot = match (&existing_log, snaps.latest(GROUP)?) {
+        (Some(_), Some(info)) => Some(snaps.data_section(GROUP, info.index)?),
+        _ => None,
     };
     let snapshot_table = match (&saved, &snapshot) {
-        (None, Some(s)) => Some(
-            crate::snapshot::decode(&s.data)
-                .map_err(ServerError::Internal)?
-                .0,
+        (None, Some((meta, at, _))) => Some(
+            crate::snapshot::read_table(|o, n| {
+                snaps
+                    .read_chunk(GROUP, meta.index, at + o, n)
+                    .map(|b| b.to_vec())
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(ServerError::Internal)?,
         ),
         _ => None,
     };
@@ -130,6 +139,7 @@ pub async fn run(
         c.check_quorum = true;
         c.read_mode = ReadMode::Safe;
         c.seed = id ^ std::process::id() as u64;
+        c.snapshot_chunk_size = crate::driver::SNAPSHOT_CHUNK_BYTES as usize;
         c
     };
 
@@ -147,24 +157,33 @@ pub async fn run(
                 .or(snapshot_table)
                 .expect("a restart has a member table");
             let mut applied = store.applied_index();
-            let snap_index = snapshot.as_ref().map_or(0, |s| s.meta.index);
-            if let Some(s) = &snapshot {
-                if s.meta.index > applied {
+            let snap_index = snapshot.as_ref().map_or(0, |(m, _, _)| m.index);
+            if let Some((meta, _, _)) = &snapshot {
+                if meta.index > applied {
+                    // Saved from the leader just before a crash: restore it
+                    // (loaded whole and verified).
+                    let s = snaps.load(GROUP, meta.index)?;
                     let (t, image) =
                         crate::snapshot::decode(&s.data).map_err(ServerError::Internal)?;
                     store.restore(image)?;
                     t.save(&data_dir)?;
                     table = t;
-                    applied = s.meta.index;
+                    applied = meta.index;
                 }
                 wal.record_snapshot(
                     GROUP,
                     SnapshotMark {
-                        index: s.meta.index,
-                        term: s.meta.term,
+                        index: meta.index,
+                        term: meta.term,
                     },
                 )?;
             }
+            let image_len = snapshot.as_ref().map(|(_, _, len)| *len);
+            // The core gets the metadata; the image stays in the file.
+            let snapshot = snapshot.map(|(meta, _, _)| concord_raft::Snapshot {
+                meta,
+                data: Default::default(),
+            });
             let mut state = log.into_initial_state(GROUP, snapshot, applied)?;
             // A commit-only hard state is written without waiting for its
             // fsync, so the WAL may remember a lower commit than the backend
@@ -172,8 +191,11 @@ pub async fn run(
             if state.hard_state.commit < applied {
                 state.hard_state.commit = applied;
             }
-            let node = RawNode::restart(raft_cfg(id), state)
+            let mut node = RawNode::restart(raft_cfg(id), state)
                 .map_err(|e| ServerError::Config(e.to_string()))?;
+            if let Some(len) = image_len {
+                node.set_external_snapshot(len);
+            }
             tracing::info!(
                 member = format!("{id:x}"),
                 applied,
@@ -253,7 +275,7 @@ pub async fn run(
         shared.clone(),
         transport.clone(),
         wal,
-        Arc::new(parking_lot::Mutex::new(snaps)),
+        snaps,
         inbox_rx,
         cfg.snapshot_count.max(1),
         snapshot_index,

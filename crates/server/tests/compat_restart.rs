@@ -11,11 +11,23 @@ use std::time::Duration;
 use common::*;
 use etcd_client::GetOptions;
 
+/// A put through `addr`, retried while the cluster settles (a member just
+/// restarted may not know the leader for a moment).
 fn put(addr: &str, key: &str) {
     let (addr, key) = (addr.to_string(), key.to_string());
     block_on_thread(async move {
-        let mut c = client(&[addr]).await.expect("client");
-        c.put(key, "v", None).await.expect("put");
+        let mut last = None;
+        for _ in 0..50 {
+            match client(std::slice::from_ref(&addr)).await {
+                Some(mut c) => match c.put(key.as_str(), "v", None).await {
+                    Ok(_) => return,
+                    Err(e) => last = Some(e.to_string()),
+                },
+                None => last = Some("no client".into()),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("put {key} through {addr}: {last:?}");
     });
 }
 

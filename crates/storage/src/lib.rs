@@ -45,8 +45,8 @@ pub use segment::{FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
 pub use sim_disk::{CrashMode, SimDisk, SimFile};
 pub use snapshot_file::{SNAPSHOT_FOOTER_LEN, SNAPSHOT_HEADER_LEN};
 pub use snapshot_store::{
-    SnapshotInfo, SnapshotOptions, SnapshotReceiver, SnapshotStore, DEFAULT_KEEP_SNAPSHOTS,
-    DEFAULT_MAX_CHUNK_BYTES, DEFAULT_MAX_SNAPSHOT_BYTES,
+    SnapshotInfo, SnapshotOptions, SnapshotReceiver, SnapshotStore, SnapshotWriter,
+    DEFAULT_KEEP_SNAPSHOTS, DEFAULT_MAX_CHUNK_BYTES, DEFAULT_MAX_SNAPSHOT_BYTES,
 };
 pub use wal::{
     Wal, WalOptions, WalStats, DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_UNSYNCED_BYTES,

@@ -46,6 +46,56 @@ pub(crate) struct SnapHeader {
     pub data_len: u64,
 }
 
+/// The header and membership of a snapshot of `group` with `meta` and a
+/// data section of `data_len` bytes.
+pub(crate) fn encode_head(group: GroupId, meta: &SnapshotMeta, data_len: u64) -> Vec<u8> {
+    let mut conf = Vec::new();
+    encode_conf_state(&mut conf, &meta.conf_state);
+    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_LEN as usize + conf.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&group.to_le_bytes());
+    out.extend_from_slice(&meta.index.to_le_bytes());
+    out.extend_from_slice(&meta.term.to_le_bytes());
+    out.extend_from_slice(&(conf.len() as u32).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&data_len.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out.extend_from_slice(&conf);
+    out
+}
+
+/// The footer: the checksum of every byte before it, then the end magic.
+pub(crate) fn encode_tail(crc: u32) -> Vec<u8> {
+    let mut tail = crc.to_le_bytes().to_vec();
+    tail.extend_from_slice(END_MAGIC);
+    tail
+}
+
+/// Header, membership and data section of a snapshot file, read and
+/// checked without its data (the checksum is not: see [`verify`]).
+pub(crate) fn read_meta<F: DiskFile>(path: &Path, file: &F) -> Result<(SnapHeader, SnapshotMeta)> {
+    let io = |e| StorageError::io(path, e);
+    let len = file.len().map_err(io)?;
+    let mut head = [0u8; SNAPSHOT_HEADER_LEN as usize];
+    if len >= SNAPSHOT_HEADER_LEN {
+        file.read_exact_at(0, &mut head).map_err(io)?;
+    }
+    let h = parse_header(path, &head, len)?;
+    let mut conf = vec![0u8; h.meta_len as usize];
+    file.read_exact_at(SNAPSHOT_HEADER_LEN, &mut conf)
+        .map_err(io)?;
+    let conf_state = decode_conf_state(&Bytes::from(conf))
+        .map_err(|e| StorageError::corrupt(path, SNAPSHOT_HEADER_LEN, e.to_string()))?;
+    let meta = SnapshotMeta {
+        index: h.index,
+        term: h.term,
+        conf_state,
+    };
+    Ok((h, meta))
+}
+
 /// The whole file for `snap` of `group`.
 /// The file as three pieces: header and metadata, then `snap.data`
 /// (not copied), then the trailer (checksum of everything before it and

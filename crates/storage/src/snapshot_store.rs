@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use concord_raft::{GroupId, Index, Snapshot, Term};
+use concord_raft::{GroupId, Index, Snapshot, SnapshotMeta, Term};
 
 use crate::disk::{Disk, DiskFile};
 use crate::error::{Result, StorageError};
@@ -234,6 +234,48 @@ impl<D: Disk> SnapshotStore<D> {
         Ok(Bytes::from(buf))
     }
 
+    /// A snapshot's metadata and where its data section lies in its file
+    /// (`(offset, len)`), read without the data: the image a peer
+    /// receives is that section ([`SnapshotStore::read_chunk`] at
+    /// `offset + i`). The checksum is verified when the file is loaded or
+    /// received whole, not here.
+    pub fn data_section(&self, group: GroupId, index: Index) -> Result<(SnapshotMeta, u64, u64)> {
+        let info = self.find(group, index)?;
+        let file = self
+            .disk
+            .open(&info.path)
+            .map_err(|e| StorageError::io(&info.path, e))?;
+        let (h, meta) = snapshot_file::read_meta(&info.path, &file)?;
+        Ok((
+            meta,
+            snapshot_file::SNAPSHOT_HEADER_LEN + h.meta_len,
+            h.data_len,
+        ))
+    }
+
+    /// Start writing a snapshot of `group` at `meta` whose data is streamed
+    /// in ([`SnapshotWriter::write`]), so that it is never whole in memory.
+    pub fn create(&self, group: GroupId, meta: &SnapshotMeta) -> Result<SnapshotWriter<'_, D>> {
+        let name = snapshot_file::file_name(group, meta.index, meta.term);
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let file = self
+            .disk
+            .create(&tmp)
+            .map_err(|e| StorageError::io(&tmp, e))?;
+        let head_len = snapshot_file::encode_head(group, meta, 0).len() as u64;
+        Ok(SnapshotWriter {
+            store: self,
+            group,
+            meta: meta.clone(),
+            tmp,
+            file: Some(file),
+            head_len,
+            data_len: 0,
+            crc: 0,
+            buf: Vec::with_capacity(WRITE_BUFFER),
+        })
+    }
+
     /// Start receiving a snapshot file of `group` in chunks.
     pub fn receive(&self, group: GroupId) -> Result<SnapshotReceiver<'_, D>> {
         let n = self.next_receive.fetch_add(1, Ordering::Relaxed);
@@ -266,6 +308,108 @@ impl<D: Disk> SnapshotStore<D> {
                 .map_err(|e| StorageError::io(&self.dir, e))?;
         }
         Ok(excess)
+    }
+}
+
+/// Bytes a [`SnapshotWriter`] gathers before each write.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// A snapshot file being written from a stream of data; see
+/// [`SnapshotStore::create`]. The header, which holds the data's length,
+/// is written last; the checksum is computed on the way (the header's and
+/// the data's combined). Dropping it unfinished removes the temp file.
+pub struct SnapshotWriter<'a, D: Disk> {
+    store: &'a SnapshotStore<D>,
+    group: GroupId,
+    meta: SnapshotMeta,
+    tmp: PathBuf,
+    file: Option<D::File>,
+    head_len: u64,
+    data_len: u64,
+    crc: u32,
+    buf: Vec<u8>,
+}
+
+impl<D: Disk> fmt::Debug for SnapshotWriter<'_, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotWriter")
+            .field("tmp", &self.tmp)
+            .field("data_len", &self.data_len)
+            .finish()
+    }
+}
+
+impl<D: Disk> SnapshotWriter<'_, D> {
+    /// Appends data.
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, data);
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= WRITE_BUFFER {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let file = self.file.as_mut().ok_or(StorageError::Closed)?;
+        file.write_at(self.head_len + self.data_len, &self.buf)
+            .map_err(|e| StorageError::io(&self.tmp, e))?;
+        self.data_len += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Bytes of data written so far.
+    pub fn data_len(&self) -> u64 {
+        self.data_len + self.buf.len() as u64
+    }
+
+    /// Writes the header and footer, makes the file durable, renames it
+    /// into place, fsyncs the directory and prunes older snapshots.
+    pub fn finish(mut self) -> Result<SnapshotInfo> {
+        self.flush()?;
+        let head = snapshot_file::encode_head(self.group, &self.meta, self.data_len);
+        assert_eq!(
+            head.len() as u64,
+            self.head_len,
+            "header length is fixed by the membership"
+        );
+        let crc = crc32c::crc32c_combine(crc32c::crc32c(&head), self.crc, self.data_len as usize);
+        let tail = snapshot_file::encode_tail(crc);
+        let mut file = self.file.take().ok_or(StorageError::Closed)?;
+        let tmp = self.tmp.clone();
+        let io = |e| StorageError::io(&tmp, e);
+        file.write_at(0, &head).map_err(io)?;
+        file.write_at(self.head_len + self.data_len, &tail)
+            .map_err(io)?;
+        file.sync().map_err(io)?;
+        drop(file);
+        let store = self.store;
+        let name = snapshot_file::file_name(self.group, self.meta.index, self.meta.term);
+        let path = store.dir.join(name);
+        store
+            .disk
+            .rename(&tmp, &path)
+            .map_err(|e| StorageError::io(&path, e))?;
+        store
+            .disk
+            .sync_dir(&store.dir)
+            .map_err(|e| StorageError::io(&store.dir, e))?;
+        store.prune(self.group)?;
+        Ok(SnapshotInfo {
+            group: self.group,
+            index: self.meta.index,
+            term: self.meta.term,
+            path,
+        })
+    }
+}
+
+impl<D: Disk> Drop for SnapshotWriter<'_, D> {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = self.store.disk.remove(&self.tmp);
+        }
     }
 }
 

@@ -176,3 +176,57 @@ fn crash_during_save_never_exposes_a_partial_snapshot() {
     }
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
 }
+
+#[test]
+fn a_streamed_snapshot_is_the_file_save_writes() {
+    use concord_storage::{FsDisk, SnapshotOptions, SnapshotStore};
+    let dir = tempfile::tempdir().unwrap();
+    let a = SnapshotStore::open(FsDisk, dir.path().join("a"), SnapshotOptions::default()).unwrap();
+    let b = SnapshotStore::open(FsDisk, dir.path().join("b"), SnapshotOptions::default()).unwrap();
+    let meta = concord_raft::SnapshotMeta {
+        index: 42,
+        term: 3,
+        conf_state: concord_raft::ConfState {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        },
+    };
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    a.save(
+        7,
+        &concord_raft::Snapshot {
+            meta: meta.clone(),
+            data: bytes::Bytes::from(data.clone()),
+        },
+    )
+    .unwrap();
+    let mut w = b.create(7, &meta).unwrap();
+    for piece in data.chunks(12_345) {
+        w.write(piece).unwrap();
+    }
+    let info = w.finish().unwrap();
+    let saved = a.latest(7).unwrap().unwrap();
+    assert_eq!(
+        std::fs::read(&info.path).unwrap(),
+        std::fs::read(&saved.path).unwrap()
+    );
+    let loaded = b.load(7, 42).unwrap();
+    assert_eq!((loaded.meta, &loaded.data[..]), (meta.clone(), &data[..]));
+    // Metadata and the data section, without reading the data.
+    let (m, offset, len) = b.data_section(7, 42).unwrap();
+    assert_eq!((m, len), (meta, data.len() as u64));
+    let chunk = b.read_chunk(7, 42, offset + 1000, 10).unwrap();
+    assert_eq!(&chunk[..], &data[1000..1010]);
+    // An unfinished writer leaves nothing behind.
+    let w = b
+        .create(
+            7,
+            &concord_raft::SnapshotMeta {
+                index: 50,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    drop(w);
+    assert_eq!(b.list(7).unwrap().len(), 1);
+}

@@ -13,7 +13,7 @@ use super::{Driver, CHECKPOINT_INTERVAL, GROUP, MAX_PENDING_CHANGES};
 /// cache, then the backend).
 const MAX_RESIDENT_VALUE_BYTES: usize = 32 * 1024 * 1024;
 use crate::error::{raft_error, ServerError};
-use crate::snapshotter::SnapshotJob;
+use crate::snapshotter::{SnapshotJob, SnapshotSource};
 
 impl Driver {
     /// About once a second (or after `MAX_PENDING_CHANGES`, or 32 MiB of
@@ -58,13 +58,18 @@ impl Driver {
         }
         let index = self.applied;
         let meta = self.node.snapshot_meta(index).map_err(raft_error)?;
-        let (source, members) = {
+        let source = {
             let store = self.shared.store.read();
-            (store.snapshot_source()?, self.shared.members.read().clone())
+            SnapshotSource {
+                history: store.history_read(0)?,
+                header: store.image_header(),
+                leases: store.leases(),
+                members: self.shared.members.read().clone(),
+            }
         };
         self.snapshot_job = Some(SnapshotJob::start(
+            self.shared.clone(),
             self.snaps.clone(),
-            members,
             source,
             meta,
         )?);
@@ -74,16 +79,24 @@ impl Driver {
     pub(super) fn finish_snapshot(&mut self, job: SnapshotJob) -> Result<(), ServerError> {
         let announced = job.meta.clone();
         let started = job.started;
-        let snap = job.join()?;
+        let len = match job.join() {
+            Ok(len) => len,
+            // A compaction changed what the read view was reading: the
+            // next round starts a new one.
+            Err(ServerError::Mvcc(concord_mvcc::MvccError::Compacted)) => {
+                tracing::info!("a compaction ran under the snapshot; trying again");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let index = announced.index;
         if index <= self.snapshot_index {
             // A newer snapshot arrived from the leader meanwhile.
             return Ok(());
         }
-        let meta = self
-            .node
-            .compact(index, snap.data.clone())
-            .map_err(raft_error)?;
+        // The core keeps no image: InstallSnapshot chunks are read from
+        // the file (`fill_snapshot_chunks`).
+        let meta = self.node.compact_external(index, len).map_err(raft_error)?;
         assert_eq!(meta, announced, "the core changed the snapshot metadata");
         self.snapshot_index = index;
         self.wal_compaction = Some(SnapshotMark {
@@ -92,7 +105,7 @@ impl Driver {
         });
         tracing::info!(
             index,
-            bytes = snap.data.len(),
+            bytes = len,
             ms = started.elapsed().as_millis() as u64,
             "saved a snapshot in the background"
         );
@@ -110,8 +123,61 @@ impl Driver {
         }
         self.wal_compaction = None;
         self.wal.compact(GROUP, mark)?;
-        self.snaps.lock().prune(GROUP)?;
+        self.snaps.prune(GROUP)?;
         tracing::info!(index = mark.index, "compacted the WAL behind the snapshot");
         Ok(())
+    }
+}
+
+impl Driver {
+    /// Fills the InstallSnapshot chunks the core left empty (it keeps no
+    /// image: `compact_external`) from the snapshot file's data section. A
+    /// chunk whose image is gone is dropped and the core told, so the
+    /// transfer starts over with the current snapshot.
+    pub(super) fn fill_snapshot_chunks(&mut self, msgs: &mut Vec<concord_raft::Message>) {
+        let chunk = self.snapshot_chunk_size;
+        msgs.retain_mut(|m| {
+            let concord_raft::Body::Snapshot {
+                meta,
+                offset,
+                total,
+                data,
+            } = &mut m.body
+            else {
+                return true;
+            };
+            if !data.is_empty() || *total == 0 {
+                return true;
+            }
+            let n = chunk.min(*total - (*offset).min(*total));
+            let read = self
+                .snaps
+                .data_section(GROUP, meta.index)
+                .and_then(|(_, at, len)| {
+                    if len != *total {
+                        return Err(concord_storage::StorageError::SnapshotNotFound {
+                            group: GROUP,
+                            index: meta.index,
+                        });
+                    }
+                    self.snaps.read_chunk(GROUP, meta.index, at + *offset, n)
+                });
+            match read {
+                Ok(bytes) if bytes.len() as u64 == n => {
+                    *data = bytes;
+                    true
+                }
+                other => {
+                    tracing::warn!(
+                        index = meta.index,
+                        to = format!("{:x}", m.to),
+                        error = ?other.err(),
+                        "snapshot image unavailable; the transfer starts over"
+                    );
+                    self.node.report_snapshot_unavailable(m.to);
+                    false
+                }
+            }
+        });
     }
 }
