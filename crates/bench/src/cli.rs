@@ -46,6 +46,11 @@ pub struct Args {
     /// Number of distinct keys written or read.
     #[arg(long, global = true, default_value_t = 100_000)]
     pub key_space: u64,
+    /// `put` writes keys in order (0, 1, 2, ... across all clients, modulo
+    /// the key space) instead of at random: `--total N --key-space N`
+    /// writes N distinct keys.
+    #[arg(long, global = true)]
+    pub sequential_keys: bool,
     /// Also write the report as JSON to this file.
     #[arg(long, global = true)]
     pub json: Option<PathBuf>,

@@ -32,6 +32,16 @@ impl Control {
         }
     }
 
+    /// Claims the next request and returns its sequence number (0, 1, 2, ...
+    /// across all clients); `None` once the budget or the time is spent.
+    pub(crate) fn next_seq(&self) -> Option<u64> {
+        let seq = self.issued.fetch_add(1, Ordering::Relaxed);
+        if let Some(deadline) = self.deadline {
+            return (Instant::now() < deadline).then_some(seq);
+        }
+        (seq < self.total.unwrap_or(u64::MAX)).then_some(seq)
+    }
+
     /// Claims the next request; false once the budget or the time is spent.
     pub(crate) fn next(&self) -> bool {
         if let Some(deadline) = self.deadline {

@@ -87,6 +87,7 @@ pub(crate) async fn run(args: &Args, endpoints: &[String]) -> Result<Report, Ben
             seed,
             timeout: args.request_timeout(),
             val_size: args.val_size,
+            sequential: args.sequential_keys,
         };
         let ready = ready_tx.clone();
         let handle = std::thread::Builder::new()
@@ -152,6 +153,7 @@ struct Shard {
     seed: u64,
     timeout: Duration,
     val_size: usize,
+    sequential: bool,
 }
 
 impl Shard {
@@ -195,6 +197,7 @@ impl Shard {
                     keys: self.keygen.clone(),
                     rng: Rng::new(self.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
                     timeout: self.timeout,
+                    sequential: self.sequential,
                     stats: stats.clone(),
                 };
                 set.spawn(client.run(ctl.clone(), self.val_size));
@@ -221,6 +224,8 @@ struct Client {
     keys: KeyGen,
     rng: Rng,
     timeout: Duration,
+    /// Keys in order rather than at random (`--sequential-keys`).
+    sequential: bool,
     /// Shared by the shard's clients (one thread: never contended).
     stats: Arc<Mutex<Stats>>,
 }
@@ -228,10 +233,14 @@ struct Client {
 impl Client {
     async fn run(mut self, ctl: Arc<Control>, val_size: usize) {
         let value = keys::value(&mut self.rng, val_size);
-        while ctl.next() {
+        while let Some(seq) = ctl.next_seq() {
             match self.kind {
                 Kind::Put => {
-                    let req = put(self.keys.random(&mut self.rng), value.clone());
+                    let key = match self.sequential {
+                        true => self.keys.key(seq % self.keys.key_space()),
+                        false => self.keys.random(&mut self.rng),
+                    };
+                    let req = put(key, value.clone());
                     timed(
                         &self.stats,
                         self.timeout,

@@ -241,6 +241,11 @@ impl Node {
         self.child = Some(child);
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGTERM (a clean stop), then waits for the exit.
     pub fn stop(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let pid = self.child.as_ref()?.id();
