@@ -36,14 +36,20 @@ impl KvHasher {
 
     /// Adds the next revision.
     pub fn add(&mut self, r: Revision, rec: &Record) {
+        self.add_with_value(r, rec, &rec.value);
+    }
+
+    /// Adds the next revision, its value given apart (`rec.value` is not
+    /// read).
+    pub fn add_with_value(&mut self, r: Revision, rec: &Record, value: &[u8]) {
         let buf = &mut self.buf;
         buf.clear();
         buf.extend_from_slice(&r.main.to_be_bytes());
         buf.extend_from_slice(&r.sub.to_be_bytes());
         buf.extend_from_slice(&(rec.key.len() as u64).to_be_bytes());
         buf.extend_from_slice(&rec.key);
-        buf.extend_from_slice(&(rec.value.len() as u64).to_be_bytes());
-        buf.extend_from_slice(&rec.value);
+        buf.extend_from_slice(&(value.len() as u64).to_be_bytes());
+        buf.extend_from_slice(value);
         buf.extend_from_slice(&rec.create_revision.to_be_bytes());
         buf.extend_from_slice(&rec.version.to_be_bytes());
         buf.extend_from_slice(&rec.lease.to_be_bytes());

@@ -245,6 +245,36 @@ pub struct HistoryItem {
 }
 
 impl HistoryRead {
+    /// Calls `f` on each of `items` in order with its value, reading those
+    /// the backend holds chunk by chunk without the store's lock: at most
+    /// one chunk of values is in memory at a time, however large the step.
+    pub fn visit(
+        &self,
+        items: &[HistoryItem],
+        mut f: impl FnMut(&HistoryItem, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let backend: Vec<usize> = (0..items.len()).filter(|&i| items[i].in_backend).collect();
+        let revs: Vec<Revision> = backend.iter().map(|&i| items[i].revision).collect();
+        let mut next = 0;
+        self.values
+            .visit(&revs, |j, v| {
+                let i = backend[j];
+                // The items before it hold their values (revision order).
+                while next < i {
+                    f(&items[next], &items[next].record.value)?;
+                    next += 1;
+                }
+                f(&items[i], v)?;
+                next = i + 1;
+                Ok(())
+            })
+            .map_err(compacted_if_gone)?;
+        for it in &items[next..] {
+            f(it, &it.record.value)?;
+        }
+        Ok(())
+    }
+
     /// Reads the values of `items` that the backend holds, in chunk order,
     /// without the store's lock.
     pub fn load(&self, items: &mut [HistoryItem]) -> Result<()> {

@@ -39,6 +39,26 @@ struct Dump {
     leases: Vec<LeaseRecord>,
 }
 
+/// Bytes serialized as a byte string (as `Bytes` is).
+struct Raw<'a>(&'a [u8]);
+
+impl Serialize for Raw<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+/// A [`Record`] by reference, serialized as one (same fields, same order).
+#[derive(Serialize)]
+struct RecordRef<'a> {
+    key: Raw<'a>,
+    value: Raw<'a>,
+    create_revision: i64,
+    version: i64,
+    lease: i64,
+    tombstone: bool,
+}
+
 #[derive(Serialize, Deserialize)]
 struct Header {
     applied: u64,
@@ -100,12 +120,31 @@ impl<W: Write> ImageWriter<W> {
 
     /// The next retained revision (revisions must increase).
     pub fn record(&mut self, rev: Revision, rec: &Record) -> std::io::Result<()> {
+        self.record_with_value(rev, rec, &rec.value)
+    }
+
+    /// The next retained revision, its value given apart (`rec.value` is
+    /// not read): encoded exactly as [`ImageWriter::record`] encodes it.
+    pub fn record_with_value(
+        &mut self,
+        rev: Revision,
+        rec: &Record,
+        value: &[u8],
+    ) -> std::io::Result<()> {
         assert!(
             self.last.is_none_or(|l| l < rev),
             "image revisions must increase"
         );
         self.last = Some(rev);
-        self.frame(TAG_RECORD, &(rev, rec))
+        let r = RecordRef {
+            key: Raw(&rec.key),
+            value: Raw(value),
+            create_revision: rec.create_revision,
+            version: rec.version,
+            lease: rec.lease,
+            tombstone: rec.tombstone,
+        };
+        self.frame(TAG_RECORD, &(rev, r))
     }
 
     /// A lease.
@@ -173,7 +212,8 @@ impl Store {
         let mut w = ImageWriter::new(Vec::new(), self.applied, s.current_rev, s.compact_rev)
             .map_err(MvccError::storage)?;
         for (rev, h) in &s.history {
-            w.record(*rev, &h.record(s.value(*rev, h)?))
+            let rec = h.record(bytes::Bytes::new());
+            w.record_with_value(*rev, &rec, &s.value(*rev, h)?)
                 .map_err(MvccError::storage)?;
         }
         for l in s.leases.values() {

@@ -75,9 +75,26 @@ impl ValueStore {
     }
 
     /// The values of `revs` (ascending), read chunk by chunk in one read
-    /// transaction (for reads of many values: hashes, snapshot images,
-    /// large ranges). They do not go into the cache.
+    /// transaction (for reads of many values: large ranges). They do not
+    /// go into the cache.
     pub(crate) fn get_many(&self, revs: &[Revision]) -> Result<Vec<Bytes>> {
+        let mut out = Vec::with_capacity(revs.len());
+        self.visit(revs, |_, v| {
+            out.push(Bytes::copy_from_slice(v));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f(i, value)` for each of `revs` (ascending) in order, reading
+    /// the backend chunk by chunk in one read transaction: at most one
+    /// chunk is in memory at a time (hashes and snapshot images read every
+    /// value this way).
+    pub(crate) fn visit(
+        &self,
+        revs: &[Revision],
+        mut f: impl FnMut(usize, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         debug_assert!(revs.windows(2).all(|w| w[0] <= w[1]), "ascending");
         let db = self.db.read();
         let tx = db.begin_read().map_err(MvccError::storage)?;
@@ -86,12 +103,11 @@ impl ValueStore {
             Err(redb::TableError::TableDoesNotExist(_)) => None,
             Err(e) => return Err(MvccError::storage(e)),
         };
-        let mut out = Vec::with_capacity(revs.len());
         // The chunk last read: its bytes and (revision, value range)s.
         let mut cur: Option<(Vec<u8>, Ranges)> = None;
-        for &rev in revs {
+        for (i, &rev) in revs.iter().enumerate() {
             if let Some(v) = self.cache.get(&rev) {
-                out.push(v);
+                f(i, &v)?;
                 continue;
             }
             let covers = |c: &(Vec<u8>, Ranges)| {
@@ -114,14 +130,15 @@ impl ValueStore {
                 }
             }
             let value = cur.as_ref().and_then(|(raw, ranges)| {
-                let i = ranges.binary_search_by(|(r, _)| r.cmp(&rev)).ok()?;
-                Some(Bytes::copy_from_slice(&raw[ranges[i].1.clone()]))
+                let j = ranges.binary_search_by(|(r, _)| r.cmp(&rev)).ok()?;
+                Some(&raw[ranges[j].1.clone()])
             });
-            out.push(value.ok_or_else(|| {
+            let value = value.ok_or_else(|| {
                 MvccError::Storage(format!("value of revision {rev:?} is not in the backend"))
-            })?);
+            })?;
+            f(i, value)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Keeps a value just written to the backend at hand.

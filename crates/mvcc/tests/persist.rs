@@ -281,10 +281,11 @@ fn stepped_reads_match_whole_reads_across_compaction_and_checkpoints() {
         if items.is_empty() {
             break;
         }
-        read.load(&mut items).unwrap();
-        for it in &items {
-            hasher.add(it.revision, &it.record);
-        }
+        read.visit(&items, |it, v| {
+            hasher.add_with_value(it.revision, &it.record, v);
+            Ok(())
+        })
+        .unwrap();
     }
     assert_eq!(hasher.finish(), want.hash);
     // A compaction during a history read fails it.

@@ -99,7 +99,7 @@ fn slots() -> Arc<Semaphore> {
 
 /// The etcd form of one retained revision: revision key, `mvccpb.KeyValue`
 /// (a deletion keeps only the key, as etcd stores a tombstone).
-fn item(it: &HistoryItem) -> (Vec<u8>, Vec<u8>) {
+fn item(it: &HistoryItem, value: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let rec = &it.record;
     let kv = if rec.tombstone {
         KeyValue {
@@ -107,7 +107,10 @@ fn item(it: &HistoryItem) -> (Vec<u8>, Vec<u8>) {
             ..Default::default()
         }
     } else {
-        rec.to_kv(it.revision)
+        KeyValue {
+            value: bytes::Bytes::copy_from_slice(value),
+            ..rec.to_kv(it.revision)
+        }
     };
     let key = etcd_revision_key(it.revision.main, it.revision.sub, rec.tombstone);
     (key, convert::kv(kv).encode_to_vec())
@@ -137,15 +140,22 @@ pub async fn build(state: &State) -> Result<SnapshotFile, ServerError> {
     let out = BufWriter::with_capacity(1 << 20, tmp.reopen()?);
     let mut writer = StreamWriter::new(out, etcd::KEY).map_err(internal)?;
     loop {
-        let mut items = state.store.read().history_step(&mut read, STEP)?;
+        let items = state.store.read().history_step(&mut read, STEP)?;
         if items.is_empty() {
             break;
         }
         let step = tokio::task::spawn_blocking(move || {
-            read.load(&mut items).map_err(ServerError::Mvcc)?;
-            for it in &items {
-                let (k, v) = item(it);
-                writer.push(&k, &v).map_err(internal)?;
+            let mut failed = None;
+            read.visit(&items, |it, value| {
+                let (k, v) = item(it, value);
+                if let Err(e) = writer.push(&k, &v) {
+                    failed.get_or_insert(e);
+                }
+                Ok(())
+            })
+            .map_err(ServerError::Mvcc)?;
+            if let Some(e) = failed {
+                return Err(internal(e));
             }
             Ok::<_, ServerError>((read, writer))
         });

@@ -128,13 +128,19 @@ fn write_image(
     file.write(&snapshot::head(&members))?;
     let mut image = ImageWriter::new(Sink(&mut file), applied, current, compacted).map_err(io)?;
     loop {
-        let mut items = shared.store.read().history_step(&mut history, STEP)?;
+        let items = shared.store.read().history_step(&mut history, STEP)?;
         if items.is_empty() {
             break;
         }
-        history.load(&mut items)?;
-        for it in &items {
-            image.record(it.revision, &it.record).map_err(io)?;
+        let mut failed = None;
+        history.visit(&items, |it, value| {
+            if let Err(e) = image.record_with_value(it.revision, &it.record, value) {
+                failed.get_or_insert(e);
+            }
+            Ok(())
+        })?;
+        if let Some(e) = failed {
+            return Err(io(e));
         }
     }
     for l in &leases {

@@ -120,18 +120,32 @@ fn concurrent_snapshots_of_a_large_store_do_not_stall_writes() {
 
     // Every snapshot is a whole, valid etcd snapshot.
     for (i, s) in snaps.iter().enumerate() {
-        assert!(s.output().contains("Snapshot saved at"), "snapshot {i}: {}", s.output());
+        assert!(
+            s.output().contains("Snapshot saved at"),
+            "snapshot {i}: {}",
+            s.output()
+        );
         let file = c.path(&format!("snap{i}.db"));
         let st = run(
-            &mut etcdctl_cmd(&leader_addr, &["snapshot", "status", file.to_str().unwrap(), "-w", "json"]),
+            &mut etcdctl_cmd(
+                &leader_addr,
+                &["snapshot", "status", file.to_str().unwrap(), "-w", "json"],
+            ),
             None,
             CTL_TIMEOUT,
         )
         .json();
-        assert!(st["totalKey"].as_u64().unwrap_or(0) as usize >= BIG_VALUES, "{st}");
+        assert!(
+            st["totalKey"].as_u64().unwrap_or(0) as usize >= BIG_VALUES,
+            "{st}"
+        );
     }
     let errors = errors.lock().unwrap();
-    assert!(errors.is_empty(), "puts failed: {:?}", &errors[..errors.len().min(5)]);
+    assert!(
+        errors.is_empty(),
+        "puts failed: {:?}",
+        &errors[..errors.len().min(5)]
+    );
     let mut lat = latencies.lock().unwrap().clone();
     lat.sort();
     let p99 = lat[lat.len() * 99 / 100];

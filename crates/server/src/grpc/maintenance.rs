@@ -49,16 +49,16 @@ pub async fn hash_history(state: &State, rev: i64) -> Result<concord_mvcc::HashK
     let mut read = state.store.read().history_read(rev)?;
     let mut hasher = concord_mvcc::KvHasher::new(read.compact_revision);
     loop {
-        let mut items = state.store.read().history_step(&mut read, HASH_STEP)?;
+        let items = state.store.read().history_step(&mut read, HASH_STEP)?;
         if items.is_empty() {
             break;
         }
         let (r, h) = tokio::task::spawn_blocking(move || {
-            let loaded = read.load(&mut items);
-            for it in &items {
-                hasher.add(it.revision, &it.record);
-            }
-            (loaded.map(|()| read), hasher)
+            let visited = read.visit(&items, |it, v| {
+                hasher.add_with_value(it.revision, &it.record, v);
+                Ok(())
+            });
+            (visited.map(|()| read), hasher)
         })
         .await
         .map_err(|e| ServerError::Internal(e.to_string()))?;
