@@ -277,7 +277,7 @@ fn stepped_reads_match_whole_reads_across_compaction_and_checkpoints() {
     let mut read = h.store.history_read(0).unwrap();
     let mut hasher = KvHasher::new(read.compact_revision);
     loop {
-        let mut items = h.store.history_step(&mut read, 10).unwrap();
+        let items = h.store.history_step(&mut read, 10).unwrap();
         if items.is_empty() {
             break;
         }
