@@ -153,7 +153,8 @@ rss_peak() {
 }
 
 run_system() {
-  local system=$1 bin=$2 out="$RESULTS/$system"
+  local system=$1 bin=$2
+  local out="$RESULTS/$system"
   rm -rf "${WORK:?}/$system"
   mkdir -p "$WORK/$system"
   log "$system: starting"

@@ -14,17 +14,19 @@ impl State {
         if rev > self.current_rev {
             return Err(MvccError::FutureRevision);
         }
-        let (history, changes) = (&mut self.history, &mut self.changes);
-        let resident = &mut self.resident_bytes;
+        let mut doomed = Vec::new();
         self.index.retain_ordered(|ki| {
-            for r in ki.compact(rev) {
-                if let Some(v) = history.remove(&r).and_then(|h| h.value) {
-                    *resident -= v.len();
-                }
-                changes.hist_del.push(r);
-            }
+            doomed.extend(ki.compact(rev));
             !ki.is_empty()
         });
+        doomed.sort_unstable();
+        let resident = &mut self.resident_bytes;
+        self.history.remove_sorted(&doomed, |h| {
+            if let Some(v) = h.value {
+                *resident -= v.len();
+            }
+        });
+        self.changes.hist_del.extend(doomed);
         assert!(rev > self.compact_rev && rev <= self.current_rev);
         self.compact_rev = rev;
         Ok(())

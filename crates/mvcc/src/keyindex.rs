@@ -20,6 +20,11 @@ impl KeyIndex {
                 "key revision went backwards: {last:?} -> {rev:?}"
             );
         }
+        // Most keys have one or two revisions: a first push would give
+        // room for four (96 bytes a key, most of a million keys' index).
+        if self.revs.capacity() == 0 {
+            self.revs.reserve_exact(1);
+        }
         self.revs.push((rev, tombstone));
     }
 

@@ -19,6 +19,7 @@ mod compact;
 mod config;
 mod error;
 mod hash;
+mod history;
 mod intervals;
 mod keyindex;
 mod keymap;

@@ -211,7 +211,7 @@ impl Store {
         let s = &self.state;
         let mut w = ImageWriter::new(Vec::new(), self.applied, s.current_rev, s.compact_rev)
             .map_err(MvccError::storage)?;
-        for (rev, h) in &s.history {
+        for (rev, h) in s.history.iter() {
             let rec = h.record(bytes::Bytes::new());
             w.record_with_value(*rev, &rec, &s.value(*rev, h)?)
                 .map_err(MvccError::storage)?;

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use crate::chunk::MetaRow;
 use crate::config::Limits;
 use crate::error::{MvccError, Result};
+use crate::history::History;
 use crate::keymap::KeyMap;
 use crate::types::{Event, EventType, KeyValue, LeaseRecord, Record, Revision};
 use crate::values::ValueStore;
@@ -129,7 +130,7 @@ impl Lease {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) index: KeyMap,
-    pub(crate) history: BTreeMap<Revision, HistRec>,
+    pub(crate) history: History,
     /// The backend's values (`None` only for a state without a backend,
     /// whose values all stay in memory).
     pub(crate) values: Option<Arc<ValueStore>>,
@@ -382,7 +383,7 @@ impl State {
         for l in self.leases.values_mut() {
             l.keys.clear();
         }
-        for (rev, rec) in &self.history {
+        for (rev, rec) in self.history.iter() {
             self.index.entry(&rec.key).push(*rev, rec.tombstone);
         }
         for ki in self.index.values() {
