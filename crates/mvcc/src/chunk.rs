@@ -2,7 +2,7 @@
 //! backend.
 //!
 //! A checkpoint appends its revisions as a few chunks (at most
-//! [`CHUNK_RECORDS`] revisions and about [`CHUNK_VALUE_BYTES`] of values
+//! [`CHUNK_RECORDS`] revisions and about [`CHUNK_BYTES`] encoded
 //! each), one row per chunk in each of two tables, keyed by the chunk's
 //! first revision:
 //! - `hist_meta`: every revision's key, create revision, version, lease
@@ -24,9 +24,12 @@ use crate::types::{Record, Revision};
 
 /// Most revisions in one chunk.
 pub(crate) const CHUNK_RECORDS: usize = 512;
-/// Values per chunk, in bytes (a chunk holds at least one revision): a
-/// point read loads one chunk's row from the backend.
-pub(crate) const CHUNK_VALUE_BYTES: usize = 64 * 1024;
+/// Most bytes of a values chunk, its offset table included (a chunk holds
+/// at least one revision): a point read loads one chunk's row. redb gives
+/// a row larger than a page a power-of-two run of pages, so a chunk just
+/// over 64 KiB would take 128 KiB: the budget leaves room for redb's page
+/// header and key within 64 KiB.
+pub(crate) const CHUNK_BYTES: usize = 63 * 1024;
 const ENTRY: usize = 20;
 
 /// One revision's metadata, as `hist_meta` stores it.
@@ -53,17 +56,24 @@ impl MetaRow {
     }
 }
 
-/// Splits revision-ordered records into chunks (ranges of `recs`).
+/// Splits revision-ordered records into chunks (ranges of `recs`) of at
+/// most [`CHUNK_RECORDS`] revisions and [`CHUNK_BYTES`] encoded (or one
+/// revision, if its value alone is larger).
 pub(crate) fn split(recs: &[(Revision, Record)]) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
+    let (mut start, mut bytes) = (0, 4);
     for (i, (_, rec)) in recs.iter().enumerate() {
-        bytes += rec.value.len();
-        if i + 1 - start >= CHUNK_RECORDS || bytes >= CHUNK_VALUE_BYTES || i + 1 == recs.len() {
-            out.push(start..i + 1);
-            start = i + 1;
-            bytes = 0;
+        let size = ENTRY + rec.value.len();
+        let full = i - start >= CHUNK_RECORDS || bytes + size > CHUNK_BYTES;
+        if i > start && full {
+            out.push(start..i);
+            start = i;
+            bytes = 4;
         }
+        bytes += size;
+    }
+    if start < recs.len() {
+        out.push(start..recs.len());
     }
     out
 }
@@ -263,7 +273,16 @@ mod tests {
             .map(|i| (Revision::new(i + 2, 0), rec(&vec![0; 40 * 1024])))
             .collect();
         let c = split(&big);
-        assert_eq!(c.len(), 5, "{c:?}");
-        assert_eq!(c.iter().map(|r| r.len()).sum::<usize>(), 10);
+        assert_eq!(c.len(), 10, "one 40 KiB value per chunk: {c:?}");
+        // Every encoded chunk fits the budget (a single huge value aside).
+        let kib: Vec<(Revision, Record)> = (0..1000)
+            .map(|i| (Revision::new(i + 2, 0), rec(&vec![1; 1024 + i as usize % 100])))
+            .collect();
+        for r in split(&kib) {
+            let enc = encode_values(kib[r].iter().map(|(r, x)| (*r, x.value.as_ref())));
+            assert!(enc.len() <= CHUNK_BYTES, "{}", enc.len());
+        }
+        let huge = vec![(Revision::new(2, 0), rec(&vec![0; 1 << 20]))];
+        assert_eq!(split(&huge), vec![0..1]);
     }
 }
