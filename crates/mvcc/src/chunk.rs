@@ -276,7 +276,12 @@ mod tests {
         assert_eq!(c.len(), 10, "one 40 KiB value per chunk: {c:?}");
         // Every encoded chunk fits the budget (a single huge value aside).
         let kib: Vec<(Revision, Record)> = (0..1000)
-            .map(|i| (Revision::new(i + 2, 0), rec(&vec![1; 1024 + i as usize % 100])))
+            .map(|i| {
+                (
+                    Revision::new(i + 2, 0),
+                    rec(&vec![1; 1024 + i as usize % 100]),
+                )
+            })
             .collect();
         for r in split(&kib) {
             let enc = encode_values(kib[r].iter().map(|(r, x)| (*r, x.value.as_ref())));

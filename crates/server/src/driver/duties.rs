@@ -2,6 +2,7 @@
 //! checkpoints remaining TTLs; every member publishes its name and client
 //! URLs once a leader is known.
 
+use bytes::Bytes;
 use concord_mvcc::Command;
 
 use super::{Driver, LEASE_CHECKPOINT_TICKS, MAX_LEASE_CHECKPOINT_BATCH};
@@ -25,12 +26,8 @@ impl Driver {
         }
         if self.ticks % LEASE_CHECKPOINT_TICKS == 0 {
             let checkpoints = self.shared.store.read().lease_remaining(now);
-            for batch in checkpoints.chunks(MAX_LEASE_CHECKPOINT_BATCH) {
-                let cmd = Command::LeaseCheckpoint {
-                    checkpoints: batch.to_vec(),
-                };
-                self.proposals
-                    .push((0, envelope::encode(0, &Payload::Mvcc(cmd))));
+            for entry in checkpoint_entries(&checkpoints) {
+                self.proposals.push((0, entry));
             }
         }
     }
@@ -61,5 +58,45 @@ impl Driver {
             }
             _ => {}
         }
+    }
+}
+
+/// The LeaseCheckpoint entries for `checkpoints`: at most
+/// [`MAX_LEASE_CHECKPOINT_BATCH`] leases each, so an entry stays a few
+/// tens of KiB (a lease is two integers) however many leases there are.
+fn checkpoint_entries(checkpoints: &[(i64, i64)]) -> Vec<Bytes> {
+    checkpoints
+        .chunks(MAX_LEASE_CHECKPOINT_BATCH)
+        .map(|batch| {
+            let cmd = Command::LeaseCheckpoint {
+                checkpoints: batch.to_vec(),
+            };
+            envelope::encode(0, &Payload::Mvcc(cmd))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_million_leases_checkpoint_in_bounded_entries() {
+        let leases: Vec<(i64, i64)> = (0..1_000_000).map(|i| (i64::MAX - i, 1 << 40)).collect();
+        let entries = checkpoint_entries(&leases);
+        assert_eq!(entries.len(), 1000);
+        let largest = entries.iter().map(Bytes::len).max().unwrap();
+        assert!(largest <= 32 * 1024, "largest entry {largest} bytes");
+        // Every lease once, in order.
+        let mut seen = Vec::new();
+        for e in &entries {
+            let Some((_, Payload::Mvcc(Command::LeaseCheckpoint { checkpoints }))) =
+                envelope::decode(e).unwrap()
+            else {
+                panic!("not a lease checkpoint");
+            };
+            seen.extend(checkpoints);
+        }
+        assert_eq!(seen, leases);
     }
 }
