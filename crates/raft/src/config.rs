@@ -14,8 +14,9 @@ pub enum ReadMode {
     LeaseBased,
 }
 
-/// Known bugs the simulator must be able to catch (feature `planted-bugs`).
-#[cfg(feature = "planted-bugs")]
+/// Known bugs the simulator must be able to catch. They take effect only
+/// in builds with the feature `planted-bugs` ([`Config::bug`] is a constant
+/// false without it, so production builds contain none of them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlantedBug {
     /// Commit an entry of a previous term by counting replicas (Figure 8).
@@ -65,8 +66,8 @@ pub struct Config {
     pub disable_proposal_forwarding: bool,
     /// Seed of the election-timeout randomness.
     pub seed: u64,
-    /// A known bug to switch on (tests of the simulator only).
-    #[cfg(feature = "planted-bugs")]
+    /// A known bug to switch on (tests of the simulator only; refused by
+    /// [`Config::validate`] without the feature `planted-bugs`).
     pub planted_bug: Option<PlantedBug>,
 }
 
@@ -91,19 +92,25 @@ impl Config {
             max_clock_drift_ticks: 2,
             disable_proposal_forwarding: false,
             seed: id,
-            #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
     }
 
-    /// True if `bug` is switched on (always false without `planted-bugs`).
-    #[cfg(feature = "planted-bugs")]
-    pub(crate) fn has_bug(&self, bug: PlantedBug) -> bool {
-        self.planted_bug == Some(bug)
+    /// True if `bug` is switched on: the one place a planted bug is
+    /// asked for. A constant false without the feature `planted-bugs`, so
+    /// the bug's code is compiled out.
+    #[inline(always)]
+    pub fn bug(&self, bug: PlantedBug) -> bool {
+        cfg!(feature = "planted-bugs") && self.planted_bug == Some(bug)
     }
 
     /// Checks that the settings make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.planted_bug.is_some() && !cfg!(feature = "planted-bugs") {
+            return Err(ConfigError::Invalid(
+                "planted bugs need the feature planted-bugs",
+            ));
+        }
         if self.id == NO_NODE {
             return Err(ConfigError::Invalid("id must not be zero"));
         }
@@ -124,10 +131,7 @@ impl Config {
             ));
         }
         if self.read_mode == ReadMode::LeaseBased {
-            #[cfg(feature = "planted-bugs")]
-            let allowed = self.has_bug(PlantedBug::LeaseWithoutCheckQuorum);
-            #[cfg(not(feature = "planted-bugs"))]
-            let allowed = false;
+            let allowed = self.bug(PlantedBug::LeaseWithoutCheckQuorum);
             if !self.check_quorum && !allowed {
                 return Err(ConfigError::Invalid(
                     "lease-based reads require check_quorum",
@@ -140,5 +144,23 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planted_bugs_take_effect_only_with_the_feature() {
+        let mut c = Config::new(1, 1);
+        assert!(!c.bug(PlantedBug::VoteWithoutLogCheck));
+        c.planted_bug = Some(PlantedBug::VoteWithoutLogCheck);
+        let built_in = cfg!(feature = "planted-bugs");
+        assert_eq!(c.bug(PlantedBug::VoteWithoutLogCheck), built_in);
+        assert!(!c.bug(PlantedBug::VoteBeforePersist));
+        // Asking for a bug the build does not contain is an error, not a
+        // silently healthy run.
+        assert_eq!(c.validate().is_ok(), built_in);
     }
 }

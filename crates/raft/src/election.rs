@@ -1,6 +1,7 @@
 //! Leader election (Raft section 5.2) with PreVote (thesis section 9.6) and
 //! elections forced by a leadership transfer (thesis section 3.10).
 
+use crate::config::PlantedBug;
 use crate::message::Body;
 use crate::quorum::VoteResult;
 use crate::raft::{Raft, Role};
@@ -85,15 +86,8 @@ impl Raft {
             || (self.vote == NO_NODE && self.lead == NO_NODE)
             // A pre-vote for a future term does not bind us.
             || (pre && term > self.term);
-        #[allow(unused_mut)]
-        let mut up_to_date = self.log.is_up_to_date(last_index, last_term);
-        #[cfg(feature = "planted-bugs")]
-        if self
-            .cfg
-            .has_bug(crate::config::PlantedBug::VoteWithoutLogCheck)
-        {
-            up_to_date = true;
-        }
+        let up_to_date = self.log.is_up_to_date(last_index, last_term)
+            || self.cfg.bug(PlantedBug::VoteWithoutLogCheck);
         if can_vote && up_to_date {
             // The response carries the candidate's term so that it counts it.
             self.send_with_term(from, term, Body::VoteResponse { pre, granted: true });

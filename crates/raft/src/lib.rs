@@ -28,9 +28,7 @@ mod transfer;
 mod types;
 mod validate;
 
-#[cfg(feature = "planted-bugs")]
-pub use config::PlantedBug;
-pub use config::{Config, ReadMode};
+pub use config::{Config, PlantedBug, ReadMode};
 pub use error::{ConfigError, RaftError};
 pub use message::{Body, Message, RejectHint};
 pub use node::{InitialState, ProgressStatus, RawNode, Ready, SoftState, Status};

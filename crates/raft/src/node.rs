@@ -386,10 +386,7 @@ impl RawNode {
             r.log.committed,
             r.cfg.max_committed_bytes_per_ready,
         );
-        #[cfg(feature = "planted-bugs")]
-        let early_votes = r.cfg.has_bug(crate::config::PlantedBug::VoteBeforePersist);
-        #[cfg(not(feature = "planted-bugs"))]
-        let early_votes = false;
+        let early_votes = r.cfg.bug(crate::config::PlantedBug::VoteBeforePersist);
         let must_wait = |m: &Message| {
             let early = early_votes && matches!(m.body, crate::message::Body::VoteResponse { .. });
             m.body.requires_persistence() && !early

@@ -1,6 +1,7 @@
 //! Log replication (Raft section 5.3): proposals, appends with batching and
 //! a bounded pipeline, fast backtracking on conflict, and the commit rule.
 
+use crate::config::PlantedBug;
 use crate::error::RaftError;
 use crate::message::{Body, RejectHint};
 use crate::progress::ProgressState;
@@ -229,15 +230,11 @@ impl Raft {
     /// Commit what a quorum holds, if it is from the current term.
     pub(crate) fn maybe_commit(&mut self) -> bool {
         let index = self.trk.committed();
-        #[allow(unused_mut)]
-        let mut term = self.term;
-        #[cfg(feature = "planted-bugs")]
-        if self
-            .cfg
-            .has_bug(crate::config::PlantedBug::CommitPreviousTermByCounting)
-        {
-            term = self.log.term(index).unwrap_or(term);
-        }
+        let term = if self.cfg.bug(PlantedBug::CommitPreviousTermByCounting) {
+            self.log.term(index).unwrap_or(self.term)
+        } else {
+            self.term
+        };
         let committed = self.log.maybe_commit(index, term);
         if committed {
             self.release_reads_waiting_for_commit();

@@ -87,8 +87,7 @@ pub struct SimConfig {
     pub real_wal: bool,
     /// Record a readable trace.
     pub trace: bool,
-    /// A planted bug in the core (feature `planted-bugs`).
-    #[cfg(feature = "planted-bugs")]
+    /// A planted bug (takes effect only with the feature `planted-bugs`).
     pub planted_bug: Option<concord_raft::PlantedBug>,
 }
 
@@ -146,7 +145,6 @@ impl SimConfig {
             max_inflight: 8,
             real_wal: rng.chance(0.5),
             trace: false,
-            #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
     }
@@ -166,10 +164,7 @@ impl SimConfig {
             c.read_mode = concord_raft::ReadMode::LeaseBased;
             c.max_clock_drift_ticks = 2;
         }
-        #[cfg(feature = "planted-bugs")]
-        {
-            c.planted_bug = self.planted_bug;
-        }
+        c.planted_bug = self.planted_bug;
         c
     }
 }

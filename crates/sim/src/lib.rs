@@ -10,7 +10,6 @@
 //! Same seed, same run.
 #![deny(missing_docs)]
 
-#[cfg(feature = "planted-bugs")]
 pub mod bugs;
 pub mod client;
 pub mod clock;

@@ -48,6 +48,9 @@ fn config(seed: u64, bug: Option<&str>, clock_bound: Option<f64>) -> Result<SimC
         cfg.clock_bound = b;
     }
     if let Some(name) = bug {
+        if !cfg!(feature = "planted-bugs") {
+            bail!("--bug needs a build with the planted bugs: cargo run -p concord-sim --release --features planted-bugs -- ...");
+        }
         let Some(b) = concord_sim::bugs::parse(name) else {
             bail!("unknown bug {name}; one of {:?}", concord_sim::bugs::NAMES);
         };
@@ -67,7 +70,12 @@ fn parse_range(s: &str) -> Result<Range<u64>> {
 
 fn replay_line(seed: u64, bug: Option<&str>) -> String {
     let bug = bug.map(|b| format!(" --bug {b}")).unwrap_or_default();
-    format!("cargo run -p concord-sim --release -- --seed {seed} --trace{bug}")
+    let features = if bug.is_empty() {
+        ""
+    } else {
+        " --features planted-bugs"
+    };
+    format!("cargo run -p concord-sim --release{features} -- --seed {seed} --trace{bug}")
 }
 
 fn main() -> Result<()> {
