@@ -20,6 +20,7 @@ mod progress;
 mod quorum;
 mod raft;
 mod reads;
+mod ready;
 mod replication;
 pub mod rng;
 mod snapshot;
@@ -31,9 +32,10 @@ mod validate;
 pub use config::{Config, PlantedBug, ReadMode};
 pub use error::{ConfigError, RaftError};
 pub use message::{Body, Message, RejectHint};
-pub use node::{InitialState, ProgressStatus, RawNode, Ready, SoftState, Status};
+pub use node::{InitialState, ProgressStatus, RawNode, Status};
 pub use quorum::{JointConfig, MajorityConfig, VoteResult};
 pub use raft::Role;
+pub use ready::{Ready, SoftState};
 pub use types::{
     ConfChange, ConfChangeStep, ConfState, Entry, EntryKind, GroupId, HardState, Index, NodeId,
     ReadState, Snapshot, SnapshotMeta, Term, NO_NODE,

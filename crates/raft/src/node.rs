@@ -9,10 +9,11 @@ use crate::log::RaftLog;
 use crate::message::Message;
 use crate::progress::Progress;
 use crate::raft::{Raft, Role};
+use crate::ready::{Ready, Record, SoftState};
 use crate::tracker::Membership;
 use crate::types::{
-    ConfChange, ConfChangeStep, ConfState, Entry, EntryKind, HardState, Index, NodeId, ReadState,
-    Snapshot, SnapshotMeta, Term,
+    ConfChange, ConfChangeStep, ConfState, Entry, EntryKind, HardState, Index, NodeId, Snapshot,
+    SnapshotMeta, Term,
 };
 
 /// Durable state to start from: what the application persisted from earlier
@@ -27,73 +28,6 @@ pub struct InitialState {
     pub entries: Vec<Entry>,
     /// Highest index the application's state machine has applied.
     pub applied: Index,
-}
-
-/// Volatile state that the application may want to observe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SoftState {
-    /// Known leader (0 if none).
-    pub leader: NodeId,
-    /// This member's role.
-    pub role: Role,
-}
-
-/// A batch of work for the application.
-///
-/// # Ordering contract
-/// 1. Send [`Ready::messages`] at any time (leader appends go out while the
-///    leader writes its own log: Raft thesis section 10.2.1).
-/// 2. Persist `snapshot` (if any), then `entries` (replacing any stored entries
-///    from the first index on), then `hard_state`, durably (fsync).
-/// 3. Call [`Ready::persisted`]; only then are the messages that depend on
-///    durable state (votes, append acknowledgements) released; send them.
-/// 4. Apply `snapshot` and then `committed_entries` to the state machine, in order.
-/// 5. Call [`RawNode::advance`] with this `Ready`. No other `Ready` is handed
-///    out before that.
-#[derive(Debug)]
-#[must_use = "a Ready must be persisted, sent, applied and advanced"]
-pub struct Ready {
-    /// Changed hard state to persist, if it changed.
-    pub hard_state: Option<HardState>,
-    /// Entries to persist.
-    pub entries: Vec<Entry>,
-    /// A snapshot received from the leader: persist and apply it.
-    pub snapshot: Option<Snapshot>,
-    /// Messages that may be sent right away.
-    pub messages: Vec<Message>,
-    after_persist: Vec<Message>,
-    /// Committed entries to apply, in order.
-    pub committed_entries: Vec<Entry>,
-    /// Reads that are safe once `index` is applied.
-    pub read_states: Vec<ReadState>,
-    /// Contexts of reads that failed (leadership lost, no leader): answer them with an error.
-    pub dropped_reads: Vec<Bytes>,
-    /// Role or leader changed.
-    pub soft_state: Option<SoftState>,
-    persisted: bool,
-    seq: u64,
-    last_entry: Option<(Index, Term)>,
-}
-
-impl Ready {
-    /// True if something must be made durable before [`Ready::persisted`].
-    pub fn must_persist(&self) -> bool {
-        self.hard_state.is_some() || !self.entries.is_empty() || self.snapshot.is_some()
-    }
-
-    /// True if messages wait for this `Ready` to be durable (votes, append
-    /// acknowledgements): a driver then persists before it applies, so
-    /// they leave sooner.
-    pub fn has_messages_after_persist(&self) -> bool {
-        !self.after_persist.is_empty()
-    }
-
-    /// Declare that `snapshot`, `entries` and `hard_state` are durable.
-    /// Returns the messages that had to wait for it.
-    pub fn persisted(&mut self) -> Vec<Message> {
-        self.persisted = true;
-        std::mem::take(&mut self.after_persist)
-    }
 }
 
 /// One member's progress as seen by the leader.
@@ -380,7 +314,6 @@ impl RawNode {
         let r = &mut self.raft;
         let hs = r.hard_state();
         let entries = r.log.unstable_entries();
-        let last_entry = entries.last().map(|e| (e.index, e.term));
         let committed_entries = r.log.slice(
             r.log.applied,
             r.log.committed,
@@ -398,7 +331,7 @@ impl RawNode {
             leader: r.lead,
             role: r.role,
         };
-        Ready {
+        let mut rd = Ready {
             hard_state: (hs != self.prev_hard_state).then_some(hs),
             entries,
             snapshot: r.pending_snapshot.clone(),
@@ -409,48 +342,47 @@ impl RawNode {
             dropped_reads: std::mem::take(&mut r.dropped_reads),
             soft_state: (soft != self.prev_soft_state).then_some(soft),
             persisted: false,
-            seq: self.seq,
-            last_entry,
-        }
+            record: Record::default(),
+        };
+        rd.record(self.seq, self.prev_hard_state);
+        rd
     }
 
-    /// The application handled `ready` as its contract says.
+    /// The application handled `ready` as its contract says. Reads only
+    /// what was recorded when `ready` was made: its public fields may have
+    /// been moved out.
     pub fn advance(&mut self, ready: Ready) {
+        let done = ready.persist_done();
+        let rec = ready.record;
         assert_eq!(
             self.outstanding.take(),
-            Some(ready.seq),
+            Some(rec.seq),
             "advance() of a Ready not outstanding"
         );
-        assert!(
-            ready.persisted || !ready.must_persist() && ready.after_persist.is_empty(),
-            "advance() before Ready::persisted()"
-        );
+        assert!(done, "advance() before Ready::persisted()");
         let r = &mut self.raft;
-        if let Some(snap) = &ready.snapshot {
-            if r.pending_snapshot
-                .as_ref()
-                .is_some_and(|p| p.meta == snap.meta)
-            {
+        if let Some(meta) = &rec.snapshot {
+            if r.pending_snapshot.as_ref().is_some_and(|p| &p.meta == meta) {
                 r.pending_snapshot = None;
             }
         }
-        if let Some(hs) = ready.hard_state {
+        if let Some(hs) = rec.hard_state {
             self.prev_hard_state = hs;
         }
-        if let Some(soft) = ready.soft_state {
+        if let Some(soft) = rec.soft_state {
             self.prev_soft_state = soft;
         }
-        if let Some((index, term)) = ready.last_entry {
+        if let Some((index, term)) = rec.last_entry {
             r.log.stable_to(index, term);
         }
         let stabled = r.log.stabled;
-        for e in &ready.committed_entries {
-            r.log.applied_to(e.index);
-            if let EntryKind::ConfChange(cc) = &e.kind {
-                r.apply_conf_change(e.index, cc);
+        for (index, bytes, cc) in &rec.committed {
+            r.log.applied_to(*index);
+            if let Some(cc) = cc {
+                r.apply_conf_change(*index, cc);
             }
             if r.role == Role::Leader {
-                r.uncommitted_bytes = r.uncommitted_bytes.saturating_sub(e.data.len());
+                r.uncommitted_bytes = r.uncommitted_bytes.saturating_sub(*bytes);
             }
         }
         if r.maybe_auto_leave_joint() {

@@ -11,7 +11,8 @@ use bytes::Bytes;
 
 use crate::config::Config;
 use crate::message::Message;
-use crate::node::{InitialState, RawNode, Ready};
+use crate::node::{InitialState, RawNode};
+use crate::ready::Ready;
 use crate::types::{Entry, EntryKind, HardState, Index, NodeId, ReadState, Snapshot};
 
 /// Durable state of one member, as the application would keep it on disk.
