@@ -27,6 +27,11 @@ pub enum PlantedBug {
     VoteWithoutLogCheck,
     /// Allow lease reads without CheckQuorum (followers do not honour the lease).
     LeaseWithoutCheckQuorum,
+    /// In the driver (`concord-driver`): a write made after applying (a
+    /// leader's new entries) is not fsynced, so the leader counts its own
+    /// copy toward the quorum, and clients are answered, before that copy
+    /// is durable.
+    AckBeforeOwnFsync,
 }
 
 /// Settings of one member. Times are in ticks.

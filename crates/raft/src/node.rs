@@ -154,6 +154,11 @@ impl RawNode {
         })
     }
 
+    /// This member's configuration.
+    pub fn config(&self) -> &Config {
+        &self.raft.cfg
+    }
+
     /// Advance logical time by one tick.
     pub fn tick(&mut self) {
         self.raft.tick();

@@ -61,7 +61,10 @@ fn advance_reads_nothing_back_and_commit_only_writes_need_no_fsync() {
     assert_eq!(st.applied, applied_before + 1);
     assert_eq!(st.hard_state, hs);
     assert_eq!(st.role, Role::Leader);
-    assert!(!n.has_ready(), "the taken hard and soft states were recorded");
+    assert!(
+        !n.has_ready(),
+        "the taken hard and soft states were recorded"
+    );
 }
 
 #[test]
