@@ -37,7 +37,7 @@ pub enum Order {
     ApplyFirst,
 }
 
-/// One thing for the host to do, in the order [`Cycle::next`] gives them.
+/// One thing for the host to do, in the order [`Cycle::next_step`] gives them.
 #[derive(Debug)]
 pub enum Step {
     /// Send these messages now.
@@ -146,8 +146,8 @@ impl Cycle {
 
     /// The next step, or `None` when only [`Cycle::finish`] is left.
     /// Panics while a write is out: the order depends on its completion.
-    pub fn next(&mut self) -> Option<Step> {
-        assert!(!self.writing, "Cycle::next before Cycle::written");
+    pub fn next_step(&mut self) -> Option<Step> {
+        assert!(!self.writing, "Cycle::next_step before Cycle::written");
         let stages = match self.order {
             Order::PersistFirst => &PERSIST_FIRST,
             Order::ApplyFirst => &APPLY_FIRST,
@@ -193,7 +193,7 @@ impl Cycle {
         reads: &mut Reads<W>,
         applied: Index,
     ) -> Finished<W> {
-        assert!(self.next().is_none(), "Cycle::finish with steps left");
+        assert!(self.next_step().is_none(), "Cycle::finish with steps left");
         let no_leader = match self.rd.soft_state {
             Some(SoftState { leader: 0, .. }) => reads.leader_lost(),
             _ => Vec::new(),
@@ -219,7 +219,7 @@ mod tests {
     fn run(node: &mut RawNode) -> (Order, Vec<String>) {
         let mut c = Cycle::start(node);
         let mut steps = Vec::new();
-        while let Some(s) = c.next() {
+        while let Some(s) = c.next_step() {
             steps.push(match s {
                 Step::Send(m) => format!(
                     "send {}",
@@ -296,20 +296,17 @@ mod tests {
         .unwrap();
         let (order, steps) = run(&mut n);
         assert_eq!(order, Order::PersistFirst);
-        assert_eq!(
-            steps,
-            vec!["write sync=true", "send MsgAppResp", "apply 2"]
-        );
+        assert_eq!(steps, vec!["write sync=true", "send MsgAppResp", "apply 2"]);
     }
 
     #[test]
-    #[should_panic(expected = "Cycle::next before Cycle::written")]
+    #[should_panic(expected = "Cycle::next_step before Cycle::written")]
     fn the_write_must_complete_before_the_next_step() {
         let mut n = RawNode::bootstrap(Config::new(1, 1), &[1]).unwrap();
         let mut c = Cycle::start(&mut n);
-        while let Some(s) = c.next() {
+        while let Some(s) = c.next_step() {
             if matches!(s, Step::Write { .. }) {
-                let _ = c.next();
+                let _ = c.next_step();
             }
         }
     }

@@ -1,12 +1,13 @@
 //! Linearizable reads: the reads of a round share one ReadIndex round;
 //! each is released once the state machine has applied its read index.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use concord_raft::{Index, RaftError, RawNode, ReadState};
 
 /// Reads by stage, with the waiter `W` the host answers each through.
+/// Ordered maps only: the simulator needs the same order on every run.
 ///
 /// Invariant: a waiter is in exactly one stage (new, in flight under a
 /// context, or waiting for an index) until it is handed back.
@@ -14,7 +15,7 @@ use concord_raft::{Index, RaftError, RawNode, ReadState};
 pub struct Reads<W> {
     new: Vec<W>,
     next_ctx: u64,
-    in_flight: HashMap<u64, Vec<W>>,
+    in_flight: BTreeMap<u64, Vec<W>>,
     by_index: BTreeMap<Index, Vec<W>>,
 }
 
@@ -23,7 +24,7 @@ impl<W> Default for Reads<W> {
         Reads {
             new: Vec::new(),
             next_ctx: 0,
-            in_flight: HashMap::new(),
+            in_flight: BTreeMap::new(),
             by_index: BTreeMap::new(),
         }
     }
@@ -90,7 +91,10 @@ impl<W> Reads<W> {
     /// No leader is known: rounds in flight cannot finish; their reads are
     /// handed back to be failed. (Reads with an index keep waiting for it.)
     pub fn leader_lost(&mut self) -> Vec<W> {
-        self.in_flight.drain().flat_map(|(_, w)| w).collect()
+        std::mem::take(&mut self.in_flight)
+            .into_values()
+            .flatten()
+            .collect()
     }
 
     /// Reads whose index is applied, in index order.
@@ -108,7 +112,7 @@ impl<W> Reads<W> {
     /// Every waiting read, handed back (stop or crash).
     pub fn clear(&mut self) -> Vec<W> {
         let mut out = std::mem::take(&mut self.new);
-        out.extend(self.in_flight.drain().flat_map(|(_, w)| w));
+        out.extend(std::mem::take(&mut self.in_flight).into_values().flatten());
         out.extend(std::mem::take(&mut self.by_index).into_values().flatten());
         out
     }
@@ -121,7 +125,7 @@ mod tests {
 
     fn leader() -> RawNode {
         let mut n = RawNode::bootstrap(Config::new(1, 1), &[1]).unwrap();
-        let mut drain = |n: &mut RawNode| {
+        let drain = |n: &mut RawNode| {
             while n.has_ready() {
                 let mut rd = n.ready();
                 let _ = rd.persisted();

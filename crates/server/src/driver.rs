@@ -22,12 +22,13 @@
 //! fsync ran is handled in the next round, which is where batching comes
 //! from.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use concord_raft::{ConfChange, HardState, Message, RawNode, Ready, Role};
+use concord_driver::{Cycle, Proposals, Reads, Step, MAX_INPUTS_PER_ROUND};
+use concord_raft::{ConfChange, Message, RawNode, Ready, Role};
 use concord_storage::{FsDisk, GroupCommit, SnapshotMark, WalBatch};
 use tokio::sync::{mpsc, oneshot};
 
@@ -51,8 +52,6 @@ pub const GROUP: u64 = 1;
 /// Bytes of an InstallSnapshot chunk (the core's `snapshot_chunk_size`,
 /// set by `server.rs`).
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
-/// Inputs handled per round before the `Ready` is processed.
-pub const MAX_INPUTS_PER_ROUND: usize = 8192;
 /// Driver inbox capacity.
 pub const INBOX_CAPACITY: usize = 65536;
 /// Interval of durable backend commits.
@@ -64,29 +63,6 @@ const LEASE_CHECKPOINT_TICKS: u64 = 50;
 /// Most leases in one LeaseCheckpoint entry (etcd's batch size): a
 /// million leases make a thousand bounded entries, not one huge one.
 pub const MAX_LEASE_CHECKPOINT_BATCH: usize = 1000;
-/// Most bytes of proposals in one batch (one forwarded message).
-pub const MAX_PROPOSAL_BATCH_BYTES: usize = 4 * 1024 * 1024;
-
-/// Cuts `items` into runs of at most `max` payload bytes (at least one
-/// item each), in order.
-fn by_bytes(items: Vec<(u64, Bytes)>, max: usize) -> Vec<Vec<(u64, Bytes)>> {
-    let mut out: Vec<Vec<(u64, Bytes)>> = Vec::new();
-    let mut bytes = 0;
-    for (id, data) in items {
-        match out.last_mut() {
-            Some(run) if bytes + data.len() <= max => {
-                bytes += data.len();
-                run.push((id, data));
-            }
-            _ => {
-                bytes = data.len();
-                out.push(vec![(id, data)]);
-            }
-        }
-    }
-    out
-}
-
 /// An input to the driver.
 #[derive(Debug)]
 pub enum Input {
@@ -123,7 +99,8 @@ pub enum Input {
     Stop,
 }
 
-type ReadWaiters = Vec<oneshot::Sender<Result<(), ServerError>>>;
+/// How a linearizable read is answered once its index is applied.
+type ReadWaiter = oneshot::Sender<Result<(), ServerError>>;
 
 /// The driver's state.
 pub struct Driver {
@@ -138,16 +115,11 @@ pub struct Driver {
     pub(crate) snapshot_count: u64,
     pub(crate) snapshot_index: u64,
     applied: u64,
-    proposals: Vec<(u64, Bytes)>,
-    new_reads: ReadWaiters,
-    read_ctx: u64,
-    reads_in_flight: HashMap<Bytes, ReadWaiters>,
-    reads_to_apply: BTreeMap<u64, ReadWaiters>,
+    proposals: Proposals<u64>,
+    reads: Reads<ReadWaiter>,
     ticks: u64,
     revoking: HashMap<i64, u64>,
     published_attributes: bool,
-    /// The last hard state handed to the WAL.
-    written: HardState,
     last_checkpoint: Instant,
     attributes_sent_at: Option<u64>,
     /// A snapshot being written in the background.
@@ -228,15 +200,11 @@ impl Driver {
             snapshot_count,
             snapshot_index,
             applied,
-            proposals: Vec::new(),
-            new_reads: Vec::new(),
-            read_ctx: 0,
-            reads_in_flight: HashMap::new(),
-            reads_to_apply: BTreeMap::new(),
+            proposals: Proposals::default(),
+            reads: Reads::default(),
             ticks: 0,
             revoking: HashMap::new(),
             published_attributes: false,
-            written: HardState::default(),
             last_checkpoint: Instant::now(),
             attributes_sent_at: None,
             snapshot_job: None,
@@ -298,11 +266,9 @@ impl Driver {
                     continue;
                 }
             }
-            self.flush_proposals();
-            self.flush_reads();
+            self.flush_round();
             while self.node.has_ready() {
-                let rd = self.node.ready();
-                self.handle_ready(rd)?;
+                self.run_cycle()?;
             }
             self.maybe_snapshot()?;
             self.maybe_checkpoint()?;
@@ -349,160 +315,109 @@ impl Driver {
             }
             Input::Peer(m) => step_peer(&mut self.node, m),
             Input::PeerConn(tcp) => self.peers.add(self.inbox.registry(), tcp),
-            Input::Propose { id, data } => self.proposals.push((id, data)),
+            Input::Propose { id, data } => self.proposals.push(id, data),
             Input::ConfChange { id, cc, ctx } => {
                 if let Err(e) = self.node.propose_conf_change_with_context(cc, ctx) {
                     self.shared.respond(id, Err(raft_error(e)));
                 }
             }
-            Input::Read(tx) => self.new_reads.push(tx),
+            Input::Read(tx) => self.reads.push(tx),
             Input::Transfer { target } => self.node.transfer_leader(target),
             Input::Stop => return false,
         }
         true
     }
 
-    fn flush_proposals(&mut self) {
-        if self.proposals.is_empty() {
-            return;
+    /// The end of a round: the round's proposals and reads go to the
+    /// core; what it refuses is answered with its error.
+    fn flush_round(&mut self) {
+        let refused = concord_driver::flush(&mut self.node, &mut self.proposals, &mut self.reads);
+        for (ids, e) in refused.proposals {
+            self.meters.failed.increment(ids.len() as u64);
+            let e = raft_error(e);
+            for id in ids {
+                self.shared.respond(id, Err(clone_err(&e)));
+            }
         }
-        let batch = std::mem::take(&mut self.proposals);
-        // A follower forwards each batch to the leader as one message:
-        // batches by bytes keep every message far below a peer frame.
-        for chunk in by_bytes(batch, MAX_PROPOSAL_BATCH_BYTES) {
-            let (ids, data): (Vec<u64>, Vec<Bytes>) = chunk.into_iter().unzip();
-            if let Err(e) = self.node.propose_batch(data) {
-                metrics::counter!("concord_proposals_failed_total").increment(ids.len() as u64);
-                let e = raft_error(e);
-                for id in ids {
-                    self.shared.respond(id, Err(clone_err(&e)));
-                }
+        if let Some((waiters, e)) = refused.reads {
+            let e = raft_error(e);
+            for w in waiters {
+                let _ = w.send(Err(clone_err(&e)));
             }
         }
     }
 
-    fn flush_reads(&mut self) {
-        if self.new_reads.is_empty() {
-            return;
-        }
-        let waiters = std::mem::take(&mut self.new_reads);
-        self.read_ctx += 1;
-        let ctx = Bytes::copy_from_slice(&self.read_ctx.to_be_bytes());
-        match self.node.read_index(ctx.clone()) {
-            Ok(()) => {
-                self.reads_in_flight.insert(ctx, waiters);
-            }
-            Err(e) => {
-                let e = raft_error(e);
-                for w in waiters {
-                    let _ = w.send(Err(clone_err(&e)));
-                }
-            }
-        }
-    }
-
-    fn handle_ready(&mut self, mut rd: Ready) -> Result<(), ServerError> {
-        if let Some(ss) = rd.soft_state {
+    /// Carries out one `Ready` in the order `concord_driver::Cycle` gives.
+    fn run_cycle(&mut self) -> Result<(), ServerError> {
+        let mut cycle = Cycle::start(&mut self.node);
+        if let Some(ss) = cycle.soft_state() {
             self.on_soft_state(ss.role, ss.leader);
         }
-        if tracing::enabled!(tracing::Level::TRACE) {
-            for m in &rd.messages {
-                tracing::trace!(to = m.to, term = m.term, kind = m.body.name(), "send");
-            }
-        }
-        let mut msgs = std::mem::take(&mut rd.messages);
-        self.fill_snapshot_chunks(&mut msgs);
-        self.transport.send(msgs);
-        // Like etcd, wait for the fsync only when it matters: new entries, a
-        // snapshot, or a new term or vote. A hard state that only moves the
-        // commit index is written (and synced by the next fsync) without
-        // waiting; losing it in a crash only means re-learning the commit
-        // index (restart raises it to the backend's applied index, see
-        // `server.rs`).
-        let must_sync = !rd.entries.is_empty()
-            || rd.snapshot.is_some()
-            || rd
-                .hard_state
-                .is_some_and(|hs| hs.term != self.written.term || hs.vote != self.written.vote);
-        let mut batch = None;
-        if rd.must_persist() {
-            if let Some(s) = &rd.snapshot {
-                self.snaps.save(GROUP, s)?;
-            }
-            batch = Some(WalBatch::from_ready(GROUP, &rd)).filter(|b| !b.is_empty());
-            if let Some(hs) = rd.hard_state {
-                self.written = hs;
-            }
-        }
-        // The WAL is written on this thread (no hand-off to the writer when
-        // it is idle). A follower's acks and votes wait on the fsync: sync
-        // first, send them, then apply. Otherwise (a leader) apply first, so
-        // clients are answered without waiting for the leader's own fsync:
-        // committed entries are already durable on a quorum, and the backend
-        // becomes durable only at checkpoints, which come after the WAL.
-        let persist_first = rd.has_messages_after_persist();
-        if persist_first {
-            self.persist_and_send(&mut rd, batch.take(), must_sync)?;
-        }
-        // `advance` needs the snapshot and the committed entries back.
         let mut received = None;
-        if let Some(s) = rd.snapshot.take() {
-            self.restore_snapshot(&s)?;
-            received = Some(s.data.len() as u64);
-            rd.snapshot = Some(s);
-        }
-        let committed = std::mem::take(&mut rd.committed_entries);
-        if !committed.is_empty() {
-            let started = Instant::now();
-            self.apply(&committed)?;
-            self.meters
-                .backend_commit
-                .record(started.elapsed().as_secs_f64());
-        }
-        rd.committed_entries = committed;
-        if !persist_first {
-            self.persist_and_send(&mut rd, batch.take(), must_sync)?;
-        }
-        for rs in std::mem::take(&mut rd.read_states) {
-            if let Some(w) = self.reads_in_flight.remove(&rs.ctx) {
-                self.reads_to_apply.entry(rs.index).or_default().extend(w);
-            }
-        }
-        for ctx in std::mem::take(&mut rd.dropped_reads) {
-            if let Some(w) = self.reads_in_flight.remove(&ctx) {
-                for tx in w {
-                    let _ = tx.send(Err(ServerError::LeaderChanged));
+        while let Some(step) = cycle.next_step() {
+            match step {
+                Step::Send(mut msgs) => {
+                    if tracing::enabled!(tracing::Level::TRACE) {
+                        for m in &msgs {
+                            tracing::trace!(to = m.to, term = m.term, kind = m.body.name(), "send");
+                        }
+                    }
+                    self.fill_snapshot_chunks(&mut msgs);
+                    self.transport.send(msgs);
+                }
+                Step::Write { sync } => {
+                    self.write(cycle.ready(), sync)?;
+                    cycle.written();
+                }
+                Step::Restore(s) => {
+                    self.restore_snapshot(&s)?;
+                    received = Some(s.data.len() as u64);
+                }
+                Step::Apply(entries) => {
+                    let started = Instant::now();
+                    self.apply(&entries)?;
+                    self.meters
+                        .backend_commit
+                        .record(started.elapsed().as_secs_f64());
                 }
             }
         }
-        self.node.advance(rd);
+        let done = cycle.finish(&mut self.node, &mut self.reads, self.applied);
+        for w in done.released {
+            let _ = w.send(Ok(()));
+        }
+        for w in done.no_leader {
+            let _ = w.send(Err(ServerError::NoLeader));
+        }
+        for w in done.dropped {
+            let _ = w.send(Err(ServerError::LeaderChanged));
+        }
         if let Some(len) = received {
             // The file holds it now: the core keeps no copy in memory.
             self.node.set_external_snapshot(len);
         }
-        self.release_reads();
         self.refresh_status();
         Ok(())
     }
 
-    /// Appends a `Ready`'s batch to the WAL, durably if `sync`, then sends
-    /// the messages that waited for it.
-    fn persist_and_send(
-        &mut self,
-        rd: &mut Ready,
-        batch: Option<WalBatch>,
-        sync: bool,
-    ) -> Result<(), ServerError> {
-        if let Some(batch) = batch {
-            let started = Instant::now();
-            self.wal.append_now(batch, sync)?;
-            if sync {
-                self.meters
-                    .wal_fsync
-                    .record(started.elapsed().as_secs_f64());
-            }
+    /// The write of a `Ready`: a received snapshot to its file, then
+    /// entries and hard state to the WAL, on this thread (no hand-off to
+    /// the group-commit writer when it is idle), fsynced if `sync`.
+    fn write(&mut self, rd: &Ready, sync: bool) -> Result<(), ServerError> {
+        if let Some(s) = &rd.snapshot {
+            self.snaps.save(GROUP, s)?;
         }
-        self.transport.send(rd.persisted());
+        let batch = WalBatch::from_ready(GROUP, rd);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.wal.append_now(batch, sync)?;
+        if sync {
+            self.meters
+                .wal_fsync
+                .record(started.elapsed().as_secs_f64());
+        }
         Ok(())
     }
 
@@ -517,26 +432,6 @@ impl Driver {
                 .write()
                 .lease_promote(self.shared.now_ms());
             self.revoking.clear();
-        }
-        if leader == 0 {
-            // Reads waiting for a round that can no longer finish.
-            for (_, w) in self.reads_in_flight.drain() {
-                for tx in w {
-                    let _ = tx.send(Err(ServerError::NoLeader));
-                }
-            }
-        }
-    }
-
-    fn release_reads(&mut self) {
-        while let Some((&index, _)) = self.reads_to_apply.first_key_value() {
-            if index > self.applied {
-                break;
-            }
-            let (_, w) = self.reads_to_apply.pop_first().expect("non-empty");
-            for tx in w {
-                let _ = tx.send(Ok(()));
-            }
         }
     }
 
@@ -573,30 +468,5 @@ impl Driver {
             .map(|(id, _)| *id)
             .collect();
         *self.shared.active_peers.write() = active;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proposals_are_batched_by_bytes_in_order() {
-        let items: Vec<(u64, Bytes)> = (0..10)
-            .map(|i| (i, Bytes::from(vec![0u8; 300 + i as usize])))
-            .collect();
-        let runs = by_bytes(items, 1000);
-        assert!(runs
-            .iter()
-            .all(|r| r.iter().map(|(_, d)| d.len()).sum::<usize>() <= 1000));
-        let ids: Vec<u64> = runs.iter().flatten().map(|(i, _)| *i).collect();
-        assert_eq!(ids, (0..10).collect::<Vec<_>>());
-        assert_eq!(runs.len(), 4);
-        // One item over the bound still goes, alone.
-        let runs = by_bytes(
-            vec![(1, Bytes::from(vec![0; 5000])), (2, Bytes::new())],
-            1000,
-        );
-        assert_eq!(runs.len(), 2);
     }
 }

@@ -97,7 +97,16 @@ fn concurrent_snapshots_of_a_large_store_do_not_stall_writes() {
     let snaps: Vec<Bg> = (0..4)
         .map(|i| {
             let file = c.path(&format!("snap{i}.db"));
-            let args = ["snapshot", "save", file.to_str().unwrap()];
+            // etcdctl's deadline covers the whole download; four 200 MB
+            // snapshots from a debug build, two built at a time, on two
+            // shared cores take longer than the suite's usual 10 s (what
+            // is bounded here is the puts, below).
+            let args = [
+                "--command-timeout=120s",
+                "snapshot",
+                "save",
+                file.to_str().unwrap(),
+            ];
             Bg::spawn(
                 etcdctl_cmd(&leader_addr, &args),
                 c.path(&format!("snap{i}.out")),

@@ -63,7 +63,7 @@ impl World {
         let writing: Vec<u64> = self
             .nodes
             .iter()
-            .filter(|(_, n)| n.unsynced.is_some())
+            .filter(|(_, n)| n.is_writing())
             .map(|(&id, _)| id)
             .collect();
         let mid_write = !writing.is_empty() && self.rng.chance(self.cfg.faults.crash_mid_write);

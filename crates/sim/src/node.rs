@@ -1,17 +1,19 @@
 //! One simulated member: the real `RawNode`, a disk that distinguishes
 //! durable from written-but-unsynced state, and the key-value state machine.
 //!
-//! Each `Ready` is handled in two steps, as a real server would: `write`
-//! sends the messages that may go at once and starts the disk write; after
-//! the simulated fsync latency, `sync_done` makes it durable, releases the
-//! messages that waited for it, applies committed entries and advances.
-//! A crash in between loses the write.
+//! The member runs the server's driver logic (`concord-driver`): requests
+//! gather into a round, [`concord_driver::flush`] hands them to the core,
+//! and each `Ready` is a [`Cycle`] whose steps run here. A write that must
+//! be fsynced starts the simulated fsync and the cycle waits for
+//! `sync_done`; a crash meanwhile loses the write. The state machine is
+//! durable at the end of each cycle (as the server's backend checkpoints
+//! between cycles, after the write).
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use concord_check::{Command, Output};
-use concord_raft::{Config, EntryKind, Message, RawNode, Ready};
+use concord_driver::{Cycle, Proposals, Reads, Step};
+use concord_raft::{Config, Entry, EntryKind, Message, RawNode, Ready, Snapshot};
 
 use crate::clock::Clock;
 use crate::kv::{Kv, Proposal};
@@ -77,10 +79,12 @@ pub struct SimNode {
     pub cfg: Config,
     /// Durable Raft state.
     pub disk: DurableLog,
-    /// A `Ready` written but not yet fsynced.
-    pub unsynced: Option<Ready>,
-    /// The state machine (durable at apply).
+    /// The `Ready` being handled, if its write waits for an fsync.
+    cycle: Option<Cycle>,
+    /// The state machine.
     pub kv: Kv,
+    /// The state machine as a crash leaves it (saved at each cycle's end).
+    durable_kv: Kv,
     /// This node's clock.
     pub clock: Clock,
     /// Entries applied since the world last looked.
@@ -91,10 +95,10 @@ pub struct SimNode {
     pub real: Option<RealDisk>,
     /// A storage failure or a recovery that lost synced data.
     pub storage_error: Option<String>,
+    /// Writes proposed here, answered when applied here.
     writes: BTreeMap<(u64, u64), ()>,
-    reads_by_ctx: BTreeMap<u64, PendingRead>,
-    reads_ready: Vec<(u64, PendingRead)>,
-    next_ctx: u64,
+    proposals: Proposals<(u64, u64)>,
+    reads: Reads<PendingRead>,
 }
 
 /// FNV-1a, for payload hashes.
@@ -116,17 +120,17 @@ impl SimNode {
             raw: Some(raw),
             cfg,
             disk: DurableLog::default(),
-            unsynced: None,
+            cycle: None,
             kv: Kv::default(),
+            durable_kv: Kv::default(),
             clock,
             applied: Vec::new(),
             compact_every,
             real: None,
             storage_error: None,
             writes: BTreeMap::new(),
-            reads_by_ctx: BTreeMap::new(),
-            reads_ready: Vec::new(),
-            next_ctx: 0,
+            proposals: Proposals::default(),
+            reads: Reads::default(),
         }
     }
 
@@ -135,69 +139,66 @@ impl SimNode {
         self.raw.is_some()
     }
 
-    /// A client request arrived.
+    /// True while a write is not yet fsynced (a crash now loses it).
+    pub fn is_writing(&self) -> bool {
+        self.cycle.is_some() || self.disk.has_pending()
+    }
+
+    /// A client request arrived: it joins the round.
     pub fn request(&mut self, client: u64, seq: u64, command: Command, out: &mut Vec<Out>) {
-        let Some(raw) = self.raw.as_mut() else { return };
+        if !self.up() {
+            return;
+        }
         if command.is_read_only() {
-            self.next_ctx += 1;
-            let ctx = self.next_ctx;
-            match raw.read_index(Bytes::copy_from_slice(&ctx.to_be_bytes())) {
-                Ok(()) => {
-                    self.reads_by_ctx.insert(
-                        ctx,
-                        PendingRead {
-                            client,
-                            seq,
-                            command,
-                        },
-                    );
-                }
-                Err(e) => out.push(Out::Reply {
-                    client,
-                    seq,
-                    reply: Reply::Refused(e.to_string()),
-                }),
-            }
+            self.reads.push(PendingRead {
+                client,
+                seq,
+                command,
+            });
         } else {
             let p = Proposal {
                 client,
                 seq,
                 command,
             };
-            match raw.propose(p.encode()) {
-                Ok(()) => {
-                    self.writes.insert((client, seq), ());
-                }
-                Err(e) => out.push(Out::Reply {
-                    client,
-                    seq,
-                    reply: Reply::Refused(e.to_string()),
-                }),
-            }
+            self.writes.insert((client, seq), ());
+            self.proposals.push((client, seq), p.encode());
         }
         self.pump(out);
     }
 
-    /// Start writing the next `Ready` if nothing is being written.
+    /// Ends the round and runs `Ready`s until one waits for its fsync.
     pub fn pump(&mut self, out: &mut Vec<Out>) {
         let Some(raw) = self.raw.as_mut() else { return };
-        if self.unsynced.is_some() || !raw.has_ready() {
+        if self.cycle.is_some() {
             return;
         }
-        let mut rd = raw.ready();
-        out.extend(rd.messages.drain(..).map(Out::Raft));
-        if let Some(real) = self.real.as_mut() {
-            if let Err(e) = real.write(&rd) {
-                self.storage_error.get_or_insert(e);
+        let refused = concord_driver::flush(raw, &mut self.proposals, &mut self.reads);
+        for (ids, e) in refused.proposals {
+            for (client, seq) in ids {
+                self.writes.remove(&(client, seq));
+                out.push(refuse(client, seq, e.to_string()));
             }
         }
-        self.unsynced = Some(rd);
-        out.push(Out::SyncStarted);
+        if let Some((reads, e)) = refused.reads {
+            out.extend(
+                reads
+                    .into_iter()
+                    .map(|r| refuse(r.client, r.seq, e.to_string())),
+            );
+        }
+        while self.raw.as_ref().is_some_and(RawNode::has_ready) {
+            let raw = self.raw.as_mut().expect("up");
+            self.cycle = Some(Cycle::start(raw));
+            if !self.run_cycle(out) {
+                return;
+            }
+        }
     }
 
-    /// The fsync finished: persist, release, apply, advance, and go on.
+    /// The fsync finished: the cycle goes on, then the next round.
     pub fn sync_done(&mut self, out: &mut Vec<Out>) {
-        let Some(mut rd) = self.unsynced.take() else {
+        let Some(cycle) = self.cycle.as_mut() else {
             return;
         };
         if let Some(real) = self.real.as_mut() {
@@ -205,15 +206,71 @@ impl SimNode {
                 self.storage_error.get_or_insert(e);
             }
         }
-        self.disk.persist(&rd);
-        out.extend(rd.persisted().into_iter().map(Out::Raft));
-        if let Some(snap) = &rd.snapshot {
-            self.kv = Kv::restore(&snap.data);
-            // Requests waiting here may have been applied inside the snapshot;
-            // their clients time out and record them as indeterminate.
-            self.writes.clear();
+        self.disk.sync();
+        cycle.written();
+        if self.run_cycle(out) {
+            self.pump(out);
         }
-        for e in &rd.committed_entries {
+    }
+
+    /// Runs the cycle's steps; false if it waits for an fsync.
+    fn run_cycle(&mut self, out: &mut Vec<Out>) -> bool {
+        let mut cycle = self.cycle.take().expect("a cycle");
+        while let Some(step) = cycle.next_step() {
+            match step {
+                Step::Send(msgs) => out.extend(msgs.into_iter().map(Out::Raft)),
+                Step::Write { sync } => {
+                    self.write(cycle.ready());
+                    if sync {
+                        self.cycle = Some(cycle);
+                        out.push(Out::SyncStarted);
+                        return false;
+                    }
+                    cycle.written();
+                }
+                Step::Restore(snap) => self.restore(&snap),
+                Step::Apply(entries) => self.apply(&entries, out),
+            }
+        }
+        let raw = self.raw.as_mut().expect("up");
+        let done = cycle.finish(raw, &mut self.reads, self.kv.applied);
+        for r in done.no_leader.into_iter().chain(done.dropped) {
+            out.push(refuse(r.client, r.seq, "read dropped".into()));
+        }
+        for r in done.released {
+            let output = self.kv.read(&r.command);
+            out.push(Out::Reply {
+                client: r.client,
+                seq: r.seq,
+                reply: Reply::Done(output),
+            });
+        }
+        // What the state machine has applied is in this member's durable
+        // log now: a checkpoint may cover it.
+        self.durable_kv = self.kv.clone();
+        self.maybe_compact();
+        true
+    }
+
+    /// Writes a `Ready`'s persistence part (durable at the next sync).
+    fn write(&mut self, rd: &Ready) {
+        if let Some(real) = self.real.as_mut() {
+            if let Err(e) = real.write(rd) {
+                self.storage_error.get_or_insert(e);
+            }
+        }
+        self.disk.write(rd);
+    }
+
+    fn restore(&mut self, snap: &Snapshot) {
+        self.kv = Kv::restore(&snap.data);
+        // Requests waiting here may have been applied inside the snapshot;
+        // their clients time out and record them as indeterminate.
+        self.writes.clear();
+    }
+
+    fn apply(&mut self, entries: &[Entry], out: &mut Vec<Out>) {
+        for e in entries {
             if e.index <= self.kv.applied {
                 continue; // already applied before a restart
             }
@@ -238,44 +295,6 @@ impl SimNode {
                 }
                 _ => self.kv.skip(e.index),
             }
-        }
-        for rs in rd.read_states.drain(..) {
-            let ctx = u64::from_be_bytes(rs.ctx[..8].try_into().expect("8-byte ctx"));
-            if let Some(r) = self.reads_by_ctx.remove(&ctx) {
-                self.reads_ready.push((rs.index, r));
-            }
-        }
-        for ctx in rd.dropped_reads.drain(..) {
-            let ctx = u64::from_be_bytes(ctx[..8].try_into().expect("8-byte ctx"));
-            if let Some(r) = self.reads_by_ctx.remove(&ctx) {
-                let reply = Reply::Refused("read dropped".into());
-                out.push(Out::Reply {
-                    client: r.client,
-                    seq: r.seq,
-                    reply,
-                });
-            }
-        }
-        self.serve_reads(out);
-        let raw = self.raw.as_mut().expect("up");
-        raw.advance(rd);
-        self.maybe_compact();
-        self.pump(out);
-    }
-
-    fn serve_reads(&mut self, out: &mut Vec<Out>) {
-        let applied = self.kv.applied;
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_ready)
-            .into_iter()
-            .partition(|(i, _)| *i <= applied);
-        self.reads_ready = waiting;
-        for (_, r) in ready {
-            let output = self.kv.read(&r.command);
-            out.push(Out::Reply {
-                client: r.client,
-                seq: r.seq,
-                reply: Reply::Done(output),
-            });
         }
     }
 
@@ -303,10 +322,12 @@ impl SimNode {
     /// Lose everything that is not durable.
     pub fn crash(&mut self) {
         self.raw = None;
-        self.unsynced = None;
+        self.cycle = None;
+        self.disk.crash();
+        self.kv = self.durable_kv.clone();
         self.writes.clear();
-        self.reads_by_ctx.clear();
-        self.reads_ready.clear();
+        self.proposals.clear();
+        self.reads.clear();
         self.incarnation += 1;
         if let Some(real) = self.real.as_mut() {
             real.crash();
@@ -337,6 +358,7 @@ impl SimNode {
                         hard_state: state.hard_state,
                         snapshot: state.snapshot.clone(),
                         entries: state.entries.clone(),
+                        ..DurableLog::default()
                     };
                     state
                 }
@@ -345,30 +367,12 @@ impl SimNode {
         self.raw = Some(RawNode::restart(self.cfg.clone(), state).expect("valid config"));
         self.incarnation += 1;
     }
+}
 
-    /// The node's log as written to disk (durable, overlaid by the unsynced write):
-    /// `(first_index, terms)`.
-    pub fn written_terms(&self) -> (u64, Vec<u64>) {
-        let mut entries: Vec<(u64, u64)> = self
-            .disk
-            .entries
-            .iter()
-            .map(|e| (e.index, e.term))
-            .collect();
-        let mut first = self.disk.snapshot_index() + 1;
-        if let Some(rd) = &self.unsynced {
-            if let Some(s) = &rd.snapshot {
-                entries.clear();
-                first = s.meta.index + 1;
-            }
-            if let Some(f) = rd.entries.first() {
-                entries.retain(|(i, _)| *i < f.index);
-                entries.extend(rd.entries.iter().map(|e| (e.index, e.term)));
-            }
-        }
-        if let Some(&(i, _)) = entries.first() {
-            first = i;
-        }
-        (first, entries.into_iter().map(|(_, t)| t).collect())
+fn refuse(client: u64, seq: u64, why: String) -> Out {
+    Out::Reply {
+        client,
+        seq,
+        reply: Reply::Refused(why),
     }
 }

@@ -1,5 +1,5 @@
-//! A node's disk as the simulator sees it: what is durable, and one write
-//! in flight (written, not yet fsynced) that a crash loses.
+//! A node's disk as the simulator sees it: what is durable, and the
+//! writes not yet fsynced, which a crash loses.
 
 use concord_raft::{Entry, HardState, InitialState, Ready, Snapshot};
 
@@ -12,20 +12,63 @@ pub struct DurableLog {
     pub snapshot: Option<Snapshot>,
     /// Persisted entries after the snapshot.
     pub entries: Vec<Entry>,
+    /// Written, not yet fsynced, in order.
+    pub(crate) pending: Vec<Write>,
+}
+
+/// The persistence part of one `Ready`.
+#[derive(Clone, Debug)]
+pub(crate) struct Write {
+    snapshot: Option<Snapshot>,
+    entries: Vec<Entry>,
+    hard_state: Option<HardState>,
 }
 
 impl DurableLog {
-    /// Make the persistence part of `rd` durable (the fsync completed).
+    /// Write the persistence part of `rd` (durable at the next [`sync`]).
+    ///
+    /// [`sync`]: DurableLog::sync
+    pub fn write(&mut self, rd: &Ready) {
+        self.pending.push(Write {
+            snapshot: rd.snapshot.clone(),
+            entries: rd.entries.clone(),
+            hard_state: rd.hard_state,
+        });
+    }
+
+    /// An fsync completed: every write so far is durable.
+    pub fn sync(&mut self) {
+        for w in std::mem::take(&mut self.pending) {
+            self.apply(&w);
+        }
+    }
+
+    /// A crash: the writes not fsynced are gone.
+    pub fn crash(&mut self) {
+        self.pending.clear();
+    }
+
+    /// True while some write is not yet fsynced.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Write `rd` and fsync it.
     pub fn persist(&mut self, rd: &Ready) {
-        if let Some(s) = &rd.snapshot {
+        self.write(rd);
+        self.sync();
+    }
+
+    fn apply(&mut self, w: &Write) {
+        if let Some(s) = &w.snapshot {
             self.entries.clear();
             self.snapshot = Some(s.clone());
         }
-        if let Some(first) = rd.entries.first() {
+        if let Some(first) = w.entries.first() {
             self.entries.retain(|e| e.index < first.index);
-            self.entries.extend(rd.entries.iter().cloned());
+            self.entries.extend(w.entries.iter().cloned());
         }
-        if let Some(hs) = rd.hard_state {
+        if let Some(hs) = w.hard_state {
             self.hard_state = hs;
         }
     }

@@ -466,7 +466,7 @@ impl World {
             return Err(e);
         }
         let applied: Vec<_> = n.applied.drain(..).collect();
-        let wrote = n.unsynced.is_some();
+        let wrote = n.is_writing();
         let Some(raw) = n.raw.as_ref() else {
             return Ok(());
         };

@@ -60,6 +60,11 @@ fn lease_read_without_check_quorum_is_caught() {
 }
 
 #[test]
+fn leader_acking_before_its_own_fsync_is_caught() {
+    expect_caught(PlantedBug::AckBeforeOwnFsync, 300);
+}
+
+#[test]
 fn without_the_bug_the_same_seeds_pass() {
     // The control: the seeds that catch bugs are clean on the real core.
     for seed in 0..20 {

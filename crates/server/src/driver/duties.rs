@@ -19,15 +19,15 @@ impl Driver {
                 continue;
             }
             self.revoking.insert(id, self.ticks);
-            self.proposals.push((
+            self.proposals.push(
                 0,
                 envelope::encode(0, &Payload::Mvcc(Command::LeaseRevoke { id })),
-            ));
+            );
         }
         if self.ticks % LEASE_CHECKPOINT_TICKS == 0 {
             let checkpoints = self.shared.store.read().lease_remaining(now);
             for entry in checkpoint_entries(&checkpoints) {
-                self.proposals.push((0, entry));
+                self.proposals.push(0, entry);
             }
         }
     }
@@ -54,7 +54,7 @@ impl Driver {
                     client_urls: wanted,
                 };
                 self.proposals
-                    .push((0, envelope::encode(0, &Payload::Server(op))));
+                    .push(0, envelope::encode(0, &Payload::Server(op)));
             }
             _ => {}
         }

@@ -33,7 +33,8 @@ struct Args {
     #[arg(long)]
     history: Option<std::path::PathBuf>,
     /// Switch on a planted bug (and the scenario that exposes it): one of
-    /// figure8, vote-before-persist, vote-without-log-check, lease-without-check-quorum.
+    /// figure8, vote-before-persist, vote-without-log-check, lease-without-check-quorum,
+    /// ack-before-own-fsync.
     #[arg(long)]
     bug: Option<String>,
     /// Override every clock's largest rate error (e.g. 0.6 = 60%: far beyond

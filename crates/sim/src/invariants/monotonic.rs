@@ -1,7 +1,8 @@
 //! Monotonic commit and apply (Raft paper section 5.3 and Figure 2: commitIndex
 //! and lastApplied only increase). Within one incarnation a node's commit
-//! index never decreases; its applied index never decreases, even across
-//! restarts (the state machine is durable with its applied index).
+//! and applied indexes never decrease. A restart may lower both: the state
+//! machine is durable at checkpoints (the end of a cycle here, as the
+//! server's backend), not at each apply, and applies again from there.
 
 use super::Facts;
 
@@ -14,7 +15,7 @@ pub fn observe(
     applied: u64,
 ) -> Result<(), String> {
     if let Some(&(inc, c, a)) = facts.progress.get(&node) {
-        if applied < a {
+        if inc == incarnation && applied < a {
             return Err(format!(
                 "monotonic apply: node {node} applied index went from {a} to {applied}"
             ));
@@ -37,8 +38,8 @@ mod tests {
     fn going_backwards_is_caught() {
         let mut f = Facts::default();
         observe(&mut f, 1, 0, 5, 4).unwrap();
-        observe(&mut f, 1, 1, 2, 4).unwrap(); // a restart may lower the commit index
-        assert!(observe(&mut f, 1, 1, 1, 4).is_err());
-        assert!(observe(&mut f, 1, 2, 9, 3).is_err());
+        observe(&mut f, 1, 1, 2, 2).unwrap(); // a restart may lower both
+        assert!(observe(&mut f, 1, 1, 1, 2).is_err());
+        assert!(observe(&mut f, 1, 1, 2, 1).is_err());
     }
 }
