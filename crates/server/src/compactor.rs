@@ -184,11 +184,11 @@ impl Revisions {
 async fn compact(state: &Shared, rev: i64) -> bool {
     let cmd = Command::Compact { revision: rev };
     match state.propose(crate::envelope::Payload::Mvcc(cmd)).await {
-        Ok(crate::shared::Outcome::Mvcc(Ok(_))) => {
+        Ok(crate::proposer::Outcome::Mvcc(Ok(_))) => {
             tracing::info!(revision = rev, "completed auto compaction");
             true
         }
-        Ok(crate::shared::Outcome::Mvcc(Err(MvccError::Compacted))) => true,
+        Ok(crate::proposer::Outcome::Mvcc(Err(MvccError::Compacted))) => true,
         Ok(other) => {
             tracing::warn!(revision = rev, ?other, "failed auto compaction");
             false

@@ -190,7 +190,7 @@ impl Config {
         };
         match &cfg.config_file {
             Some(path) => {
-                let mut file = crate::config_file::load(path)?;
+                let mut file: Config = crate::config_file::load(path)?;
                 file.config_file = cfg.config_file.clone();
                 file.apply_transport_sections()?;
                 file.validate()?;

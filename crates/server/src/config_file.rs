@@ -9,10 +9,10 @@
 
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_yaml::{Mapping, Value};
 
-use crate::config::Config;
 use crate::error::ServerError;
 
 /// etcd (v3.5) configuration keys that Concord accepts and ignores.
@@ -73,8 +73,8 @@ const ETCD_IGNORED_TLS: &[&str] = &[
     "crl-file",
 ];
 
-/// Reads and checks a configuration file.
-pub fn load(path: &Path) -> Result<Config, ServerError> {
+/// Reads and checks a configuration file into `T` (the server's `Config`).
+pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ServerError> {
     let name = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ServerError::Config(format!("cannot read {name}: {e}")))?;
@@ -93,7 +93,7 @@ pub fn load(path: &Path) -> Result<Config, ServerError> {
     } else {
         doc
     };
-    Config::deserialize(doc).map_err(|e| ServerError::Config(format!("{name}: {e}")))
+    T::deserialize(doc).map_err(|e| ServerError::Config(format!("{name}: {e}")))
 }
 
 fn drop_ignored(m: &mut Mapping, ignored: &[&str], what: &str) {
@@ -123,6 +123,7 @@ pub fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn file(text: &str) -> Result<Config, ServerError> {
         let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,5 @@
 //! The data directory: where each file lives, how small metadata files are
-//! written (atomically and durably), and how a member decides at start-up
-//! whether it restarts, bootstraps or joins.
+//! written (atomically and durably), and what is read back from them.
 //!
 //! Layout under `--data-dir`:
 //! - `wal/`: the write-ahead log (the truth about this member's Raft state)
@@ -8,44 +7,21 @@
 //! - `backend.redb`: the MVCC backend
 //! - `members.json`: the replicated member table, as last applied here
 //! - `member_id`: this member's id, in decimal
-//!
-//! The decision is the data's, not a side file's: a member whose WAL holds
-//! its log restarts, whatever the flags say; `member_id` only names it, and
-//! when that file is missing or damaged the id is found again in the
-//! member table by this member's advertised peer URLs (etcd derives member
-//! ids from them too). What cannot be rebuilt stops the member with an
-//! error that says what to do.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::members::MemberTable;
 
-/// The MVCC backend file.
-pub fn backend_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("backend.redb")
-}
-
-/// The file that names this member.
-pub fn member_id_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("member_id")
-}
-
-/// Writes `bytes` to `dir/name` so that a crash leaves either the old file
-/// or the new one, durably: a temp file, fsync, rename, fsync of the dir.
-pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, dir.join(name))?;
-    std::fs::File::open(dir)?.sync_all()
+/// A member's data directory: the one place that knows its layout.
+#[derive(Debug, Clone)]
+pub(crate) struct DataDir {
+    root: PathBuf,
 }
 
 /// What the `member_id` file says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdFile {
+pub(crate) enum IdFile {
     /// No such file.
     Missing,
     /// It does not hold an id (empty, truncated, garbage).
@@ -54,114 +30,111 @@ pub enum IdFile {
     Id(u64),
 }
 
-/// Reads the `member_id` file.
-pub fn read_member_id(data_dir: &Path) -> std::io::Result<IdFile> {
-    match std::fs::read(member_id_path(data_dir)) {
-        Ok(b) => {
-            let text = String::from_utf8_lossy(&b);
-            Ok(match text.trim().parse::<u64>() {
-                Ok(id) if id != 0 => IdFile::Id(id),
-                _ => IdFile::Damaged(format!("{:?}", text.chars().take(40).collect::<String>())),
-            })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(IdFile::Missing),
-        Err(e) => Err(e),
+impl DataDir {
+    /// The directory at `root` (nothing is created).
+    pub(crate) fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
     }
-}
 
-/// Writes the `member_id` file (atomically) unless it already says `id`.
-pub fn save_member_id(data_dir: &Path, id: u64) -> std::io::Result<()> {
-    if read_member_id(data_dir)? == IdFile::Id(id) {
-        return Ok(());
+    /// Creates the directory if it does not exist.
+    pub(crate) fn create(root: impl Into<PathBuf>) -> std::io::Result<DataDir> {
+        let dir = DataDir::new(root);
+        std::fs::create_dir_all(&dir.root)?;
+        Ok(dir)
     }
-    write_atomic(data_dir, "member_id", id.to_string().as_bytes())
-}
 
-/// The facts a start is decided from.
-#[derive(Debug)]
-pub struct Found<'a> {
-    /// The WAL holds this member's Raft log.
-    pub wal_log: bool,
-    /// The backend's applied index.
-    pub backend_applied: u64,
-    /// The `member_id` file.
-    pub id_file: IdFile,
-    /// The member table (the file, else the newest snapshot's).
-    pub table: Option<&'a MemberTable>,
-    /// `--initial-advertise-peer-urls`.
-    pub peer_urls: &'a [String],
-    /// `--initial-cluster-state new`.
-    pub new_cluster: bool,
-}
-
-/// How a member starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
-    /// From its own data, as member `id`; `rebuilt` when the `member_id`
-    /// file was missing or damaged and the id was found in the table.
-    Restart {
-        /// This member's id.
-        id: u64,
-        /// The `member_id` file must be written again.
-        rebuilt: bool,
-    },
-    /// Found a new cluster with `--initial-cluster`.
-    Bootstrap,
-    /// Join an existing cluster (added with MemberAdd first).
-    Join,
-}
-
-/// Decides how a member starts, or says why it cannot and what to do.
-pub fn plan(f: &Found<'_>, data_dir: &Path) -> Result<Plan, String> {
-    let dir = data_dir.display();
-    if !f.wal_log {
-        if f.backend_applied > 0 {
-            return Err(format!(
-                "{dir} has a backend with entries applied up to index {} but no WAL: the \
-                 member's Raft log is gone, so it cannot rejoin safely. Restore the wal/ \
-                 directory from a backup, or remove this member (etcdctl member remove), \
-                 empty {dir} and add it again",
-                f.backend_applied
-            ));
-        }
-        return Ok(if f.new_cluster {
-            Plan::Bootstrap
-        } else {
-            Plan::Join
-        });
+    /// The directory itself (temporary files go here: same filesystem).
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
     }
-    let Some(table) = f.table else {
-        return Err(format!(
-            "{dir} has a WAL but no member table ({}) and no snapshot holding one: \
-             restore the file from a backup, or remove this member (etcdctl member remove), \
-             empty {dir} and add it again",
-            MemberTable::path(data_dir).display()
-        ));
-    };
-    let known = |id: u64| table.members.contains_key(&id) || table.removed.contains(&id);
-    let broken = match &f.id_file {
-        IdFile::Id(id) if known(*id) => {
-            return Ok(Plan::Restart {
-                id: *id,
-                rebuilt: false,
-            })
+
+    /// The MVCC backend file.
+    pub(crate) fn backend(&self) -> PathBuf {
+        self.root.join("backend.redb")
+    }
+
+    /// The write-ahead log's directory.
+    pub(crate) fn wal(&self) -> PathBuf {
+        self.root.join("wal")
+    }
+
+    /// The Raft snapshots' directory.
+    pub(crate) fn snap(&self) -> PathBuf {
+        self.root.join("snap")
+    }
+
+    /// The member table file.
+    pub(crate) fn members_file(&self) -> PathBuf {
+        self.root.join("members.json")
+    }
+
+    /// The file that names this member.
+    pub(crate) fn member_id_file(&self) -> PathBuf {
+        self.root.join("member_id")
+    }
+
+    /// The backend file's size in bytes (0 if it cannot be read).
+    pub(crate) fn backend_size(&self) -> u64 {
+        std::fs::metadata(self.backend()).map_or(0, |m| m.len())
+    }
+
+    /// Reads the `member_id` file.
+    pub(crate) fn read_member_id(&self) -> std::io::Result<IdFile> {
+        match std::fs::read(self.member_id_file()) {
+            Ok(b) => {
+                let text = String::from_utf8_lossy(&b);
+                Ok(match text.trim().parse::<u64>() {
+                    Ok(id) if id != 0 => IdFile::Id(id),
+                    _ => {
+                        IdFile::Damaged(format!("{:?}", text.chars().take(40).collect::<String>()))
+                    }
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(IdFile::Missing),
+            Err(e) => Err(e),
         }
-        IdFile::Id(id) => format!("names member {id:x}, which the member table does not know"),
-        IdFile::Missing => "is missing".to_string(),
-        IdFile::Damaged(what) => format!("does not hold a member id (it holds {what})"),
-    };
-    match table.find_by_peer_urls(f.peer_urls) {
-        Some(m) => Ok(Plan::Restart {
-            id: m.id,
-            rebuilt: true,
-        }),
-        None => Err(format!(
-            "{} {broken}, and no member in the member table has the peer URLs {:?}: \
-             write this member's id (decimal, from `etcdctl member list`) into that file, \
-             or start it with the --initial-advertise-peer-urls it was added with",
-            member_id_path(data_dir).display(),
-            f.peer_urls
-        )),
+    }
+
+    /// Writes the `member_id` file (atomically) unless it already says `id`.
+    pub(crate) fn save_member_id(&self, id: u64) -> std::io::Result<()> {
+        if self.read_member_id()? == IdFile::Id(id) {
+            return Ok(());
+        }
+        self.write_atomic("member_id", id.to_string().as_bytes())
+    }
+
+    /// Loads the member table file, if there is one; a damaged file is an
+    /// error, not an empty table.
+    pub(crate) fn load_members(&self) -> std::io::Result<Option<MemberTable>> {
+        let path = self.members_file();
+        match std::fs::read(&path) {
+            Ok(buf) => MemberTable::decode(&buf).map(Some).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Saves the member table atomically and durably.
+    pub(crate) fn save_members(&self, table: &MemberTable) -> std::io::Result<()> {
+        self.write_atomic("members.json", &table.encode())
+    }
+
+    /// Writes `bytes` to the file `name` so that a crash leaves either the
+    /// old file or the new one, durably: a temp file, fsync, rename, fsync
+    /// of the directory.
+    fn write_atomic(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let tmp = self.root.join(format!("{name}.tmp"));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, self.root.join(name))?;
+        std::fs::File::open(&self.root)?.sync_all()
     }
 }
 
@@ -169,110 +142,30 @@ pub fn plan(f: &Found<'_>, data_dir: &Path) -> Result<Plan, String> {
 mod tests {
     use super::*;
 
-    fn table() -> MemberTable {
-        MemberTable::bootstrap(
-            &[
-                ("a".into(), vec!["http://127.0.0.1:1".into()]),
-                ("b".into(), vec!["http://127.0.0.1:2".into()]),
-            ],
-            "tok",
-        )
-    }
-
-    fn found<'a>(t: Option<&'a MemberTable>, urls: &'a [String], id: IdFile) -> Found<'a> {
-        Found {
-            wal_log: true,
-            backend_applied: 9,
-            id_file: id,
-            table: t,
-            peer_urls: urls,
-            new_cluster: true,
-        }
-    }
-
-    #[test]
-    fn a_wal_means_restart_whatever_the_flags_and_the_id_file_say() {
-        let t = table();
-        let b = t
-            .find_by_peer_urls(&["http://127.0.0.1:2".into()])
-            .unwrap()
-            .id;
-        let urls = vec!["http://127.0.0.1:2".to_string()];
-        let dir = Path::new("/d");
-        let ok = |id| plan(&found(Some(&t), &urls, id), dir);
-        assert_eq!(
-            ok(IdFile::Id(b)),
-            Ok(Plan::Restart {
-                id: b,
-                rebuilt: false
-            })
-        );
-        // Missing, emptied, garbage or unknown id: found again by peer URLs.
-        for id in [
-            IdFile::Missing,
-            IdFile::Damaged("\"\"".into()),
-            IdFile::Damaged("\"x1\"".into()),
-            IdFile::Id(12345),
-        ] {
-            assert_eq!(
-                ok(id),
-                Ok(Plan::Restart {
-                    id: b,
-                    rebuilt: true
-                })
-            );
-        }
-    }
-
-    #[test]
-    fn what_cannot_be_rebuilt_stops_with_what_to_do() {
-        let t = table();
-        let dir = Path::new("/d");
-        let other = vec!["http://127.0.0.1:9".to_string()];
-        let e = plan(&found(Some(&t), &other, IdFile::Missing), dir).unwrap_err();
-        assert!(
-            e.contains("/d/member_id is missing") && e.contains("--initial-advertise-peer-urls"),
-            "{e}"
-        );
-        let e = plan(&found(None, &other, IdFile::Id(1)), dir).unwrap_err();
-        assert!(
-            e.contains("no member table") && e.contains("member remove"),
-            "{e}"
-        );
-        let mut f = found(Some(&t), &other, IdFile::Missing);
-        f.wal_log = false;
-        let e = plan(&f, dir).unwrap_err();
-        assert!(e.contains("up to index 9 but no WAL"), "{e}");
-    }
-
-    #[test]
-    fn without_data_the_flags_decide() {
-        let t = table();
-        let urls = vec![];
-        let mut f = found(Some(&t), &urls, IdFile::Missing);
-        f.wal_log = false;
-        f.backend_applied = 0;
-        assert_eq!(plan(&f, Path::new("/d")), Ok(Plan::Bootstrap));
-        f.new_cluster = false;
-        assert_eq!(plan(&f, Path::new("/d")), Ok(Plan::Join));
-    }
-
     #[test]
     fn the_id_file_is_written_atomically_and_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(read_member_id(dir.path()).unwrap(), IdFile::Missing);
-        save_member_id(dir.path(), 42).unwrap();
-        assert_eq!(read_member_id(dir.path()).unwrap(), IdFile::Id(42));
-        assert!(!dir.path().join("member_id.tmp").exists());
-        std::fs::write(member_id_path(dir.path()), b"").unwrap();
-        assert!(matches!(
-            read_member_id(dir.path()).unwrap(),
-            IdFile::Damaged(_)
-        ));
-        std::fs::write(member_id_path(dir.path()), b"0\n").unwrap();
-        assert!(matches!(
-            read_member_id(dir.path()).unwrap(),
-            IdFile::Damaged(_)
-        ));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        assert_eq!(dir.read_member_id().unwrap(), IdFile::Missing);
+        dir.save_member_id(42).unwrap();
+        assert_eq!(dir.read_member_id().unwrap(), IdFile::Id(42));
+        assert!(!tmp.path().join("member_id.tmp").exists());
+        std::fs::write(dir.member_id_file(), b"").unwrap();
+        assert!(matches!(dir.read_member_id().unwrap(), IdFile::Damaged(_)));
+        std::fs::write(dir.member_id_file(), b"0\n").unwrap();
+        assert!(matches!(dir.read_member_id().unwrap(), IdFile::Damaged(_)));
+    }
+
+    #[test]
+    fn the_member_table_roundtrips_and_garbage_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        assert_eq!(dir.load_members().unwrap(), None);
+        let t = MemberTable::bootstrap(&[("a".into(), vec!["http://127.0.0.1:1".into()])], "tok");
+        dir.save_members(&t).unwrap();
+        assert_eq!(dir.load_members().unwrap(), Some(t));
+        assert!(!tmp.path().join("members.json.tmp").exists());
+        std::fs::write(dir.members_file(), b"{not json").unwrap();
+        assert!(dir.load_members().is_err());
     }
 }

@@ -26,34 +26,26 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use concord_driver::{Cycle, Proposals, Reads, Step, MAX_INPUTS_PER_ROUND};
-use concord_raft::{ConfChange, Message, RawNode, Ready, Role};
+use concord_raft::{Message, RawNode, Ready, Role};
 use concord_storage::{FsDisk, GroupCommit, SnapshotMark, WalBatch};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{clone_err, raft_error, ServerError};
+use crate::mailbox::{Inbox, Input, Woken};
 use crate::shared::Shared;
-use crate::snapshotter::{SharedSnapshots, SnapshotJob};
+use crate::snapshot::snapshotter::{SharedSnapshots, SnapshotJob};
 use crate::transport::inbound::Inbound;
-use crate::transport::Transport;
+use crate::transport::{Screen, Transport};
+use crate::GROUP;
 
 mod apply;
 mod compaction;
 mod duties;
-mod inbox;
 
-pub use inbox::InboxSender;
-use inbox::Woken;
-pub(crate) use inbox::{channel as inbox_channel, Inbox, WAKE};
-
-/// The one Raft group of this server (multi-Raft will add more).
-pub const GROUP: u64 = 1;
 /// Bytes of an InstallSnapshot chunk (the core's `snapshot_chunk_size`,
 /// set by `server.rs`).
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
-/// Driver inbox capacity.
-pub const INBOX_CAPACITY: usize = 65536;
 /// Interval of durable backend commits.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Backend changes held in memory before a checkpoint is forced.
@@ -63,47 +55,37 @@ const LEASE_CHECKPOINT_TICKS: u64 = 50;
 /// Most leases in one LeaseCheckpoint entry (etcd's batch size): a
 /// million leases make a thousand bounded entries, not one huge one.
 pub const MAX_LEASE_CHECKPOINT_BATCH: usize = 1000;
-/// An input to the driver.
-#[derive(Debug)]
-pub enum Input {
-    /// One heartbeat interval passed.
-    Tick,
-    /// A message from a peer.
-    Peer(Message),
-    /// A plaintext peer connection for the driver to read (`inbound.rs`).
-    PeerConn(std::net::TcpStream),
-    /// Propose an entry; its waiter is registered under `id`.
-    Propose {
-        /// Request id.
-        id: u64,
-        /// Encoded entry.
-        data: Bytes,
-    },
-    /// Propose a membership change.
-    ConfChange {
-        /// Request id.
-        id: u64,
-        /// The change.
-        cc: ConfChange,
-        /// Encoded [`MemberContext`].
-        ctx: Bytes,
-    },
-    /// A linearizable read wants a ReadIndex barrier.
-    Read(oneshot::Sender<Result<(), ServerError>>),
-    /// Hand leadership to a member.
-    Transfer {
-        /// The target member.
-        target: u64,
-    },
-    /// Stop the driver.
-    Stop,
-}
-
 /// How a linearizable read is answered once its index is applied.
 type ReadWaiter = oneshot::Sender<Result<(), ServerError>>;
 
+/// What a driver starts with.
+pub(crate) struct DriverParts {
+    /// The group's Raft node.
+    pub node: RawNode,
+    /// State shared with the services.
+    pub shared: Arc<Shared>,
+    /// Sends to peers.
+    pub transport: Arc<Transport>,
+    /// The WAL, behind its group-commit writer.
+    pub wal: GroupCommit<FsDisk>,
+    /// The snapshot files.
+    pub snaps: SharedSnapshots,
+    /// The receiving half of the mailbox.
+    pub inbox: Inbox,
+    /// How peer frames are screened (plaintext connections are read here).
+    pub screen: Screen,
+    /// Applied entries between snapshots (`--snapshot-count`).
+    pub snapshot_count: u64,
+    /// Index of the newest snapshot.
+    pub snapshot_index: u64,
+    /// Applied index of the store.
+    pub applied: u64,
+    /// Election timeout in ticks.
+    pub election_ticks: u64,
+}
+
 /// The driver's state.
-pub struct Driver {
+pub(crate) struct Driver {
     pub(crate) node: RawNode,
     pub(crate) shared: Arc<Shared>,
     pub(crate) transport: Arc<Transport>,
@@ -157,7 +139,7 @@ impl Meters {
 impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
-            .field("id", &self.shared.id)
+            .field("id", &self.shared.me.id)
             .finish()
     }
 }
@@ -176,30 +158,19 @@ fn step_peer(node: &mut RawNode, m: Message) {
 }
 
 impl Driver {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        election_ticks: u64,
-        node: RawNode,
-        shared: Arc<Shared>,
-        transport: Arc<Transport>,
-        wal: GroupCommit<FsDisk>,
-        snaps: SharedSnapshots,
-        inbox: Inbox,
-        snapshot_count: u64,
-        snapshot_index: u64,
-        applied: u64,
-    ) -> Driver {
+    /// A driver over a started member's node and storage.
+    pub(crate) fn new(p: DriverParts) -> Driver {
         Driver {
-            peers: Inbound::new(shared.clone()),
-            node,
-            shared,
-            transport,
-            wal,
-            snaps,
-            inbox,
-            snapshot_count,
-            snapshot_index,
-            applied,
+            peers: Inbound::new(p.screen),
+            node: p.node,
+            shared: p.shared,
+            transport: p.transport,
+            wal: p.wal,
+            snaps: p.snaps,
+            inbox: p.inbox,
+            snapshot_count: p.snapshot_count,
+            snapshot_index: p.snapshot_index,
+            applied: p.applied,
             proposals: Proposals::default(),
             reads: Reads::default(),
             ticks: 0,
@@ -209,7 +180,7 @@ impl Driver {
             attributes_sent_at: None,
             snapshot_job: None,
             wal_compaction: None,
-            election_ticks,
+            election_ticks: p.election_ticks,
             snapshot_chunk_size: SNAPSHOT_CHUNK_BYTES,
             meters: Meters::new(),
         }
@@ -225,7 +196,7 @@ impl Driver {
         if let Err(e) = &r {
             tracing::error!(error = %e, "raft driver stopped on an error");
         }
-        self.shared.fail_all(|| ServerError::Stopped);
+        self.shared.proposer.fail_all(|| ServerError::Stopped);
         let _ = self.shared.shutdown.send(true);
         if let Err(e) = self.wal.shutdown() {
             tracing::error!(error = %e, "closing the WAL");
@@ -318,7 +289,7 @@ impl Driver {
             Input::Propose { id, data } => self.proposals.push(id, data),
             Input::ConfChange { id, cc, ctx } => {
                 if let Err(e) = self.node.propose_conf_change_with_context(cc, ctx) {
-                    self.shared.respond(id, Err(raft_error(e)));
+                    self.shared.proposer.respond(id, Err(raft_error(e)));
                 }
             }
             Input::Read(tx) => self.reads.push(tx),
@@ -336,7 +307,7 @@ impl Driver {
             self.meters.failed.increment(ids.len() as u64);
             let e = raft_error(e);
             for id in ids {
-                self.shared.respond(id, Err(clone_err(&e)));
+                self.shared.proposer.respond(id, Err(clone_err(&e)));
             }
         }
         if let Some((waiters, e)) = refused.reads {
@@ -426,7 +397,7 @@ impl Driver {
         self.shared.set_role(role, leader);
         metrics::counter!("concord_leader_changes_seen_total").increment(1);
         if role == Role::Leader && !was_leader {
-            tracing::info!(member = format!("{:x}", self.shared.id), "became leader");
+            tracing::info!(member = format!("{:x}", self.shared.me.id), "became leader");
             self.shared
                 .store
                 .write()
@@ -450,7 +421,7 @@ impl Driver {
     /// gauges (every tick, off the per-`Ready` path).
     fn refresh_metrics(&mut self) {
         let st = self.node.status();
-        self.shared.status.write().is_learner = st.conf_state.learners.contains(&self.shared.id);
+        self.shared.status.write().is_learner = st.conf_state.learners.contains(&self.shared.me.id);
         metrics::gauge!("concord_raft_term").set(st.hard_state.term as f64);
         metrics::gauge!("concord_raft_commit_index").set(st.hard_state.commit as f64);
         metrics::gauge!("concord_raft_applied_index").set(self.applied as f64);
@@ -463,7 +434,7 @@ impl Driver {
             .progress
             .iter()
             .filter(|(id, p)| {
-                *id == self.shared.id || p.last_ack_age.is_some_and(|a| a <= self.election_ticks)
+                *id == self.shared.me.id || p.last_ack_age.is_some_and(|a| a <= self.election_ticks)
             })
             .map(|(id, _)| *id)
             .collect();

@@ -7,8 +7,6 @@
 //! a set), which lets restart replay entries the file already covers.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -148,37 +146,6 @@ impl MemberTable {
     pub fn decode(buf: &[u8]) -> Result<MemberTable, String> {
         serde_json::from_slice(buf).map_err(|e| format!("member table: {e}"))
     }
-
-    /// Path of the table file under the data directory.
-    pub fn path(data_dir: &Path) -> PathBuf {
-        data_dir.join("members.json")
-    }
-
-    /// Loads the table file, if there is one.
-    pub fn load(data_dir: &Path) -> std::io::Result<Option<MemberTable>> {
-        let path = Self::path(data_dir);
-        match std::fs::read(&path) {
-            Ok(buf) => MemberTable::decode(&buf).map(Some).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Saves the table atomically and durably (temp file, fsync, rename, dir fsync).
-    pub fn save(&self, data_dir: &Path) -> std::io::Result<()> {
-        let path = Self::path(data_dir);
-        let tmp = data_dir.join("members.json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&self.encode())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(data_dir)?.sync_all()
-    }
 }
 
 #[cfg(test)]
@@ -212,16 +179,5 @@ mod tests {
         t.remove(id);
         t.add(m);
         assert!(!t.members.contains_key(&id));
-    }
-
-    #[test]
-    fn save_and_load_roundtrip_and_refuse_garbage() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(MemberTable::load(dir.path()).unwrap(), None);
-        let t = table();
-        t.save(dir.path()).unwrap();
-        assert_eq!(MemberTable::load(dir.path()).unwrap(), Some(t));
-        std::fs::write(MemberTable::path(dir.path()), b"{garbage").unwrap();
-        assert!(MemberTable::load(dir.path()).is_err());
     }
 }

@@ -3,6 +3,13 @@
 //! Layout: magic `CSNP`, version byte 1, 4-byte big-endian length of the
 //! member table JSON, the JSON, then the MVCC image (which carries its own
 //! checksum). Decoding refuses anything else.
+//!
+//! The server's other snapshot code sits under this module: the Raft
+//! snapshots written in the background ([`snapshotter`]) and the bbolt
+//! file `etcdctl snapshot save` receives ([`bolt`]).
+
+pub(crate) mod bolt;
+pub(crate) mod snapshotter;
 
 use crate::members::MemberTable;
 
@@ -21,6 +28,7 @@ pub fn head(members: &MemberTable) -> Vec<u8> {
 }
 
 /// Encodes a snapshot image.
+#[cfg(test)]
 pub fn encode(members: &MemberTable, mvcc: &[u8]) -> Vec<u8> {
     let mut out = head(members);
     out.extend_from_slice(mvcc);

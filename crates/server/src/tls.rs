@@ -11,15 +11,13 @@
 //! Trusted CA files are read once.
 
 use std::io;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -30,7 +28,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::{parse_host_port, Config};
 use crate::error::ServerError;
-use crate::tls_reload::CertFiles;
+use crate::tls_reload::{load_certs, tls_err, CertFiles};
 
 /// Longest a TLS handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,25 +104,6 @@ impl Tls {
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
-}
-
-pub(crate) fn tls_err(file: &str, e: impl std::fmt::Display) -> ServerError {
-    ServerError::Config(format!("TLS: {file}: {e}"))
-}
-
-pub(crate) fn load_certs(file: &str) -> Result<Vec<CertificateDer<'static>>, ServerError> {
-    let certs = CertificateDer::pem_file_iter(Path::new(file))
-        .map_err(|e| tls_err(file, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_err(file, e))?;
-    if certs.is_empty() {
-        return Err(tls_err(file, "no PEM certificate in the file"));
-    }
-    Ok(certs)
-}
-
-pub(crate) fn load_key(file: &str) -> Result<PrivateKeyDer<'static>, ServerError> {
-    PrivateKeyDer::from_pem_file(Path::new(file)).map_err(|e| tls_err(file, e))
 }
 
 fn load_roots(file: &str) -> Result<RootCertStore, ServerError> {

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::Mutex;
 use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::SignatureScheme;
@@ -114,9 +116,9 @@ fn load_pair(
     key: &str,
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, ServerError> {
-    let certs = super::tls::load_certs(cert)?;
-    let key_der = super::tls::load_key(key)?;
-    CertifiedKey::from_der(certs, key_der, provider).map_err(|e| super::tls::tls_err(key, e))
+    let certs = load_certs(cert)?;
+    let key_der = load_key(key)?;
+    CertifiedKey::from_der(certs, key_der, provider).map_err(|e| tls_err(key, e))
 }
 
 impl ResolvesServerCert for CertFiles {
@@ -137,4 +139,26 @@ impl ResolvesClientCert for CertFiles {
     fn has_certs(&self) -> bool {
         true
     }
+}
+
+/// A TLS configuration error about `file`.
+pub(crate) fn tls_err(file: &str, e: impl std::fmt::Display) -> ServerError {
+    ServerError::Config(format!("TLS: {file}: {e}"))
+}
+
+/// The PEM certificates in `file` (at least one).
+pub(crate) fn load_certs(file: &str) -> Result<Vec<CertificateDer<'static>>, ServerError> {
+    let certs = CertificateDer::pem_file_iter(Path::new(file))
+        .map_err(|e| tls_err(file, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_err(file, e))?;
+    if certs.is_empty() {
+        return Err(tls_err(file, "no PEM certificate in the file"));
+    }
+    Ok(certs)
+}
+
+/// The PEM private key in `file`.
+pub(crate) fn load_key(file: &str) -> Result<PrivateKeyDer<'static>, ServerError> {
+    PrivateKeyDer::from_pem_file(Path::new(file)).map_err(|e| tls_err(file, e))
 }

@@ -24,6 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 
+use crate::members::MemberTable;
 use crate::tls::dial_peer;
 
 mod direct;
@@ -32,10 +33,22 @@ pub(crate) mod inbound;
 mod listen;
 pub(crate) mod refusals;
 use direct::Direct;
+use frame::MAX_MESSAGES_PER_FRAME;
 use frame::{batches, encode_frame};
-pub use frame::{FRAME_BYTES, MAX_FRAME_BYTES, MAX_MESSAGES_PER_FRAME};
 pub(crate) use listen::{screen, Screened};
 pub use listen::{serve_peers, GONE, KIND_MEMBERS, KIND_RAFT};
+
+/// What the transport needs to screen what peers send: the cluster, this
+/// member, and the member table (who is a member, who was removed).
+#[derive(Debug, Clone)]
+pub(crate) struct Screen {
+    /// This cluster's id.
+    pub cluster_id: u64,
+    /// This member's id.
+    pub own_id: u64,
+    /// The member table, as the driver applies it.
+    pub members: Arc<parking_lot::RwLock<MemberTable>>,
+}
 
 /// Messages queued per peer before new ones are dropped.
 pub const PEER_QUEUE: usize = 8192;
@@ -57,6 +70,8 @@ pub struct Transport {
     cluster_id: u64,
     rt: tokio::runtime::Handle,
     peers: Mutex<HashMap<u64, Peer>>,
+    /// Messages dropped (tests; the metric counts them in production).
+    #[cfg(test)]
     dropped: std::sync::atomic::AtomicU64,
     gone: tokio::sync::watch::Sender<bool>,
     tls: Option<TlsConnector>,
@@ -82,6 +97,7 @@ impl Transport {
             cluster_id,
             rt,
             peers: Mutex::new(HashMap::new()),
+            #[cfg(test)]
             dropped: Default::default(),
             gone: tokio::sync::watch::channel(false).0,
             tls,
@@ -187,13 +203,15 @@ impl Transport {
         if n == 0 {
             return;
         }
+        #[cfg(test)]
         self.dropped
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         metrics::counter!("concord_peer_messages_dropped_total").increment(n as u64);
     }
 
     /// Messages dropped so far (queue full or unknown peer).
-    pub fn dropped(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -10,7 +10,7 @@ use concord_raft::{ConfChange, ConfChangeStep, Entry, EntryKind, Snapshot};
 use super::Driver;
 use crate::envelope::{self, MemberContext, Payload, ServerOp};
 use crate::error::ServerError;
-use crate::shared::Outcome;
+use crate::proposer::Outcome;
 use crate::snapshot;
 
 impl Driver {
@@ -25,7 +25,7 @@ impl Driver {
                     Ok(Some((id, Payload::Server(op)))) => {
                         self.apply_run(&mut run)?;
                         self.apply_server_op(op)?;
-                        self.shared.respond(id, Ok(Outcome::Done));
+                        self.shared.proposer.respond(id, Ok(Outcome::Done));
                     }
                     Ok(None) => self.apply_run(&mut run)?,
                     Err(err) => {
@@ -88,7 +88,9 @@ impl Driver {
                 Err(_) => failed += 1,
             }
             if id != 0 {
-                self.shared.respond(id, Ok(Outcome::Mvcc(a.result)));
+                self.shared
+                    .proposer
+                    .respond(id, Ok(Outcome::Mvcc(a.result)));
             }
         }
         // Once per batch: a counter update per entry showed in profiles.
@@ -131,14 +133,14 @@ impl Driver {
                 }
             }
         }
-        t.save(&self.shared.data_dir)?;
+        self.shared.data_dir().save_members(&t)?;
         Ok(())
     }
 
     fn apply_conf_change(&mut self, cc: &ConfChange, data: &[u8]) -> Result<(), ServerError> {
         let ctx: Option<MemberContext> = serde_json::from_slice(data).ok();
         let added = ctx.as_ref().and_then(|c| c.member.clone());
-        let me = self.shared.id;
+        let me = self.shared.me.id;
         let mut removed_self = false;
         {
             let mut t = self.shared.members.write();
@@ -165,10 +167,10 @@ impl Driver {
                     }
                 }
             }
-            t.save(&self.shared.data_dir)?;
+            self.shared.data_dir().save_members(&t)?;
         }
         if let Some(c) = ctx {
-            self.shared.respond(c.request, Ok(Outcome::Done));
+            self.shared.proposer.respond(c.request, Ok(Outcome::Done));
         }
         if removed_self {
             tracing::warn!("this member was removed from the cluster; stopping");
@@ -181,7 +183,7 @@ impl Driver {
     pub(super) fn restore_snapshot(&mut self, s: &Snapshot) -> Result<(), ServerError> {
         let (members, image) = snapshot::decode(&s.data).map_err(ServerError::Internal)?;
         self.shared.store.write().restore(image)?;
-        members.save(&self.shared.data_dir)?;
+        self.shared.data_dir().save_members(&members)?;
         for m in members.members.values() {
             if let Some(u) = m.peer_urls.first() {
                 self.transport.set_peer(m.id, u.clone());

@@ -6,14 +6,15 @@ use std::time::Instant;
 
 use concord_storage::SnapshotMark;
 
-use super::{Driver, CHECKPOINT_INTERVAL, GROUP, MAX_PENDING_CHANGES};
+use super::{Driver, CHECKPOINT_INTERVAL, MAX_PENDING_CHANGES};
+use crate::GROUP;
 
 /// Bytes of values held in memory before a checkpoint is forced (a
 /// checkpoint moves them to the backend; reads find them in the value
 /// cache, then the backend).
 const MAX_RESIDENT_VALUE_BYTES: usize = 32 * 1024 * 1024;
 use crate::error::{raft_error, ServerError};
-use crate::snapshotter::{SnapshotJob, SnapshotSource};
+use crate::snapshot::snapshotter::{SnapshotJob, SnapshotSource};
 
 impl Driver {
     /// About once a second (or after `MAX_PENDING_CHANGES`, or 32 MiB of

@@ -38,11 +38,11 @@ impl Driver {
         if self.published_attributes || self.shared.status.read().leader == 0 {
             return;
         }
-        let me = self.shared.id;
-        let wanted = self.shared.client_urls.clone();
+        let me = self.shared.me.id;
+        let wanted = self.shared.me.client_urls.clone();
         let current = self.shared.members.read().members.get(&me).cloned();
         match current {
-            Some(m) if m.name == self.shared.name && m.client_urls == wanted => {
+            Some(m) if m.name == self.shared.me.name && m.client_urls == wanted => {
                 self.published_attributes = true;
             }
             // At once, then every 10 ticks until it is applied.
@@ -50,7 +50,7 @@ impl Driver {
                 self.attributes_sent_at = Some(self.ticks);
                 let op = ServerOp::SetAttributes {
                     id: me,
-                    name: self.shared.name.clone(),
+                    name: self.shared.me.name.clone(),
                     client_urls: wanted,
                 };
                 self.proposals

@@ -51,7 +51,7 @@ impl ClusterService {
 
     /// Runs a strict reconfiguration check (leader only).
     fn check(&self, f: impl FnOnce(View<'_>) -> Result<(), ServerError>) -> Result<(), Status> {
-        if !self.state.strict_reconfig {
+        if !self.state.limits.strict_reconfig {
             return Ok(());
         }
         let members = self.state.members.read();

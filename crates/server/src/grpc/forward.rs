@@ -22,7 +22,7 @@ pub async fn leader_channel(state: &State) -> Result<Channel, Status> {
         .get(&leader)
         .and_then(|m| m.client_urls.first().cloned())
         .ok_or(ServerError::NoLeader)?;
-    connect(&url, state.client_tls.clone()).await
+    connect(&url, state.me.client_tls.clone()).await
 }
 
 /// A gRPC channel to a member's client URL (`https://` through `tls`).

@@ -16,7 +16,7 @@ use super::convert;
 use super::{current_header, header, State};
 use crate::envelope::Payload;
 use crate::error::ServerError;
-use crate::shared::Outcome;
+use crate::proposer::Outcome;
 
 /// The KV service.
 #[derive(Debug, Clone)]
@@ -119,7 +119,7 @@ pub(crate) fn check_txn_ops(t: &TxnRequest, max: usize) -> Result<(), Status> {
 }
 
 fn check_size(state: &State, n: usize) -> Result<(), Status> {
-    if n > state.max_request_bytes {
+    if n > state.limits.max_request_bytes {
         return Err(ServerError::RequestTooLarge.into());
     }
     Ok(())
@@ -253,7 +253,7 @@ impl Kv for KvService {
         let started = Instant::now();
         let r = req.into_inner();
         check_size(&self.state, prost::Message::encoded_len(&r))?;
-        check_txn_ops(&r, self.state.max_txn_ops)?;
+        check_txn_ops(&r, self.state.limits.max_txn_ops)?;
         let serializable = txn_is_serializable(&r);
         let t = convert::txn_request(r)?;
         let resp = if t.is_read_only() {

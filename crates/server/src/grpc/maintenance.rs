@@ -27,7 +27,7 @@ pub struct MaintenanceService {
 
 /// Size of the backend file.
 pub fn db_size(state: &State) -> i64 {
-    std::fs::metadata(crate::datadir::backend_path(&state.data_dir)).map_or(0, |m| m.len() as i64)
+    state.data_dir().backend_size() as i64
 }
 
 /// Refreshes the backend size the per-request quota check reads, and
@@ -35,7 +35,7 @@ pub fn db_size(state: &State) -> i64 {
 pub async fn check_quota(state: &State) {
     let size = db_size(state).max(0) as u64;
     state.set_backend_size(size);
-    if state.quota_backend_bytes > 0 && size >= state.quota_backend_bytes {
+    if state.limits.quota_backend_bytes > 0 && size >= state.limits.quota_backend_bytes {
         super::quota::raise_no_space(state).await;
     }
 }
@@ -145,7 +145,7 @@ impl Maintenance for MaintenanceService {
         // Like etcd's, a defragment holds the backend (writes wait) while
         // it moves live pages down and truncates the file.
         let state = self.state.clone();
-        let path = crate::datadir::backend_path(&state.data_dir);
+        let path = state.data_dir().backend();
         let (before, after) =
             tokio::task::spawn_blocking(move || state.store.write().defragment(&path))
                 .await
@@ -189,7 +189,7 @@ impl Maintenance for MaintenanceService {
         _req: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
         count("Snapshot");
-        let mut snap = crate::bolt_snapshot::build(&self.state).await?;
+        let mut snap = crate::snapshot::bolt::build(&self.state).await?;
         let state = self.state.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         // Read and sent chunk by chunk (the client's pace sets the reads);

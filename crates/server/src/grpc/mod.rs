@@ -22,8 +22,8 @@ use crate::shared::Shared;
 /// A response header with this member's ids, the current term and `revision`.
 pub fn header(s: &Shared, revision: i64) -> ResponseHeader {
     ResponseHeader {
-        cluster_id: s.cluster_id,
-        member_id: s.id,
+        cluster_id: s.me.cluster_id,
+        member_id: s.me.id,
         revision,
         raft_term: s.status.read().term,
     }

@@ -53,7 +53,7 @@ pub async fn check(state: &State, cmd: &Command) -> Result<(), ServerError> {
     if state.no_space() {
         return Err(ServerError::NoSpace);
     }
-    let quota = state.quota_backend_bytes;
+    let quota = state.limits.quota_backend_bytes;
     if quota > 0 && state.backend_size() + cost >= quota {
         raise_no_space(state).await;
         return Err(ServerError::NoSpace);
@@ -69,12 +69,12 @@ pub async fn raise_no_space(state: &State) {
     }
     tracing::warn!(
         size = state.backend_size(),
-        quota = state.quota_backend_bytes,
+        quota = state.limits.quota_backend_bytes,
         "backend at --quota-backend-bytes; raising NOSPACE"
     );
     let op = ServerOp::Alarm {
         activate: true,
-        member: state.id,
+        member: state.me.id,
         alarm: AlarmType::Nospace as i32,
     };
     let _ = state.propose(Payload::Server(op)).await;

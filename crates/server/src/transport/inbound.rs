@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -23,9 +22,8 @@ use concord_proto::concordpeer::Frame;
 use concord_raft::Message;
 
 use super::frame::take_frame;
-use super::{screen, Screened, GONE};
-use crate::driver::WAKE;
-use crate::shared::Shared;
+use super::{screen, Screen, Screened, GONE};
+use crate::mailbox::WAKE;
 
 /// Most peer connections read by the driver (a peer has two, for messages
 /// and snapshots). A new one beyond it replaces the one that has gone
@@ -57,7 +55,7 @@ pub(crate) struct Inbound {
     max_conns: usize,
     /// Reused read buffer.
     scratch: Vec<u8>,
-    shared: Arc<Shared>,
+    screen: Screen,
 }
 
 impl std::fmt::Debug for Inbound {
@@ -80,13 +78,13 @@ enum Ended {
 
 impl Inbound {
     /// No connections yet.
-    pub(crate) fn new(shared: Arc<Shared>) -> Inbound {
+    pub(crate) fn new(screen: Screen) -> Inbound {
         Inbound {
             conns: HashMap::new(),
             next_token: 0,
             max_conns: MAX_CONNS,
             scratch: vec![0; READ_CHUNK],
-            shared,
+            screen,
         }
     }
 
@@ -158,7 +156,7 @@ impl Inbound {
                     n += 1;
                     step(m)
                 },
-                |frame| screen(frame, &self.shared),
+                |frame| screen(frame, &self.screen),
             );
             handed += n;
             match end {
@@ -232,7 +230,7 @@ fn read_conn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::MAX_FRAME_BYTES;
+    use crate::transport::frame::MAX_FRAME_BYTES;
     use concord_proto::concordpeer::Frame;
     use concord_proto::peer::to_wire;
     use concord_raft::Body;
@@ -288,12 +286,16 @@ mod tests {
 
     #[test]
     fn frames_from_real_sockets_are_screened_and_connections_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let (shared, inbox) = Shared::for_tests(ME, CLUSTER, dir.path());
-        shared.members.write().removed.insert(9);
+        let (_tx, inbox) = crate::mailbox::channel(16).unwrap();
+        let screen = Screen {
+            cluster_id: CLUSTER,
+            own_id: ME,
+            members: Default::default(),
+        };
+        screen.members.write().removed.insert(9);
         // Members 2 and 4 send; anyone else is not a member and refused.
         for id in [2, 4] {
-            shared.members.write().add(crate::members::Member {
+            screen.members.write().add(crate::members::Member {
                 id,
                 name: format!("m{id}"),
                 peer_urls: vec![],
@@ -303,7 +305,7 @@ mod tests {
         }
         let reg = inbox.registry();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut inbound = Inbound::new(shared);
+        let mut inbound = Inbound::new(screen);
         inbound.max_conns = 8;
 
         // Two frames in one write, then one in two halves: three messages.

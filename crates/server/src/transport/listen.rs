@@ -22,9 +22,8 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::frame::take_frame;
-use super::refusals;
-use crate::driver::{InboxSender, Input};
-use crate::shared::Shared;
+use super::{refusals, Screen};
+use crate::mailbox::{InboxSender, Input};
 use crate::tls::{accept_peer, PeerStream};
 
 /// First byte of a connection carrying Raft frames.
@@ -62,16 +61,16 @@ const BOUNDS: Bounds = Bounds {
 pub async fn serve_peers(
     listener: TcpListener,
     inbox: InboxSender,
-    shared: Arc<Shared>,
+    screen: Screen,
     tls: Option<TlsAcceptor>,
 ) {
-    serve_with(listener, inbox, shared, tls, BOUNDS).await
+    serve_with(listener, inbox, screen, tls, BOUNDS).await
 }
 
 async fn serve_with(
     listener: TcpListener,
     inbox: InboxSender,
-    shared: Arc<Shared>,
+    screen: Screen,
     tls: Option<TlsAcceptor>,
     bounds: Bounds,
 ) {
@@ -86,7 +85,7 @@ async fn serve_with(
             tracing::debug!("too many peer connections pending; closing a new one");
             continue;
         };
-        let (inbox, shared, tls) = (inbox.clone(), shared.clone(), tls.clone());
+        let (inbox, screen, tls) = (inbox.clone(), screen.clone(), tls.clone());
         let tls_conns = tls_conns.clone();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
@@ -132,10 +131,10 @@ async fn serve_with(
                         tracing::warn!("too many TLS peer connections; closing a new one");
                         return;
                     };
-                    receive(stream, inbox, shared).await;
+                    receive(stream, inbox, screen).await;
                 }
-                (k, Conn::Plain(tcp)) => serve_other(k, Box::new(tcp), &shared).await,
-                (k, Conn::Tls(stream)) => serve_other(k, stream, &shared).await,
+                (k, Conn::Plain(tcp)) => serve_other(k, Box::new(tcp), &screen).await,
+                (k, Conn::Tls(stream)) => serve_other(k, stream, &screen).await,
             }
         });
     }
@@ -149,9 +148,9 @@ enum Conn {
 
 /// A connection that is not a Raft stream: a member-table query is
 /// answered; anything else is closed.
-async fn serve_other(kind: u8, mut stream: PeerStream, shared: &Shared) {
+async fn serve_other(kind: u8, mut stream: PeerStream, screen: &Screen) {
     if kind == KIND_MEMBERS {
-        let table = shared.members.read().encode();
+        let table = screen.members.read().encode();
         let mut out = (table.len() as u32).to_be_bytes().to_vec();
         out.extend_from_slice(&table);
         let _ = stream.write_all(&out).await;
@@ -172,20 +171,20 @@ pub(crate) enum Screened {
 /// not removed), each message's addressing. Invalid messages are dropped,
 /// counted and reported ([`refusals`]); what reaches the driver is then
 /// checked against the core's state (`RawNode::check_message`).
-pub(crate) fn screen(frame: Frame, shared: &Shared) -> Screened {
-    if frame.cluster_id != shared.cluster_id {
+pub(crate) fn screen(frame: Frame, screen: &Screen) -> Screened {
+    if frame.cluster_id != screen.cluster_id {
         refusals::refused(frame.from, "other_cluster", "a frame from another cluster");
         return Screened::Close;
     }
     let from = frame.from;
     {
-        let members = shared.members.read();
+        let members = screen.members.read();
         if members.removed.contains(&from) {
             // A removed member must not vote, campaign or forward writes.
             refusals::refused(from, "removed_member", "a frame from a removed member");
             return Screened::Gone;
         }
-        if from == shared.id || !members.members.contains_key(&from) {
+        if from == screen.own_id || !members.members.contains_key(&from) {
             // As etcd's peer handler: senders that are not members are refused.
             refusals::refused(
                 from,
@@ -198,7 +197,7 @@ pub(crate) fn screen(frame: Frame, shared: &Shared) -> Screened {
     let mut out = Vec::with_capacity(frame.messages.len());
     for m in frame.messages {
         match from_wire(m) {
-            Ok(m) if m.to == shared.id && m.from == from => out.push(m),
+            Ok(m) if m.to == screen.own_id && m.from == from => out.push(m),
             Ok(_) => refusals::refused(from, "misaddressed", "a misaddressed message"),
             Err(_) => refusals::refused(from, "malformed", "a malformed message"),
         }
@@ -208,7 +207,7 @@ pub(crate) fn screen(frame: Frame, shared: &Shared) -> Screened {
 
 /// Reads frames from a TLS peer connection as they arrive (plaintext ones
 /// are read by the driver itself, `inbound.rs`).
-async fn receive(mut stream: PeerStream, inbox: InboxSender, shared: Arc<Shared>) {
+async fn receive(mut stream: PeerStream, inbox: InboxSender, screen: Screen) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
         let frame = match take_frame(&mut buf) {
@@ -225,7 +224,7 @@ async fn receive(mut stream: PeerStream, inbox: InboxSender, shared: Arc<Shared>
                 return;
             }
         };
-        match screen(frame, &shared) {
+        match self::screen(frame, &screen) {
             Screened::Messages(ms) => {
                 for m in ms {
                     if !inbox.send(Input::Peer(m)).await {
@@ -264,8 +263,12 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn silent_and_surplus_connections_are_closed_and_raft_ones_handed_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let (shared, mut inbox) = Shared::for_tests(1, 7, dir.path());
+        let (tx, mut inbox) = crate::mailbox::channel(16).unwrap();
+        let screen = Screen {
+            cluster_id: 7,
+            own_id: 1,
+            members: Default::default(),
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let bounds = Bounds {
@@ -273,8 +276,7 @@ mod tests {
             first_byte: Duration::from_millis(300),
             tls_conns: 1,
         };
-        let tx = shared.inbox.clone();
-        tokio::spawn(serve_with(listener, tx, shared.clone(), None, bounds));
+        tokio::spawn(serve_with(listener, tx, screen, None, bounds));
         let outcome = tokio::task::spawn_blocking(move || {
             // Two silent connections fill the pending slots; a third is
             // closed at once.

@@ -26,11 +26,11 @@ use concord_mvcc::{HistoryRead, ImageWriter, LeaseRecord};
 use concord_raft::SnapshotMeta;
 use concord_storage::{FsDisk, SnapshotStore, SnapshotWriter};
 
-use crate::driver::GROUP;
 use crate::error::ServerError;
 use crate::members::MemberTable;
 use crate::shared::Shared;
 use crate::snapshot;
+use crate::GROUP;
 
 /// The snapshot files, shared by the driver and the snapshot thread.
 pub type SharedSnapshots = Arc<SnapshotStore<FsDisk>>;

@@ -1,5 +1,7 @@
-//! The driver's inbox: a bounded channel whose senders wake the driver's
-//! poll.
+//! The driver's mailbox: what the driver is asked ([`Input`]), and the
+//! bounded inbox that carries it, whose senders wake the driver's poll.
+//! The driver, the transport and the gRPC services all speak it; it
+//! depends on none of them.
 //!
 //! The driver sleeps in one `mio::Poll` that watches both this inbox (a
 //! `mio::Waker`) and the plaintext peer connections it reads itself
@@ -19,10 +21,51 @@ use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use bytes::Bytes;
+use concord_raft::{ConfChange, Message};
 use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{mpsc, oneshot};
 
-use super::Input;
+use crate::error::ServerError;
+
+/// Driver inbox capacity.
+pub const INBOX_CAPACITY: usize = 65536;
+
+/// An input to the driver.
+#[derive(Debug)]
+pub enum Input {
+    /// One heartbeat interval passed.
+    Tick,
+    /// A message from a peer.
+    Peer(Message),
+    /// A plaintext peer connection for the driver to read (`inbound.rs`).
+    PeerConn(std::net::TcpStream),
+    /// Propose an entry; its waiter is registered under `id`.
+    Propose {
+        /// Request id.
+        id: u64,
+        /// Encoded entry.
+        data: Bytes,
+    },
+    /// Propose a membership change.
+    ConfChange {
+        /// Request id.
+        id: u64,
+        /// The change.
+        cc: ConfChange,
+        /// Encoded `MemberContext` (`envelope.rs`).
+        ctx: Bytes,
+    },
+    /// A linearizable read wants a ReadIndex barrier.
+    Read(oneshot::Sender<Result<(), ServerError>>),
+    /// Hand leadership to a member.
+    Transfer {
+        /// The target member.
+        target: u64,
+    },
+    /// Stop the driver.
+    Stop,
+}
 
 /// The poll token of the inbox's waker (peer connections use the others).
 pub(crate) const WAKE: mio::Token = mio::Token(usize::MAX);

@@ -136,7 +136,7 @@ pub async fn build(state: &State) -> Result<SnapshotFile, ServerError> {
     let tmp = tempfile::Builder::new()
         .prefix("snapshot-")
         .suffix(".db.tmp")
-        .tempfile_in(&state.data_dir)?;
+        .tempfile_in(state.data_dir().root())?;
     let out = BufWriter::with_capacity(1 << 20, tmp.reopen()?);
     let mut writer = StreamWriter::new(out, etcd::KEY).map_err(internal)?;
     loop {
