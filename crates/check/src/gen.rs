@@ -46,32 +46,11 @@ impl Default for GenConfig {
     }
 }
 
-/// SplitMix64: tiny, fast, and deterministic across platforms.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        let unit = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        unit < p
-    }
-}
+use concord_rng::SplitMix64 as Rng;
 
 /// Generates a linearizable history shaped by `config`.
 pub fn generate(config: &GenConfig) -> History {
-    let mut rng = Rng(config.seed);
+    let mut rng = Rng::new(config.seed);
     let keys: Vec<String> = (0..config.keys.max(1)).map(|k| format!("k{k}")).collect();
     let mut written: Vec<Vec<String>> = vec![Vec::new(); keys.len()];
     let mut free_at: Vec<Time> = vec![0; config.clients.max(1)];

@@ -77,16 +77,12 @@ fn checker(ops: Vec<Operation>, seed: u64) -> bool {
     }
 }
 
-/// SplitMix64.
-struct Rng(u64);
+/// The workspace's splitmix64, with the values these tests draw.
+struct Rng(concord_rng::SplitMix64);
 
 impl Rng {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
+        self.0.below(n)
     }
 
     fn value(&mut self) -> Option<String> {
@@ -193,7 +189,7 @@ fn random_history(rng: &mut Rng) -> Vec<Operation> {
 fn checker_agrees_with_brute_force_on_random_histories() {
     let mut verdicts = [0u64; 2];
     for seed in 0..seeds(20_000) {
-        let ops = random_history(&mut Rng(seed));
+        let ops = random_history(&mut Rng(concord_rng::SplitMix64::new(seed)));
         let expected = brute_force(&ops);
         assert_eq!(
             checker(ops.clone(), seed),

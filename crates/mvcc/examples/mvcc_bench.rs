@@ -31,15 +31,6 @@ fn key(i: u64) -> Bytes {
     Bytes::copy_from_slice(&i.to_be_bytes())
 }
 
-/// Deterministic pseudo-random key picker (splitmix64).
-fn rnd(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
@@ -92,10 +83,10 @@ fn main() {
 
     // Ranges: single-key linearizable-style reads served from the store.
     let reads = keys.min(200_000);
-    let mut seed = 1;
+    let mut rng = concord_rng::SplitMix64::new(1);
     let t = Instant::now();
     for _ in 0..reads {
-        let k = key(rnd(&mut seed) % keys);
+        let k = key(rng.next_u64() % keys);
         let r = store
             .range(&RangeRequest {
                 key: k,
@@ -109,7 +100,7 @@ fn main() {
     let scans = (keys / 100).clamp(1, 10_000);
     let t = Instant::now();
     for _ in 0..scans {
-        let start = rnd(&mut seed) % keys;
+        let start = rng.next_u64() % keys;
         let r = RangeRequest {
             key: key(start),
             range_end: key(start + 100),
@@ -127,7 +118,7 @@ fn main() {
         let batch: Vec<(u64, Command)> = (0..BATCH as u64)
             .map(|_| {
                 index += 1;
-                let k = key(rnd(&mut seed) % keys);
+                let k = key(rng.next_u64() % keys);
                 let txn = TxnRequest {
                     compare: vec![Compare {
                         result: CompareResult::Greater,

@@ -17,11 +17,7 @@ use crate::types::{Event, LeaseRecord};
 
 /// Derives a lease id from a log index (splitmix64), positive and non-zero.
 fn derive_id(seed: u64) -> i64 {
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    ((z >> 1) as i64).max(1)
+    ((concord_rng::mix(seed) >> 1) as i64).max(1)
 }
 
 impl State {

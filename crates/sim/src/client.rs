@@ -3,7 +3,7 @@
 
 use concord_check::{Cmp, Command, Compare, Operation, Output, TxnOp};
 
-use crate::rng::{RngExt, SplitMix64};
+use crate::rng::SplitMix64;
 
 /// A request in flight.
 #[derive(Clone, Debug)]

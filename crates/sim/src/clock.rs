@@ -3,7 +3,7 @@
 //! Lease reads are exactly as safe as these clocks are within the bound the
 //! core was configured with (`max_clock_drift_ticks`).
 
-use crate::rng::{RngExt, SplitMix64};
+use crate::rng::SplitMix64;
 
 /// One node's clock.
 #[derive(Clone, Debug)]

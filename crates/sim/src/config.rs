@@ -1,7 +1,7 @@
 //! The settings of one simulated run, all derived from its seed.
 
 use crate::net::NetConfig;
-use crate::rng::{RngExt, SplitMix64};
+use crate::rng::SplitMix64;
 
 /// How hard the fault phase hits.
 #[derive(Clone, Debug)]

@@ -5,7 +5,6 @@ use concord_raft::{ConfChange, ConfChangeStep, RawNode};
 
 use crate::clock::Clock;
 use crate::node::SimNode;
-use crate::rng::RngExt;
 use crate::world::{Event, World};
 
 /// Nodes added by membership changes, at most, per run.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::rng::{RngExt, SplitMix64};
+use crate::rng::SplitMix64;
 
 /// Endpoint ids: Raft members use their node id; clients use `CLIENT_BASE + id`.
 pub const CLIENT_BASE: u64 = 1000;

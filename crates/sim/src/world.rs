@@ -17,7 +17,7 @@ use crate::invariants::{self, Facts};
 use crate::net::{Net, CLIENT_BASE};
 use crate::node::{Out, Reply, SimNode};
 use crate::real_disk::RealDisk;
-use crate::rng::{RngExt, SplitMix64};
+use crate::rng::SplitMix64;
 
 /// Something that happens at a point in simulated time.
 #[derive(Clone, Debug)]

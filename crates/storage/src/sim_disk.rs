@@ -77,7 +77,7 @@ struct Dir {
 
 #[derive(Debug)]
 struct State {
-    rng: u64,
+    rng: concord_rng::SplitMix64,
     epoch: u64,
     mode: CrashMode,
     /// Mutating operations left before a scheduled crash.
@@ -140,12 +140,7 @@ fn split(path: &Path) -> io::Result<(PathBuf, String)> {
 
 impl State {
     fn next_random(&mut self) -> u64 {
-        // splitmix64
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.rng.next_u64()
     }
 
     fn check(&self, epoch: Option<u64>) -> io::Result<()> {
@@ -264,7 +259,7 @@ impl SimDisk {
     /// An empty disk whose tearing and coin flips follow `seed`.
     pub fn new(seed: u64) -> Self {
         let state = State {
-            rng: seed,
+            rng: concord_rng::SplitMix64::new(seed),
             epoch: 0,
             mode: CrashMode::default(),
             crash_after: None,

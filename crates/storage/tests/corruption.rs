@@ -33,7 +33,7 @@ type States = Vec<BTreeMap<u64, GroupLog>>;
 
 fn build_wal(dir: &Path) -> (Files, States) {
     let (mut wal, _) = Wal::open(FsDisk, dir, opts()).unwrap();
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     let mut model = Model::default();
     let mut states = vec![model.logs()];
     for _ in 0..120 {
@@ -102,7 +102,7 @@ fn damaged_wal_recovers_a_prefix_or_refuses_with_file_and_offset() {
     let (files, states) = build_wal(&base.path().join("orig"));
     let (mut refused, mut full, mut shorter) = (0, 0, 0);
     for seed in 0..300 {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let mut files = files.clone();
         let (name, at, kind) = damage(&mut rng, &mut files);
         let dir = base.path().join(format!("run{seed}"));
@@ -188,7 +188,7 @@ fn mid_log_corruption_names_file_and_offset() {
 fn damaged_snapshot_is_detected_on_load() {
     let tmp = tempfile::tempdir().unwrap();
     let store = SnapshotStore::open(FsDisk, tmp.path(), SnapshotOptions::default()).unwrap();
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     let snap = Snapshot {
         meta: SnapshotMeta {
             index: 42,
@@ -205,7 +205,7 @@ fn damaged_snapshot_is_detected_on_load() {
     assert_eq!(store.load(1, 42).unwrap(), snap);
     let good = std::fs::read(&info.path).unwrap();
     for seed in 0..200 {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let mut files = BTreeMap::from([("s".to_string(), good.clone())]);
         let (_, at, kind) = damage(&mut rng, &mut files);
         let bad = &files["s"];

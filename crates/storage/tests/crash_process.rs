@@ -25,7 +25,7 @@ fn payload(group: u64, index: u64) -> Bytes {
 fn sigkill_never_loses_an_acknowledged_entry() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let mut rng = Rng(2024);
+    let mut rng = Rng::new(2024);
     let started = Instant::now();
     let mut acked_total = 0;
     let mut rounds_with_acks = 0;

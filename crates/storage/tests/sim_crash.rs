@@ -36,7 +36,7 @@ fn crash_loses_exactly_the_unsynced_batches() {
     let disk = SimDisk::new(7);
     let (mut wal, rec) = open(&disk).unwrap();
     assert!(rec.groups.is_empty());
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let mut model = Model::default();
     for _ in 0..40 {
         let op = random_op(&mut rng, &model, 2, 100, 0);
@@ -103,7 +103,7 @@ fn torn_write_is_truncated_and_reported() {
 fn crash_rounds(seed: u64, mode: CrashMode, compact: u64) -> (u32, u32, u64) {
     let disk = SimDisk::new(seed);
     disk.set_crash_mode(mode);
-    let mut rng = Rng(seed ^ 0x5eed);
+    let mut rng = Rng::new(seed ^ 0x5eed);
     let (mut wal, _) = open(&disk).unwrap();
     let mut acked = Model::default();
     let (mut torn, mut lost_unacked, mut released) = (0, 0, 0);
@@ -202,7 +202,7 @@ fn random_crashes_keep_every_acknowledged_batch() {
 fn compaction_releases_segments_on_the_simulated_disk() {
     let disk = SimDisk::new(3);
     let (mut wal, _) = open(&disk).unwrap();
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     let mut model = Model::default();
     for _ in 0..200 {
         let op = random_op(&mut rng, &model, 1, 200, 0);

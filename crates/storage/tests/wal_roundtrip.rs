@@ -43,7 +43,7 @@ fn open(dir: &Path, opts: WalOptions) -> (Wal<FsDisk>, concord_storage::Recovere
 #[test]
 fn batches_survive_reopen() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut rng = Rng(11);
+    let mut rng = Rng::new(11);
     let mut model = Model::default();
     let (mut wal, rec) = open(tmp.path(), small());
     assert!(rec.groups.is_empty() && rec.torn_tail.is_none());

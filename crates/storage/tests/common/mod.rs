@@ -8,17 +8,17 @@ use bytes::Bytes;
 use concord_raft::{ConfChange, ConfChangeStep, Entry, EntryKind, GroupId, HardState, Index, Term};
 use concord_storage::{GroupLog, SnapshotMark, WalBatch};
 
-/// splitmix64: deterministic and good enough for tests.
+/// The workspace's splitmix64, with the shapes these tests draw.
 #[derive(Clone, Debug)]
-pub struct Rng(pub u64);
+pub struct Rng(pub concord_rng::SplitMix64);
 
 impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(concord_rng::SplitMix64::new(seed))
+    }
+
     pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `lo..=hi`.
