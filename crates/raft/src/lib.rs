@@ -33,6 +33,7 @@ pub use config::{Config, PlantedBug, ReadMode};
 pub use error::{ConfigError, RaftError};
 pub use message::{Body, Message, RejectHint};
 pub use node::{InitialState, ProgressStatus, RawNode, Status};
+pub use progress::ProgressKind;
 pub use quorum::{JointConfig, MajorityConfig, VoteResult};
 pub use raft::Role;
 pub use ready::{Ready, SoftState};

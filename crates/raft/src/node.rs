@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::error::{ConfigError, RaftError};
 use crate::log::RaftLog;
 use crate::message::Message;
-use crate::progress::Progress;
+use crate::progress::{Progress, ProgressKind};
 use crate::raft::{Raft, Role};
 use crate::ready::{Ready, Record, SoftState};
 use crate::tracker::Membership;
@@ -37,8 +37,8 @@ pub struct ProgressStatus {
     pub matched: Index,
     /// Next index to send.
     pub next: Index,
-    /// `probe`, `replicate` or `snapshot`.
-    pub state: &'static str,
+    /// How the leader is sending to it.
+    pub state: ProgressKind,
     /// Non-voting member.
     pub is_learner: bool,
     /// Appends in flight.
@@ -464,7 +464,7 @@ fn progress_status(p: &Progress, now: u64) -> ProgressStatus {
     ProgressStatus {
         matched: p.matched,
         next: p.next,
-        state: p.state_name(),
+        state: p.kind(),
         is_learner: p.is_learner,
         inflight: p.inflights.len(),
         last_ack_age: (p.acked_tick > 0).then(|| now.saturating_sub(p.acked_tick)),

@@ -27,6 +27,28 @@ pub enum ProgressState {
     },
 }
 
+/// Which of the three ways the leader is sending to a follower (the
+/// public face of [`ProgressState`], without the snapshot in flight).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressKind {
+    /// Looking for the match point.
+    Probe,
+    /// Streaming appends.
+    Replicate,
+    /// Sending a snapshot.
+    Snapshot,
+}
+
+impl std::fmt::Display for ProgressKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProgressKind::Probe => "probe",
+            ProgressKind::Replicate => "replicate",
+            ProgressKind::Snapshot => "snapshot",
+        })
+    }
+}
+
 /// A bounded window of in-flight appends, identified by their last index.
 #[derive(Clone, Debug)]
 pub struct Inflights {
@@ -192,12 +214,12 @@ impl Progress {
         self.inflights.reset();
     }
 
-    /// Short name of the state for traces.
-    pub fn state_name(&self) -> &'static str {
+    /// Which way the leader is sending (for status and traces).
+    pub fn kind(&self) -> ProgressKind {
         match self.state {
-            ProgressState::Probe => "probe",
-            ProgressState::Replicate => "replicate",
-            ProgressState::Snapshot { .. } => "snapshot",
+            ProgressState::Probe => ProgressKind::Probe,
+            ProgressState::Replicate => ProgressKind::Replicate,
+            ProgressState::Snapshot { .. } => ProgressKind::Snapshot,
         }
     }
 }
