@@ -28,7 +28,8 @@ pub enum ProgressState {
 }
 
 /// Which of the three ways the leader is sending to a follower (the
-/// public face of [`ProgressState`], without the snapshot in flight).
+/// public face of the leader's progress state, without the snapshot in
+/// flight).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProgressKind {
     /// Looking for the match point.
