@@ -49,19 +49,7 @@ impl Driver {
         if run.is_empty() {
             return Ok(());
         }
-        // Index, request id and (for revocations) lease id of each entry,
-        // in the order the store answers them (it skips applied indexes).
-        let meta: Vec<(u64, u64, Option<i64>)> = run
-            .iter()
-            .map(|(i, id, c)| {
-                let revoked = match c {
-                    Command::LeaseRevoke { id } => Some(*id),
-                    _ => None,
-                };
-                (*i, *id, revoked)
-            })
-            .collect();
-        let mut meta = meta.into_iter();
+        let mut meta = run_meta(run).into_iter();
         let batch: Vec<(u64, Command)> = run.drain(..).map(|(i, _, c)| (i, c)).collect();
         // Events only when someone watches: building them was an
         // allocation per put that nobody read. A watcher added meanwhile is
@@ -98,13 +86,19 @@ impl Driver {
         if failed > 0 {
             self.meters.failed.increment(failed);
         }
+        self.publish(watched, events);
+        Ok(())
+    }
+
+    /// Hands a batch's events to the watchers (or tells the hub that
+    /// revisions went by unwatched).
+    fn publish(&self, watched: bool, events: Vec<concord_mvcc::Event>) {
         if !watched {
             self.shared.watch.skipped(&self.shared.store.read());
         } else if !events.is_empty() {
             let store = self.shared.store.read();
             self.shared.watch.publish(events, &store);
         }
-        Ok(())
     }
 
     fn apply_server_op(&mut self, op: ServerOp) -> Result<(), ServerError> {
@@ -195,4 +189,18 @@ impl Driver {
         tracing::info!(index = s.meta.index, "restored a snapshot from the leader");
         Ok(())
     }
+}
+
+/// Index, request id and (for revocations) lease id of each entry of a
+/// run, in the order the store answers them (it skips applied indexes).
+fn run_meta(run: &[(u64, u64, Command)]) -> Vec<(u64, u64, Option<i64>)> {
+    run.iter()
+        .map(|(i, id, c)| {
+            let revoked = match c {
+                Command::LeaseRevoke { id } => Some(*id),
+                _ => None,
+            };
+            (*i, *id, revoked)
+        })
+        .collect()
 }

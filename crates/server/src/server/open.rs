@@ -140,7 +140,16 @@ pub(super) async fn start(
         new_cluster: cfg.initial_cluster_state == "new",
     };
     let started = match plan::plan(&found, dir).map_err(ServerError::Config)? {
-        Plan::Restart { id, rebuilt } => restart(cfg, dir, storage, id, rebuilt)?,
+        Plan::Restart { id, rebuilt } => {
+            if rebuilt {
+                tracing::warn!(
+                    member = format!("{id:x}"),
+                    "the member_id file was missing or damaged; found this member in the \
+                     member table by its peer URLs and wrote the file again"
+                );
+            }
+            restart(cfg, dir, storage, id)?
+        }
         Plan::Bootstrap => bootstrap(cfg, dir, storage)?,
         Plan::Join => join(cfg, tls, dir, storage, &peer_urls).await?,
     };
@@ -162,20 +171,7 @@ fn raft_config(cfg: &Config, id: u64) -> RaftConfig {
 }
 
 /// Restarts member `id` from its own data.
-fn restart(
-    cfg: &Config,
-    dir: &DataDir,
-    mut s: Storage,
-    id: u64,
-    rebuilt: bool,
-) -> Result<Started, ServerError> {
-    if rebuilt {
-        tracing::warn!(
-            member = format!("{id:x}"),
-            "the member_id file was missing or damaged; found this member in the \
-             member table by its peer URLs and wrote the file again"
-        );
-    }
+fn restart(cfg: &Config, dir: &DataDir, mut s: Storage, id: u64) -> Result<Started, ServerError> {
     let log = s.log.take().expect("a restart has a WAL log");
     let mut members = s
         .saved
@@ -186,13 +182,7 @@ fn restart(
     let snapshot = s.snapshot.take();
     if let Some((meta, _, _)) = &snapshot {
         if meta.index > applied {
-            // Saved from the leader just before a crash: restore it (loaded
-            // whole and verified).
-            let snap = s.snaps.load(GROUP, meta.index)?;
-            let (t, image) = crate::snapshot::decode(&snap.data).map_err(ServerError::Internal)?;
-            s.store.restore(image)?;
-            dir.save_members(&t)?;
-            members = t;
+            members = restore_snapshot(dir, &mut s, meta.index)?;
             applied = meta.index;
         }
         let mark = SnapshotMark {
@@ -233,6 +223,21 @@ fn restart(
         snapshot_index,
         applied,
     })
+}
+
+/// Restores the snapshot at `index` into a backend that is behind it (the
+/// leader sent it just before a crash): loaded whole and verified. Returns
+/// its member table, saved.
+fn restore_snapshot(
+    dir: &DataDir,
+    s: &mut Storage,
+    index: u64,
+) -> Result<MemberTable, ServerError> {
+    let snap = s.snaps.load(GROUP, index)?;
+    let (table, image) = crate::snapshot::decode(&snap.data).map_err(ServerError::Internal)?;
+    s.store.restore(image)?;
+    dir.save_members(&table)?;
+    Ok(table)
 }
 
 /// Founds a new cluster with `--initial-cluster`.
