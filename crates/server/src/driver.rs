@@ -17,7 +17,7 @@
 //!
 //! Inputs (proposals, reads, ticks, TLS peers' messages) arrive on one
 //! bounded channel, and plaintext peer connections are read here directly;
-//! the thread sleeps in one poll for both (`driver/inbox.rs`,
+//! the thread sleeps in one poll for both (`mailbox.rs`,
 //! `transport/inbound.rs`). Everything that arrived while the previous
 //! fsync ran is handled in the next round, which is where batching comes
 //! from.

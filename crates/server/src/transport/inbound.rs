@@ -2,7 +2,7 @@
 //!
 //! The listener task reads a connection's kind byte and hands a Raft
 //! connection to the driver, which registers it in the poll it sleeps in
-//! (`driver/inbox.rs`). A message from a peer then wakes the driver
+//! (`mailbox.rs`). A message from a peer then wakes the driver
 //! directly: before, a runtime worker woke on the socket, decoded the
 //! frame and woke the driver through its channel, about 20 µs per hop on
 //! this 2-core machine, twice on a write's critical path (the follower's
