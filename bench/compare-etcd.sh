@@ -292,11 +292,11 @@ run_system() {
   local system=$1 round=$2
   if [[ "$system" == etcd ]]; then
     [[ "$ONLY" == concord ]] && return 0
-    "$ETCD" --version | head -n 1 >"$RESULTS/etcd-version"
+    "$ETCD" --version | sed -n 1p >"$RESULTS/etcd-version"
     start_cluster etcd "$ETCD"
   else
     [[ "$ONLY" == etcd ]] && return 0
-    ("$CONCORD_BIN" --version 2>/dev/null || echo "concord (version unknown)") | head -n 1 \
+    ("$CONCORD_BIN" --version 2>/dev/null || echo "concord (version unknown)") | sed -n 1p \
       >"$RESULTS/concord-version"
     start_cluster concord "$CONCORD_BIN"
   fi

@@ -185,7 +185,7 @@ run_system() {
 
 if [[ "$ONLY" != concord ]]; then
   command -v "$ETCD" >/dev/null || die "etcd not found"
-  "$ETCD" --version | head -n 1 >"$RESULTS/etcd-version"
+  "$ETCD" --version | sed -n 1p >"$RESULTS/etcd-version"
   run_system etcd "$ETCD"
 fi
 if [[ "$ONLY" != etcd ]]; then
