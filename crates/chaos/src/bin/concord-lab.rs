@@ -1,0 +1,135 @@
+//! `concord-lab`: run chaos scenarios against Concord or etcd.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use concord_chaos::workload::WorkloadConfig;
+use concord_chaos::{scenario, RunConfig, Target, SCENARIOS};
+
+#[derive(Parser)]
+#[command(about = "The Concord chaos lab: faults injected into real processes, histories checked")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TargetArg {
+    Concord,
+    Etcd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List the scenarios.
+    List,
+    /// Run one scenario on a fresh cluster.
+    Run {
+        /// The scenario (see `list`).
+        scenario: String,
+        /// The system under test.
+        #[arg(long, value_enum, default_value = "concord")]
+        target: TargetArg,
+        /// Members.
+        #[arg(long, default_value_t = 3)]
+        members: usize,
+        /// Length of the run in seconds.
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+        /// Seed of the schedule and the clients.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output directory (data, logs, history.jsonl, report.json, report.md).
+        #[arg(long, default_value = "lab-out")]
+        out: PathBuf,
+        /// Seconds between one fault's start and the next's.
+        #[arg(long, default_value_t = 6.0)]
+        every: f64,
+        /// Seconds a fault lasts.
+        #[arg(long, default_value_t = 2.0)]
+        outage: f64,
+        /// Clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Keys.
+        #[arg(long, default_value_t = 32)]
+        keys: usize,
+        /// The server binary (default: `concord` next to this binary, or
+        /// `etcd` on the PATH).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+}
+
+fn default_binary(target: Target) -> anyhow::Result<PathBuf> {
+    Ok(match target {
+        Target::Concord => std::env::current_exe()?
+            .parent()
+            .context("this binary has no directory")?
+            .join("concord"),
+        Target::Etcd => PathBuf::from("etcd"),
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::List => {
+            for s in SCENARIOS {
+                println!("{:<16} {}", s.name, s.about);
+            }
+            Ok(())
+        }
+        Cmd::Run {
+            scenario: name,
+            target,
+            members,
+            secs,
+            seed,
+            out,
+            every,
+            outage,
+            clients,
+            keys,
+            binary,
+        } => {
+            let Some(scenario) = scenario::find(&name) else {
+                bail!("no scenario {name:?} (see `concord-lab list`)");
+            };
+            let target = match target {
+                TargetArg::Concord => Target::Concord,
+                TargetArg::Etcd => Target::Etcd,
+            };
+            let cfg = RunConfig {
+                scenario,
+                target,
+                binary: binary.map_or_else(|| default_binary(target), Ok)?,
+                members,
+                secs: Duration::from_secs(secs),
+                seed,
+                out,
+                every: Duration::from_secs_f64(every),
+                outage: Duration::from_secs_f64(outage),
+                workload: WorkloadConfig {
+                    clients,
+                    keys,
+                    op_timeout: Duration::from_secs(1),
+                    seed,
+                },
+            };
+            let out = cfg.out.clone();
+            let rt = tokio::runtime::Runtime::new()?;
+            let started = std::time::Instant::now();
+            let report = rt.block_on(concord_chaos::run(cfg, &|m| {
+                eprintln!("[{:>6.1}s] {m}", started.elapsed().as_secs_f64());
+            }))?;
+            print!("{}", concord_chaos::report::markdown(&report));
+            eprintln!("report in {}", out.display());
+            if !report.passed() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! One lab run: start a cluster, run the workload, inject the scenario's
+//! faults on schedule, heal, read every key back, verify, and report.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use concord_proto::etcdserverpb::kv_client::KvClient;
+use concord_proto::etcdserverpb::RangeRequest;
+use concord_rng::SplitMix64;
+use serde::Serialize;
+
+use crate::cluster::{channel, Cluster, Target};
+use crate::scenario::{schedule, FaultKind, Scenario};
+use crate::verify::{history_jsonl, linearizable, lost_writes, recovery};
+use crate::workload::{self, Op, Recorder, WorkloadConfig};
+use crate::LabError;
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The system under test.
+    pub target: Target,
+    /// Its server binary.
+    pub binary: PathBuf,
+    /// Members (3 or 5).
+    pub members: usize,
+    /// Length of the run.
+    pub secs: Duration,
+    /// Seed of the schedule and the clients.
+    pub seed: u64,
+    /// Where data, logs, history and report go.
+    pub out: PathBuf,
+    /// Time from one fault's start to the next's.
+    pub every: Duration,
+    /// How long a fault lasts.
+    pub outage: Duration,
+    /// The clients.
+    pub workload: WorkloadConfig,
+}
+
+/// One injected fault and what it did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultRecord {
+    /// What was done.
+    pub kind: FaultKind,
+    /// To which member.
+    pub member: String,
+    /// When it began and ended (ms since the run began).
+    pub start_ms: f64,
+    /// When the member was restarted or resumed.
+    pub end_ms: f64,
+    /// From the fault to the first acknowledged write invoked after it.
+    pub rto_write_ms: Option<f64>,
+    /// From the fault to the first answered (linearizable) read after it.
+    pub rto_read_ms: Option<f64>,
+    /// Client requests that failed or timed out, invoked in the window.
+    pub errors: usize,
+}
+
+/// The outcome of a run (`report.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The system under test.
+    pub target: Target,
+    /// The scenario's name.
+    pub scenario: &'static str,
+    /// The seed.
+    pub seed: u64,
+    /// Members.
+    pub members: usize,
+    /// Length of the run in seconds.
+    pub secs: f64,
+    /// Every fault.
+    pub faults: Vec<FaultRecord>,
+    /// Operations recorded.
+    pub ops: usize,
+    /// Operations answered.
+    pub ok: usize,
+    /// Writes without an answer (may or may not have taken effect).
+    pub unknown: usize,
+    /// Reads that failed (recorded only in this count).
+    pub failed_reads: usize,
+    /// Acknowledged writes the healed cluster does not hold: the RPO.
+    pub lost_writes: usize,
+    /// `concord-check`'s verdict on the history.
+    pub linearizable: String,
+}
+
+impl Report {
+    /// True when every check passed (a checker that ran out of time is
+    /// not a pass).
+    pub fn passed(&self) -> bool {
+        self.lost_writes == 0 && self.linearizable == "ok"
+    }
+}
+
+/// Runs the lab once; `progress` hears what is happening.
+pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabError> {
+    std::fs::create_dir_all(&cfg.out)?;
+    let mut cluster = Cluster::start(cfg.target, &cfg.binary, cfg.members, &cfg.out)?;
+    cluster.wait_for_leader(Duration::from_secs(20)).await?;
+    progress("cluster up; workload started");
+    let rec = Recorder::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = tokio::spawn(workload::run(
+        cfg.workload.clone(),
+        cluster.endpoints(),
+        rec.clone(),
+        stop.clone(),
+    ));
+    let mut rng = SplitMix64::new(cfg.seed);
+    let mut faults = Vec::new();
+    let began = tokio::time::Instant::now();
+    for at in schedule(cfg.secs, Duration::from_secs(2), cfg.every) {
+        tokio::time::sleep_until(began + at).await;
+        let Some(leader) = cluster.leader().await else {
+            progress("no leader known; fault skipped");
+            continue;
+        };
+        let member = match cfg.scenario.kind {
+            FaultKind::KillFollower => {
+                let k = rng.below(cluster.size() as u64 - 1) as usize;
+                if k >= leader {
+                    k + 1
+                } else {
+                    k
+                }
+            }
+            FaultKind::KillLeader | FaultKind::PauseLeader => leader,
+        };
+        let start = rec.now();
+        match cfg.scenario.kind {
+            FaultKind::KillLeader | FaultKind::KillFollower => cluster.kill(member)?,
+            FaultKind::PauseLeader => cluster.pause(member)?,
+        }
+        progress(&format!("{:?} {}", cfg.scenario.kind, cluster.name(member)));
+        tokio::time::sleep(cfg.outage).await;
+        cluster.heal()?;
+        faults.push((
+            cfg.scenario.kind,
+            cluster.name(member).to_string(),
+            start,
+            rec.now(),
+        ));
+    }
+    tokio::time::sleep_until(began + cfg.secs).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = clients.await;
+    cluster.heal()?;
+    cluster.wait_for_leader(Duration::from_secs(20)).await?;
+    progress("healed; reading every key back");
+    let finals = read_back(&cluster, cfg.workload.keys).await?;
+    drop(cluster);
+    let ops = rec.ops();
+    std::fs::write(cfg.out.join("history.jsonl"), history_jsonl(&ops))?;
+    progress("checking the history");
+    let report = Report {
+        target: cfg.target,
+        scenario: cfg.scenario.name,
+        seed: cfg.seed,
+        members: cfg.members,
+        secs: cfg.secs.as_secs_f64(),
+        faults: faults
+            .into_iter()
+            .map(|(kind, member, start, end)| record(&ops, kind, member, start, end))
+            .collect(),
+        ops: ops.len(),
+        ok: ops.iter().filter(|o| o.result.is_some()).count(),
+        unknown: ops.iter().filter(|o| o.result.is_none()).count(),
+        failed_reads: rec.failed_reads(),
+        lost_writes: lost_writes(&ops, &finals).len(),
+        linearizable: linearizable(&ops, Duration::from_secs(60)),
+    };
+    crate::report::write(&cfg.out, &report)?;
+    Ok(report)
+}
+
+fn record(ops: &[Op], kind: FaultKind, member: String, start: u64, end: u64) -> FaultRecord {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let rto_write = recovery(ops, start, true);
+    let until = end + rto_write.unwrap_or(0);
+    FaultRecord {
+        kind,
+        member,
+        start_ms: ms(start),
+        end_ms: ms(end),
+        rto_write_ms: rto_write.map(ms),
+        rto_read_ms: recovery(ops, start, false).map(ms),
+        errors: ops
+            .iter()
+            .filter(|o| o.error.is_some() && o.invoke >= start && o.invoke <= until)
+            .count(),
+    }
+}
+
+/// Each key's value, read linearizably from the healed cluster.
+async fn read_back(
+    cluster: &Cluster,
+    keys: usize,
+) -> Result<HashMap<String, Option<String>>, LabError> {
+    let endpoints = cluster.endpoints();
+    let mut out = HashMap::new();
+    for k in 0..keys {
+        let key = format!("k{k}");
+        let mut last = String::from("no member answered");
+        for attempt in 0..40 {
+            let url = &endpoints[attempt % endpoints.len()];
+            let Ok(ch) = channel(url, Duration::from_millis(500)).await else {
+                continue;
+            };
+            let req = RangeRequest {
+                key: key.to_string().into(),
+                ..Default::default()
+            };
+            match KvClient::new(ch).range(req).await {
+                Ok(r) => {
+                    let v = r
+                        .into_inner()
+                        .kvs
+                        .first()
+                        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
+                    out.insert(key.clone(), v);
+                    break;
+                }
+                Err(e) => last = e.message().to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if !out.contains_key(&key) {
+            return Err(LabError::Connect(format!("reading {key} back: {last}")));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,37 @@
+//! The chaos lab: a cluster of real Concord or etcd processes, a client
+//! workload whose history is recorded, faults injected on a schedule drawn
+//! from a seed, then verification (linearizability, no acknowledged write
+//! lost) and a report with each fault's recovery time.
+//!
+//! `concord-lab list` names the scenarios; `concord-lab run SCENARIO`
+//! runs one (`src/bin/concord-lab.rs`).
+#![deny(missing_docs)]
+
+pub mod cluster;
+pub mod lab;
+pub mod report;
+pub mod scenario;
+pub mod verify;
+pub mod workload;
+
+pub use cluster::{Cluster, Target};
+pub use lab::{run, FaultRecord, Report, RunConfig};
+pub use scenario::{FaultKind, Scenario, SCENARIOS};
+
+/// Why a lab run could not be carried out (a failed check is not an
+/// error: it is in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// A file or process operation failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A member process could not be started.
+    #[error("starting a member: {0}")]
+    Start(String),
+    /// No member could be reached.
+    #[error("connecting: {0}")]
+    Connect(String),
+    /// No leader within the time given.
+    #[error("no leader within {0:?}")]
+    NoLeader(std::time::Duration),
+}

@@ -1,0 +1,66 @@
+//! `report.json` and `report.md`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::lab::Report;
+use crate::LabError;
+
+/// Writes `report.json` and `report.md` into `dir`.
+pub fn write(dir: &Path, r: &Report) -> Result<(), LabError> {
+    let json = serde_json::to_string_pretty(r).expect("a report serializes");
+    std::fs::write(dir.join("report.json"), json)?;
+    std::fs::write(dir.join("report.md"), markdown(r))?;
+    Ok(())
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("never".to_string(), |v| format!("{v:.0} ms"))
+}
+
+/// The report in words.
+pub fn markdown(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# {} on {:?}, {} members, {:.0} s, seed {}\n",
+        r.scenario, r.target, r.members, r.secs, r.seed
+    );
+    let verdict = if r.passed() { "passed" } else { "FAILED" };
+    let _ = writeln!(
+        s,
+        "**{verdict}**: {} operations ({} answered, {} writes unknown, {} reads failed); \
+         lost acknowledged writes: {}; linearizability: {}.\n",
+        r.ops, r.ok, r.unknown, r.failed_reads, r.lost_writes, r.linearizable
+    );
+    let _ = writeln!(
+        s,
+        "| fault | member | start | end | RTO write | RTO read | client errors |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    for f in &r.faults {
+        let _ = writeln!(
+            s,
+            "| {:?} | {} | {:.0} ms | {:.0} ms | {} | {} | {} |",
+            f.kind,
+            f.member,
+            f.start_ms,
+            f.end_ms,
+            ms(f.rto_write_ms),
+            ms(f.rto_read_ms),
+            f.errors
+        );
+    }
+    let mut rto: Vec<f64> = r.faults.iter().filter_map(|f| f.rto_write_ms).collect();
+    rto.sort_by(f64::total_cmp);
+    if !rto.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nRTO to the first acknowledged write: median {:.0} ms, max {:.0} ms over {} faults.",
+            rto[rto.len() / 2],
+            rto[rto.len() - 1],
+            rto.len()
+        );
+    }
+    s
+}

@@ -1,0 +1,77 @@
+//! A short run of each scenario against real Concord processes: the
+//! history must be linearizable, no acknowledged write lost, and every
+//! fault followed by a recovery. (Long runs: `concord-lab run`.)
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use concord_chaos::workload::WorkloadConfig;
+use concord_chaos::{run, scenario, RunConfig, Target};
+
+/// The `concord` binary of this build (built here if the test runs alone).
+fn concord_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("concord");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = std::process::Command::new(cargo)
+            .args(["build", "-p", "concord-server", "--bin", "concord"])
+            .status()
+            .expect("cargo build")
+            .success();
+        assert!(ok, "building concord failed");
+    }
+    bin
+}
+
+fn short_run(name: &str, seed: u64) {
+    let out = tempfile::tempdir().unwrap();
+    let cfg = RunConfig {
+        scenario: scenario::find(name).unwrap(),
+        target: Target::Concord,
+        binary: concord_binary(),
+        members: 3,
+        secs: Duration::from_secs(9),
+        seed,
+        out: out.path().to_path_buf(),
+        every: Duration::from_secs(5),
+        outage: Duration::from_millis(1500),
+        workload: WorkloadConfig {
+            clients: 4,
+            keys: 8,
+            op_timeout: Duration::from_secs(1),
+            seed,
+        },
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let report = rt
+        .block_on(run(cfg, &|m| eprintln!("{name}: {m}")))
+        .unwrap();
+    let md = concord_chaos::report::markdown(&report);
+    eprintln!("{md}");
+    assert!(report.passed(), "{md}");
+    assert_eq!(report.faults.len(), 1, "{md}");
+    assert!(report.ok > 100, "the workload ran: {md}");
+    for f in &report.faults {
+        assert!(f.rto_write_ms.is_some(), "no write after the fault: {md}");
+    }
+    for file in ["history.jsonl", "report.json", "report.md"] {
+        assert!(out.path().join(file).exists(), "{file} written");
+    }
+}
+
+#[test]
+fn leader_kill() {
+    short_run("leader-kill", 1);
+}
+
+#[test]
+fn follower_kill() {
+    short_run("follower-kill", 2);
+}
+
+#[test]
+fn leader_pause() {
+    short_run("leader-pause", 3);
+}
