@@ -29,6 +29,25 @@ impl CampaignKind {
 }
 
 impl Raft {
+    /// The host saw the connection from `id` close (its process most
+    /// likely died). If `id` leads this follower, stop counting it as heard
+    /// from: the election timer runs out within a random 1 to
+    /// `election_tick / 2` ticks (random, so that followers told at once
+    /// seldom split the vote), and this member grants (pre-)votes to others
+    /// told the same. A wrong hint costs at most a failed pre-vote: members
+    /// that still hear the leader refuse it. Under lease-based reads
+    /// nothing changes: a live leader may be serving reads on its lease,
+    /// which only the full election timeout protects.
+    pub fn leader_gone(&mut self, id: NodeId) {
+        let lease_reads = self.cfg.read_mode == crate::config::ReadMode::LeaseBased;
+        if self.role != Role::Follower || id == NO_NODE || self.lead != id || lease_reads {
+            return;
+        }
+        self.set_leader(NO_NODE);
+        let left = 1 + self.rng_below((self.cfg.election_tick / 2).max(1) as u64) as u32;
+        self.election_elapsed = self.randomized_election_timeout.saturating_sub(left);
+    }
+
     pub(crate) fn campaign(&mut self, kind: CampaignKind) {
         if !self.promotable() {
             return;

@@ -230,6 +230,14 @@ impl RawNode {
         self.raft.read_index(me, ctx)
     }
 
+    /// The host saw the connection from member `id` close: if it leads this
+    /// follower, an election starts within a few ticks instead of a whole
+    /// election timeout (not under lease-based reads). A wrong hint is
+    /// harmless: members that still hear the leader refuse the pre-vote.
+    pub fn report_leader_gone(&mut self, id: NodeId) {
+        self.raft.leader_gone(id);
+    }
+
     /// Ask the leader to hand leadership to `target`.
     pub fn transfer_leader(&mut self, target: NodeId) {
         self.raft.transfer_leader(target);

@@ -163,6 +163,11 @@ impl Raft {
         });
     }
 
+    /// A random number in `[0, n)` from this member's seeded stream.
+    pub fn rng_below(&mut self, n: u64) -> u64 {
+        self.rng.below(n)
+    }
+
     pub fn reset_randomized_election_timeout(&mut self) {
         let t = self.cfg.election_tick as u64;
         self.randomized_election_timeout = (t + self.rng.below(t)) as u32;

@@ -264,11 +264,18 @@ impl Driver {
             }
         }
         let node = &mut self.node;
+        let mut lost = Vec::new();
+        let registry = self.inbox.registry();
         handled += self
             .peers
-            .read(self.inbox.registry(), MAX_INPUTS_PER_ROUND, |m| {
+            .read(registry, MAX_INPUTS_PER_ROUND, &mut lost, |m| {
                 step_peer(node, m)
             });
+        // A closed connection from the leader most likely means its
+        // process died: elect within a few ticks, not a whole timeout.
+        for peer in lost {
+            self.node.report_leader_gone(peer);
+        }
         Some(handled)
     }
 
