@@ -208,6 +208,21 @@ impl Cluster {
         seen.iter().find(|s| s.1 == *leader).map(|s| s.0)
     }
 
+    /// The highest Raft term the running members report.
+    pub async fn term(&self) -> Option<u64> {
+        let mut best = None;
+        for m in self
+            .members
+            .iter()
+            .filter(|m| m.child.is_some() && !m.paused)
+        {
+            if let Some((_, _, term)) = status(&m.client_url).await {
+                best = best.max(Some(term));
+            }
+        }
+        best
+    }
+
     /// Waits until some member leads, at most `within`.
     pub async fn wait_for_leader(&self, within: Duration) -> Result<usize, LabError> {
         let deadline = tokio::time::Instant::now() + within;

@@ -89,6 +89,8 @@ pub struct Report {
     pub lost_writes: usize,
     /// `concord-check`'s verdict on the history.
     pub linearizable: String,
+    /// Terms that began during the run (each an election, won or not).
+    pub elections: u64,
 }
 
 impl Report {
@@ -104,6 +106,7 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
     std::fs::create_dir_all(&cfg.out)?;
     let mut cluster = Cluster::start(cfg.target, &cfg.binary, cfg.members, &cfg.out)?;
     cluster.wait_for_leader(Duration::from_secs(20)).await?;
+    let first_term = cluster.term().await.unwrap_or(0);
     progress("cluster up; workload started");
     let rec = Recorder::new();
     let stop = Arc::new(AtomicBool::new(false));
@@ -123,6 +126,7 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
             continue;
         };
         let member = match cfg.scenario.kind {
+            FaultKind::None => continue,
             FaultKind::KillFollower => {
                 let k = rng.below(cluster.size() as u64 - 1) as usize;
                 if k >= leader {
@@ -137,6 +141,7 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         match cfg.scenario.kind {
             FaultKind::KillLeader | FaultKind::KillFollower => cluster.kill(member)?,
             FaultKind::PauseLeader => cluster.pause(member)?,
+            FaultKind::None => {}
         }
         progress(&format!("{:?} {}", cfg.scenario.kind, cluster.name(member)));
         tokio::time::sleep(cfg.outage).await;
@@ -153,6 +158,7 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
     let _ = clients.await;
     cluster.heal()?;
     cluster.wait_for_leader(Duration::from_secs(20)).await?;
+    let last_term = cluster.term().await.unwrap_or(first_term);
     progress("healed; reading every key back");
     let finals = read_back(&cluster, cfg.workload.keys).await?;
     drop(cluster);
@@ -174,9 +180,16 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         unknown: ops.iter().filter(|o| o.result.is_none()).count(),
         failed_reads: rec.failed_reads(),
         lost_writes: lost_writes(&ops, &finals).len(),
-        linearizable: linearizable(&ops, Duration::from_secs(60)),
+        linearizable: linearizable(&ops, Duration::from_secs(120)),
+        elections: last_term.saturating_sub(first_term),
     };
     crate::report::write(&cfg.out, &report)?;
+    let title = format!(
+        "{} on {:?}, {} members, seed {}",
+        report.scenario, report.target, report.members, report.seed
+    );
+    let picture = crate::timeline::svg(&title, &ops, &report.faults, report.secs);
+    std::fs::write(cfg.out.join("timeline.svg"), picture)?;
     Ok(report)
 }
 

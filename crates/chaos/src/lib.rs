@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod lab;
 pub mod report;
 pub mod scenario;
+pub mod timeline;
 pub mod verify;
 pub mod workload;
 

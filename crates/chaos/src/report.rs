@@ -30,8 +30,8 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(
         s,
         "**{verdict}**: {} operations ({} answered, {} writes unknown, {} reads failed); \
-         lost acknowledged writes: {}; linearizability: {}.\n",
-        r.ops, r.ok, r.unknown, r.failed_reads, r.lost_writes, r.linearizable
+         lost acknowledged writes: {}; linearizability: {}; elections: {}.\n",
+        r.ops, r.ok, r.unknown, r.failed_reads, r.lost_writes, r.linearizable, r.elections
     );
     let _ = writeln!(
         s,

@@ -14,6 +14,8 @@ pub enum FaultKind {
     KillFollower,
     /// SIGSTOP the leader, SIGCONT it after the outage.
     PauseLeader,
+    /// Nothing: a healthy cluster under load (elections must stay 0).
+    None,
 }
 
 /// A named scenario: one fault kind, repeated.
@@ -28,7 +30,12 @@ pub struct Scenario {
 }
 
 /// Every scenario.
-pub const SCENARIOS: [Scenario; 3] = [
+pub const SCENARIOS: [Scenario; 4] = [
+    Scenario {
+        name: "healthy",
+        about: "no faults: the workload alone; the report counts elections (there should be none)",
+        kind: FaultKind::None,
+    },
     Scenario {
         name: "leader-kill",
         about: "SIGKILL the leader, restart it after the outage; repeat",

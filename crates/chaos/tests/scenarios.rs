@@ -25,7 +25,7 @@ fn concord_binary() -> PathBuf {
     bin
 }
 
-fn short_run(name: &str, seed: u64) {
+fn short_run(name: &str, seed: u64) -> concord_chaos::Report {
     let out = tempfile::tempdir().unwrap();
     let cfg = RunConfig {
         scenario: scenario::find(name).unwrap(),
@@ -51,27 +51,36 @@ fn short_run(name: &str, seed: u64) {
     let md = concord_chaos::report::markdown(&report);
     eprintln!("{md}");
     assert!(report.passed(), "{md}");
-    assert_eq!(report.faults.len(), 1, "{md}");
+    let faults = if name == "healthy" { 0 } else { 1 };
+    assert_eq!(report.faults.len(), faults, "{md}");
     assert!(report.ok > 100, "the workload ran: {md}");
     for f in &report.faults {
         assert!(f.rto_write_ms.is_some(), "no write after the fault: {md}");
     }
-    for file in ["history.jsonl", "report.json", "report.md"] {
+    for file in ["history.jsonl", "report.json", "report.md", "timeline.svg"] {
         assert!(out.path().join(file).exists(), "{file} written");
     }
+    report
+}
+
+#[test]
+fn healthy_has_no_elections() {
+    let r = short_run("healthy", 4);
+    assert_eq!(r.elections, 0, "{}", concord_chaos::report::markdown(&r));
 }
 
 #[test]
 fn leader_kill() {
-    short_run("leader-kill", 1);
+    let r = short_run("leader-kill", 1);
+    assert!(r.elections >= 1, "the kill caused an election");
 }
 
 #[test]
 fn follower_kill() {
-    short_run("follower-kill", 2);
+    let _ = short_run("follower-kill", 2);
 }
 
 #[test]
 fn leader_pause() {
-    short_run("leader-pause", 3);
+    let _ = short_run("leader-pause", 3);
 }

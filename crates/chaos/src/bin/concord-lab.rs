@@ -53,8 +53,9 @@ enum Cmd {
         /// Clients.
         #[arg(long, default_value_t = 8)]
         clients: usize,
-        /// Keys.
-        #[arg(long, default_value_t = 32)]
+        /// Keys (fewer keys: more contention, and a history that takes
+        /// the checker longer).
+        #[arg(long, default_value_t = 256)]
         keys: usize,
         /// The server binary (default: `concord` next to this binary, or
         /// `etcd` on the PATH).

@@ -1,0 +1,172 @@
+//! `timeline.svg`: answered operations per second and p99 latency over
+//! the run, with each fault's window shaded and labelled. Written by hand
+//! (a few shapes and lines of text): no plotting library needed.
+
+use std::fmt::Write as _;
+
+use crate::lab::FaultRecord;
+use crate::workload::Op;
+
+const WIDTH: f64 = 1000.0;
+const HEIGHT: f64 = 420.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 70.0;
+const TOP: f64 = 40.0;
+const BOTTOM: f64 = 50.0;
+/// Width of a bucket, milliseconds.
+const BUCKET_MS: f64 = 250.0;
+
+/// Per bucket: answered ops per second and p99 latency in ms.
+pub fn series(ops: &[Op], secs: f64) -> Vec<(f64, f64)> {
+    let n = ((secs * 1000.0 / BUCKET_MS).ceil() as usize).max(1);
+    let mut lat: Vec<Vec<f64>> = vec![Vec::new(); n];
+    for op in ops.iter().filter(|o| o.result.is_some()) {
+        let Some(c) = op.complete else { continue };
+        let b = ((c as f64 / 1e6) / BUCKET_MS) as usize;
+        if b < n {
+            lat[b].push((c - op.invoke) as f64 / 1e6);
+        }
+    }
+    lat.into_iter()
+        .map(|mut l| {
+            l.sort_by(f64::total_cmp);
+            let rate = l.len() as f64 * 1000.0 / BUCKET_MS;
+            let p99 = l
+                .get((l.len() * 99 / 100).min(l.len().saturating_sub(1)))
+                .copied();
+            (rate, p99.unwrap_or(0.0))
+        })
+        .collect()
+}
+
+/// The picture, as SVG text.
+pub fn svg(title: &str, ops: &[Op], faults: &[FaultRecord], secs: f64) -> String {
+    let data = series(ops, secs);
+    let max_rate = data.iter().map(|d| d.0).fold(1.0, f64::max) * 1.1;
+    let max_lat = data.iter().map(|d| d.1).fold(1.0, f64::max) * 1.1;
+    let (w, h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
+    let x = |ms: f64| LEFT + w * (ms / (secs * 1000.0)).clamp(0.0, 1.0);
+    let y = |v: f64, max: f64| TOP + h * (1.0 - v / max);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{LEFT}" y="20" font-size="15">{}</text>"#,
+        escape(title)
+    );
+    for f in faults {
+        let (a, b) = (x(f.start_ms), x(f.end_ms));
+        let _ = writeln!(
+            s,
+            r##"<rect x="{a:.1}" y="{TOP}" width="{:.1}" height="{h}" fill="#f4c7c3" opacity="0.7"/><text x="{a:.1}" y="{:.1}" font-size="10">{:?} {}</text>"##,
+            (b - a).max(1.0),
+            TOP + 12.0,
+            f.kind,
+            escape(&f.member)
+        );
+    }
+    let line = |pick: &dyn Fn(&(f64, f64)) -> f64, max: f64| {
+        data.iter()
+            .enumerate()
+            .map(|(i, d)| {
+                format!(
+                    "{:.1},{:.1}",
+                    x((i as f64 + 0.5) * BUCKET_MS),
+                    y(pick(d), max)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let _ = writeln!(
+        s,
+        r##"<polyline fill="none" stroke="#1f5fbf" stroke-width="1.5" points="{}"/>"##,
+        line(&|d| d.0, max_rate)
+    );
+    let _ = writeln!(
+        s,
+        r##"<polyline fill="none" stroke="#c0392b" stroke-width="1" points="{}"/>"##,
+        line(&|d| d.1, max_lat)
+    );
+    axes(&mut s, secs, max_rate, max_lat);
+    s.push_str("</svg>\n");
+    s
+}
+
+fn axes(s: &mut String, secs: f64, max_rate: f64, max_lat: f64) {
+    let (w, h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
+    let _ = writeln!(
+        s,
+        r#"<rect x="{LEFT}" y="{TOP}" width="{w}" height="{h}" fill="none" stroke="black"/>"#
+    );
+    for i in 0..=5 {
+        let f = i as f64 / 5.0;
+        let yy = TOP + h * (1.0 - f);
+        let xx = LEFT + w * f;
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="#1f5fbf">{:.0}</text><text x="{:.1}" y="{:.1}" fill="#c0392b">{:.0}</text><text x="{xx:.1}" y="{:.1}" text-anchor="middle">{:.0} s</text>"##,
+            LEFT - 5.0,
+            yy + 4.0,
+            max_rate * f,
+            LEFT + w + 5.0,
+            yy + 4.0,
+            max_lat * f,
+            TOP + h + 18.0,
+            secs * f
+        );
+    }
+    let _ = writeln!(
+        s,
+        r##"<text x="{LEFT}" y="{:.1}" fill="#1f5fbf">answered ops/s</text><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#c0392b">p99 latency, ms</text><text x="{:.1}" y="{:.1}" text-anchor="middle">shaded: fault windows</text>"##,
+        HEIGHT - 8.0,
+        WIDTH - RIGHT,
+        HEIGHT - 8.0,
+        WIDTH / 2.0,
+        HEIGHT - 8.0
+    );
+}
+
+fn escape(t: &str) -> String {
+    t.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::Expected;
+
+    fn op(invoke_ms: u64, complete_ms: Option<u64>) -> Op {
+        Op {
+            client: 0,
+            op: "get",
+            key: "k".into(),
+            value: None,
+            expected: Expected(None),
+            invoke: invoke_ms * 1_000_000,
+            complete: complete_ms.map(|c| c * 1_000_000),
+            result: complete_ms.map(|_| serde_json::json!({"value": null})),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn buckets_count_answers_and_the_outage_shows_as_zero() {
+        // 10 answers in the first quarter second, none in the second.
+        let mut ops: Vec<Op> = (0..10).map(|i| op(i * 10, Some(i * 10 + 5))).collect();
+        ops.push(op(300, None));
+        let s = series(&ops, 0.5);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].0, 40.0);
+        assert_eq!(s[0].1, 5.0);
+        assert_eq!(s[1], (0.0, 0.0));
+        let pic = svg("t <1>", &ops, &[], 0.5);
+        assert!(pic.starts_with("<svg") && pic.contains("t &lt;1&gt;"));
+    }
+}
