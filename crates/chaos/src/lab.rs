@@ -188,7 +188,9 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         "{} on {:?}, {} members, seed {}",
         report.scenario, report.target, report.members, report.seed
     );
-    let picture = crate::timeline::svg(&title, &ops, &report.faults, report.secs);
+    let windows = crate::timeline::windows(&report.faults);
+    let answered = crate::timeline::answered(&ops);
+    let picture = crate::timeline::svg(&title, &answered, &windows, report.secs);
     std::fs::write(cfg.out.join("timeline.svg"), picture)?;
     Ok(report)
 }

@@ -7,6 +7,9 @@ use std::fmt::Write as _;
 use crate::lab::FaultRecord;
 use crate::workload::Op;
 
+/// A shaded window: label, start and end in ms since the run began.
+pub type Window = (String, f64, f64);
+
 const WIDTH: f64 = 1000.0;
 const HEIGHT: f64 = 420.0;
 const LEFT: f64 = 70.0;
@@ -16,15 +19,61 @@ const BOTTOM: f64 = 50.0;
 /// Width of a bucket, milliseconds.
 const BUCKET_MS: f64 = 250.0;
 
+/// (invoke, complete) in ns of every answered op.
+pub fn answered(ops: &[Op]) -> Vec<(u64, u64)> {
+    ops.iter()
+        .filter(|o| o.result.is_some())
+        .filter_map(|o| o.complete.map(|c| (o.invoke, c)))
+        .collect()
+}
+
+/// The fault windows of a report.
+pub fn windows(faults: &[FaultRecord]) -> Vec<Window> {
+    faults
+        .iter()
+        .map(|f| (format!("{:?} {}", f.kind, f.member), f.start_ms, f.end_ms))
+        .collect()
+}
+
+/// The same from a run directory's `history.jsonl` and `report.json`
+/// (`concord-lab timeline DIR` draws a run again).
+pub fn from_files(history: &str, report: &serde_json::Value) -> (Vec<(u64, u64)>, Vec<Window>) {
+    let ops = history
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|o| !o["result"].is_null())
+        .filter_map(|o| Some((o["invoke"].as_u64()?, o["complete"].as_u64()?)))
+        .collect();
+    let faults = report["faults"]
+        .as_array()
+        .map(|fs| {
+            fs.iter()
+                .map(|f| {
+                    let label = format!(
+                        "{} {}",
+                        f["kind"].as_str().unwrap_or("?"),
+                        f["member"].as_str().unwrap_or("?")
+                    );
+                    (
+                        label,
+                        f["start_ms"].as_f64().unwrap_or(0.0),
+                        f["end_ms"].as_f64().unwrap_or(0.0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (ops, faults)
+}
+
 /// Per bucket: answered ops per second and p99 latency in ms.
-pub fn series(ops: &[Op], secs: f64) -> Vec<(f64, f64)> {
+pub fn series(ops: &[(u64, u64)], secs: f64) -> Vec<(f64, f64)> {
     let n = ((secs * 1000.0 / BUCKET_MS).ceil() as usize).max(1);
     let mut lat: Vec<Vec<f64>> = vec![Vec::new(); n];
-    for op in ops.iter().filter(|o| o.result.is_some()) {
-        let Some(c) = op.complete else { continue };
+    for &(invoke, c) in ops {
         let b = ((c as f64 / 1e6) / BUCKET_MS) as usize;
         if b < n {
-            lat[b].push((c - op.invoke) as f64 / 1e6);
+            lat[b].push(c.saturating_sub(invoke) as f64 / 1e6);
         }
     }
     lat.into_iter()
@@ -40,7 +89,7 @@ pub fn series(ops: &[Op], secs: f64) -> Vec<(f64, f64)> {
 }
 
 /// The picture, as SVG text.
-pub fn svg(title: &str, ops: &[Op], faults: &[FaultRecord], secs: f64) -> String {
+pub fn svg(title: &str, ops: &[(u64, u64)], faults: &[Window], secs: f64) -> String {
     let data = series(ops, secs);
     let max_rate = data.iter().map(|d| d.0).fold(1.0, f64::max) * 1.1;
     let max_lat = data.iter().map(|d| d.1).fold(1.0, f64::max) * 1.1;
@@ -58,15 +107,14 @@ pub fn svg(title: &str, ops: &[Op], faults: &[FaultRecord], secs: f64) -> String
         r#"<text x="{LEFT}" y="20" font-size="15">{}</text>"#,
         escape(title)
     );
-    for f in faults {
-        let (a, b) = (x(f.start_ms), x(f.end_ms));
+    for (label, start, end) in faults {
+        let (a, b) = (x(*start), x(*end));
         let _ = writeln!(
             s,
-            r##"<rect x="{a:.1}" y="{TOP}" width="{:.1}" height="{h}" fill="#f4c7c3" opacity="0.7"/><text x="{a:.1}" y="{:.1}" font-size="10">{:?} {}</text>"##,
+            r##"<rect x="{a:.1}" y="{TOP}" width="{:.1}" height="{h}" fill="#f4c7c3" opacity="0.7"/><text x="{a:.1}" y="{:.1}" font-size="10">{}</text>"##,
             (b - a).max(1.0),
             TOP + 12.0,
-            f.kind,
-            escape(&f.member)
+            escape(label)
         );
     }
     let line = |pick: &dyn Fn(&(f64, f64)) -> f64, max: f64| {
@@ -161,12 +209,12 @@ mod tests {
         // 10 answers in the first quarter second, none in the second.
         let mut ops: Vec<Op> = (0..10).map(|i| op(i * 10, Some(i * 10 + 5))).collect();
         ops.push(op(300, None));
-        let s = series(&ops, 0.5);
+        let s = series(&answered(&ops), 0.5);
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].0, 40.0);
         assert_eq!(s[0].1, 5.0);
         assert_eq!(s[1], (0.0, 0.0));
-        let pic = svg("t <1>", &ops, &[], 0.5);
+        let pic = svg("t <1>", &answered(&ops), &[], 0.5);
         assert!(pic.starts_with("<svg") && pic.contains("t &lt;1&gt;"));
     }
 }

@@ -46,6 +46,8 @@ mod duties;
 /// Bytes of an InstallSnapshot chunk (the core's `snapshot_chunk_size`,
 /// set by `server.rs`).
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
+/// A driver round longer than this is logged.
+const SLOW_ROUND: Duration = Duration::from_millis(250);
 /// Interval of durable backend commits.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Backend changes held in memory before a checkpoint is forced.
@@ -237,12 +239,21 @@ impl Driver {
                     continue;
                 }
             }
+            let began = Instant::now();
             self.flush_round();
+            let mut cycles = 0;
             while self.node.has_ready() {
                 self.run_cycle()?;
+                cycles += 1;
             }
             self.maybe_snapshot()?;
             self.maybe_checkpoint()?;
+            // Peers hear nothing from this member while a round runs: a
+            // round near the election timeout costs an election.
+            let took = began.elapsed();
+            if took > SLOW_ROUND {
+                tracing::warn!(?took, cycles, "a slow raft driver round");
+            }
         }
     }
 
@@ -264,18 +275,11 @@ impl Driver {
             }
         }
         let node = &mut self.node;
-        let mut lost = Vec::new();
-        let registry = self.inbox.registry();
         handled += self
             .peers
-            .read(registry, MAX_INPUTS_PER_ROUND, &mut lost, |m| {
+            .read(self.inbox.registry(), MAX_INPUTS_PER_ROUND, |m| {
                 step_peer(node, m)
             });
-        // A closed connection from the leader most likely means its
-        // process died: elect within a few ticks, not a whole timeout.
-        for peer in lost {
-            self.node.report_leader_gone(peer);
-        }
         Some(handled)
     }
 
@@ -402,6 +406,14 @@ impl Driver {
     fn on_soft_state(&mut self, role: Role, leader: u64) {
         let was_leader = self.shared.is_leader();
         self.shared.set_role(role, leader);
+        let term = self.node.status().hard_state.term;
+        let leader_hex = format!("{leader:x}");
+        tracing::info!(
+            ?role,
+            term,
+            leader = leader_hex,
+            "raft role or leader changed"
+        );
         metrics::counter!("concord_leader_changes_seen_total").increment(1);
         if role == Role::Leader && !was_leader {
             tracing::info!(member = format!("{:x}", self.shared.me.id), "became leader");

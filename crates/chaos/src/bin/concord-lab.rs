@@ -25,6 +25,12 @@ enum TargetArg {
 enum Cmd {
     /// List the scenarios.
     List,
+    /// Draw a finished run's timeline.svg again from its history.jsonl and
+    /// report.json.
+    Timeline {
+        /// The run's output directory.
+        dir: PathBuf,
+    },
     /// Run one scenario on a fresh cluster.
     Run {
         /// The scenario (see `list`).
@@ -80,6 +86,24 @@ fn main() -> anyhow::Result<()> {
             for s in SCENARIOS {
                 println!("{:<16} {}", s.name, s.about);
             }
+            Ok(())
+        }
+        Cmd::Timeline { dir } => {
+            let history = std::fs::read_to_string(dir.join("history.jsonl"))?;
+            let report: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("report.json"))?)?;
+            let (ops, windows) = concord_chaos::timeline::from_files(&history, &report);
+            let title = format!(
+                "{} on {}, {} members, seed {}",
+                report["scenario"].as_str().unwrap_or("?"),
+                report["target"].as_str().unwrap_or("?"),
+                report["members"],
+                report["seed"]
+            );
+            let secs = report["secs"].as_f64().unwrap_or(0.0);
+            let svg = concord_chaos::timeline::svg(&title, &ops, &windows, secs);
+            std::fs::write(dir.join("timeline.svg"), svg)?;
+            eprintln!("wrote {}", dir.join("timeline.svg").display());
             Ok(())
         }
         Cmd::Run {
