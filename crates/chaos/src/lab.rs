@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use concord_proto::etcdserverpb::kv_client::KvClient;
-use concord_proto::etcdserverpb::RangeRequest;
 use concord_rng::SplitMix64;
 use serde::Serialize;
+use tonic::transport::Channel;
 
 use crate::cluster::{channel, Cluster, Target};
 use crate::scenario::{schedule, FaultKind, Scenario};
@@ -213,37 +213,38 @@ fn record(ops: &[Op], kind: FaultKind, member: String, start: u64, end: u64) -> 
     }
 }
 
-/// Each key's value, read linearizably from the healed cluster.
+/// Each key's value, read linearizably from the healed cluster over one
+/// connection (another member is tried when a read fails).
 async fn read_back(
     cluster: &Cluster,
     keys: usize,
 ) -> Result<HashMap<String, Option<String>>, LabError> {
     let endpoints = cluster.endpoints();
     let mut out = HashMap::new();
+    let mut kv: Option<KvClient<Channel>> = None;
+    let mut attempt = 0;
     for k in 0..keys {
         let key = format!("k{k}");
         let mut last = String::from("no member answered");
-        for attempt in 0..40 {
-            let url = &endpoints[attempt % endpoints.len()];
-            let Ok(ch) = channel(url, Duration::from_millis(500)).await else {
-                continue;
-            };
-            let req = RangeRequest {
-                key: key.to_string().into(),
-                ..Default::default()
-            };
-            match KvClient::new(ch).range(req).await {
-                Ok(r) => {
-                    let v = r
-                        .into_inner()
-                        .kvs
-                        .first()
-                        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
-                    out.insert(key.clone(), v);
-                    break;
-                }
-                Err(e) => last = e.message().to_string(),
+        for _ in 0..40 {
+            if kv.is_none() {
+                let url = &endpoints[attempt % endpoints.len()];
+                attempt += 1;
+                kv = channel(url, Duration::from_millis(500))
+                    .await
+                    .ok()
+                    .map(KvClient::new);
             }
+            if let Some(c) = kv.as_mut() {
+                match workload::get(c, &key).await {
+                    Ok(r) => {
+                        out.insert(key.clone(), r["value"].as_str().map(str::to_string));
+                        break;
+                    }
+                    Err(e) => last = e.message().to_string(),
+                }
+            }
+            kv = None;
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         if !out.contains_key(&key) {

@@ -216,7 +216,11 @@ async fn client_loop(
     }
 }
 
-async fn get(c: &mut KvClient<Channel>, key: &str) -> Result<serde_json::Value, tonic::Status> {
+/// A linearizable read of `key`: `{"value": v}`, `null` if absent.
+pub(crate) async fn get(
+    c: &mut KvClient<Channel>,
+    key: &str,
+) -> Result<serde_json::Value, tonic::Status> {
     let r = c
         .range(RangeRequest {
             key: key.to_string().into(),

@@ -214,14 +214,9 @@ fn restart(cfg: &Config, dir: &DataDir, mut s: Storage, id: u64) -> Result<Start
         "restarted from the data directory"
     );
     Ok(Started {
-        id,
-        members,
-        node,
-        store: s.store,
-        wal: s.wal,
-        snaps: s.snaps,
         snapshot_index,
         applied,
+        ..fresh(id, members, node, s)
     })
 }
 
@@ -286,7 +281,8 @@ async fn join(
     Ok(fresh(id, members, node, s))
 }
 
-/// A member with no data of its own yet.
+/// A started member over `s`, with nothing applied yet (a restart sets
+/// its snapshot and applied indexes).
 fn fresh(id: u64, members: MemberTable, node: RawNode, s: Storage) -> Started {
     Started {
         id,
