@@ -122,6 +122,11 @@ pub struct Progress {
     pub is_learner: bool,
     /// Highest commit index sent to the member.
     pub sent_commit: Index,
+    /// The heartbeat round that was current when the last append went out.
+    /// Only the answer to a later round says that append was lost: answers
+    /// to older rounds (a burst queued while the member was down) say
+    /// nothing about it.
+    pub append_round: u64,
 }
 
 // Invariant: matched < next.
@@ -139,6 +144,7 @@ impl Progress {
             acked_tick: 0,
             is_learner,
             sent_commit: 0,
+            append_round: 0,
         }
     }
 

@@ -153,10 +153,17 @@ impl Raft {
             return;
         };
         pr.recent_active = true;
-        pr.probe_sent = false;
-        if pr.inflights.full() {
-            // A lost append would otherwise block the window forever.
-            pr.inflights.free_first();
+        // The member answered a heartbeat sent after our last append, so it
+        // has seen that append (one connection keeps order) and its answer
+        // is lost: unblock the probe, or the window (a lost append would
+        // otherwise block it forever). Answers to older rounds do not count:
+        // a member back from the dead answers hundreds of queued heartbeats,
+        // and each one used to resend the same probe of up to a megabyte.
+        if ctx > pr.append_round {
+            pr.probe_sent = false;
+            if pr.inflights.full() {
+                pr.inflights.free_first();
+            }
         }
         if ctx > pr.acked_round {
             pr.acked_round = ctx;

@@ -99,6 +99,7 @@ impl Raft {
         }
         let pr = self.trk.progress.get_mut(&to).expect("progress exists");
         pr.sent_commit = pr.sent_commit.max(commit);
+        pr.append_round = self.reads.last_round;
         match pr.state {
             ProgressState::Replicate => {
                 if let Some(last) = entries.last() {

@@ -275,11 +275,18 @@ impl Driver {
             }
         }
         let node = &mut self.node;
+        let mut lost = Vec::new();
+        let registry = self.inbox.registry();
         handled += self
             .peers
-            .read(self.inbox.registry(), MAX_INPUTS_PER_ROUND, |m| {
+            .read(registry, MAX_INPUTS_PER_ROUND, &mut lost, |m| {
                 step_peer(node, m)
             });
+        // A closed connection from the leader most likely means its
+        // process died: elect within a few ticks, not a whole timeout.
+        for peer in lost {
+            self.node.report_leader_gone(peer);
+        }
         Some(handled)
     }
 
@@ -297,6 +304,7 @@ impl Driver {
             }
             Input::Peer(m) => step_peer(&mut self.node, m),
             Input::PeerConn(tcp) => self.peers.add(self.inbox.registry(), tcp),
+            Input::PeerLost(peer) => self.node.report_leader_gone(peer),
             Input::Propose { id, data } => self.proposals.push(id, data),
             Input::ConfChange { id, cc, ctx } => {
                 if let Err(e) = self.node.propose_conf_change_with_context(cc, ctx) {
@@ -405,7 +413,18 @@ impl Driver {
 
     fn on_soft_state(&mut self, role: Role, leader: u64) {
         let was_leader = self.shared.is_leader();
+        let old_leader = self.shared.status.read().leader;
         self.shared.set_role(role, leader);
+        if leader != old_leader && old_leader != 0 {
+            // What this member proposed went to (or was) the old leader,
+            // which may be gone (a paused or dead process keeps them
+            // forever). Tell the clients now, not at their deadline: the
+            // outcome is unknown, as for any lost reply, and they retry
+            // against the new leader at once.
+            self.shared
+                .proposer
+                .fail_all(|| crate::error::ServerError::LeaderChanged);
+        }
         let term = self.node.status().hard_state.term;
         let leader_hex = format!("{leader:x}");
         tracing::info!(

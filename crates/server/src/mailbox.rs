@@ -40,6 +40,9 @@ pub enum Input {
     Peer(Message),
     /// A plaintext peer connection for the driver to read (`inbound.rs`).
     PeerConn(std::net::TcpStream),
+    /// A TLS connection carrying this member's frames ended: closed by
+    /// the other side or failed (its process may have died).
+    PeerLost(u64),
     /// Propose an entry; its waiter is registered under `id`.
     Propose {
         /// Request id.

@@ -233,9 +233,14 @@ async fn sender(
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(peer = to, error = %e, "cannot reach peer");
-                // Drop what queued up while the peer was unreachable: it is stale.
+                // Drop what queued up while the peer was unreachable, and
+                // during the wait: it is stale, and Raft sends anew what still
+                // matters. Left queued, a second of heartbeats reaches a
+                // member back from the dead at once, and every answer costs
+                // the leader work.
                 while rx.try_recv().is_ok() {}
                 tokio::time::sleep(backoff).await;
+                while rx.try_recv().is_ok() {}
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }

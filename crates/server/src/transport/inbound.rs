@@ -45,6 +45,8 @@ struct Conn {
     readable: bool,
     /// When it was accepted or last delivered a valid frame.
     last_active: Instant,
+    /// The member whose frames it carries, once one was accepted.
+    peer: Option<u64>,
 }
 
 /// The driver's peer connections.
@@ -72,8 +74,10 @@ enum Ended {
     Budget,
     /// The socket has nothing more for now.
     Drained,
-    /// Closed by the peer, failed, or refused: drop it.
+    /// Refused or malformed: drop it.
     Closed,
+    /// The peer closed it or it failed (the peer's process may have died).
+    Lost,
 }
 
 impl Inbound {
@@ -118,6 +122,7 @@ impl Inbound {
             // Data may have arrived before the registration.
             readable: true,
             last_active: Instant::now(),
+            peer: None,
         };
         self.conns.insert(token, conn);
     }
@@ -137,11 +142,13 @@ impl Inbound {
     }
 
     /// Reads the readable connections, handing each message to `step`, up
-    /// to `budget` messages per connection. Returns how many were handed.
+    /// to `budget` messages per connection. Returns how many were handed;
+    /// members whose connection the other side closed are pushed to `lost`.
     pub(crate) fn read(
         &mut self,
         registry: &mio::Registry,
         budget: usize,
+        lost: &mut Vec<u64>,
         mut step: impl FnMut(Message),
     ) -> usize {
         let mut handed = 0;
@@ -163,6 +170,10 @@ impl Inbound {
                 Ended::Budget => {}
                 Ended::Drained => conn.readable = false,
                 Ended::Closed => closed.push(token),
+                Ended::Lost => {
+                    lost.extend(conn.peer);
+                    closed.push(token);
+                }
             }
         }
         for token in closed {
@@ -195,9 +206,11 @@ fn read_conn(
                     return Ended::Closed;
                 }
             };
+            let from = frame.from;
             match screen(frame) {
                 Screened::Messages(ms) => {
                     conn.last_active = Instant::now();
+                    conn.peer = Some(from);
                     handed += ms.len();
                     ms.into_iter().for_each(&mut step);
                 }
@@ -215,14 +228,14 @@ fn read_conn(
             return Ended::Budget;
         }
         match conn.stream.read(scratch) {
-            Ok(0) => return Ended::Closed,
+            Ok(0) => return Ended::Lost,
             Ok(n) => {
                 read += n;
                 conn.buf.extend_from_slice(&scratch[..n]);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ended::Drained,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Ended::Closed,
+            Err(_) => return Ended::Lost,
         }
     }
 }
@@ -275,7 +288,7 @@ mod tests {
         let mut got = Vec::new();
         let start = Instant::now();
         while got.len() < want && start.elapsed() < std::time::Duration::from_millis(300) {
-            inbound.read(reg, 1000, |m| got.push(m));
+            inbound.read(reg, 1000, &mut Vec::new(), |m| got.push(m));
             // Edge-triggered: without the poll, treat every socket as readable.
             for c in inbound.conns.values_mut() {
                 c.readable = true;

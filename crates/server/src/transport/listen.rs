@@ -209,13 +209,22 @@ pub(crate) fn screen(frame: Frame, screen: &Screen) -> Screened {
 /// are read by the driver itself, `inbound.rs`).
 async fn receive(mut stream: PeerStream, inbox: InboxSender, screen: Screen) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // The member whose frames this connection carries, once one passed.
+    let mut peer = None;
     loop {
         let frame = match take_frame(&mut buf) {
             Ok(Some(f)) => f,
             Ok(None) => {
                 buf.reserve(READ_CHUNK);
                 match stream.read_buf(&mut buf).await {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) | Err(_) => {
+                        // Closed by the other side: its process may have
+                        // died, which the driver may act on at once.
+                        if let Some(p) = peer {
+                            inbox.send(Input::PeerLost(p)).await;
+                        }
+                        return;
+                    }
                     Ok(_) => continue,
                 }
             }
@@ -224,8 +233,10 @@ async fn receive(mut stream: PeerStream, inbox: InboxSender, screen: Screen) {
                 return;
             }
         };
+        let from = frame.from;
         match self::screen(frame, &screen) {
             Screened::Messages(ms) => {
+                peer = Some(from);
                 for m in ms {
                     if !inbox.send(Input::Peer(m)).await {
                         return;
