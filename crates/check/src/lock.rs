@@ -19,7 +19,8 @@
 //! 1. no two overlap: the later is acquired after the earlier is released;
 //! 2. tokens strictly grow;
 //! 3. the hold's fenced write (a txn guarded by the lock key's mod revision
-//!    being the token) succeeded: the key was still there.
+//!    being the token) succeeded: the key was still there (a hold whose
+//!    key was already gone has token 0, is not ordered, and fails this).
 
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +95,7 @@ pub fn check_locks(holds: &[Hold]) -> LockVerdict {
         }
     }
     valid.sort_by_key(|h| (h.lock.clone(), h.acquired));
+    let mut newest: Option<&Hold> = None; // the last hold with a token
     for (i, a) in valid.iter().enumerate() {
         if a.fenced == Some(false) {
             v.violations.push(format!(
@@ -101,15 +103,18 @@ pub fn check_locks(holds: &[Hold]) -> LockVerdict {
                 a.lock, a.holder, a.token
             ));
         }
-        let later = valid[i + 1..].iter().take_while(|b| b.lock == a.lock);
-        if let Some(b) = later.clone().next() {
-            if b.token <= a.token {
+        if let Some(p) = newest.filter(|p| p.lock == a.lock && a.token > 0) {
+            if a.token <= p.token {
                 v.violations.push(format!(
                     "{}: token {} (holder {}) acquired after token {} (holder {})",
-                    a.lock, b.token, b.holder, a.token, a.holder
+                    a.lock, a.token, a.holder, p.token, p.holder
                 ));
             }
         }
+        if a.token > 0 || newest.is_some_and(|p| p.lock != a.lock) {
+            newest = Some(*a).filter(|a| a.token > 0);
+        }
+        let later = valid[i + 1..].iter().take_while(|b| b.lock == a.lock);
         for b in later.take_while(|b| b.acquired <= a.released) {
             v.violations.push(format!(
                 "{}: holder {} (token {}) and holder {} (token {}) held it at once, \
