@@ -50,10 +50,12 @@ fn checks(s: &mut String, r: &Report) {
     let l = &r.checks.leases;
     let _ = writeln!(
         s,
-        "- leases: {} (ends acknowledged: {} revoked, {} expired), {} reads after the end: {}\n",
+        "- leases: {} (ends acknowledged: {} revoked, {} expired; {} stale \"gone\" answers \
+         ignored), {} reads after the end: {}\n",
         l.leases,
         l.revoked,
         l.expired,
+        l.stale_ends,
         l.reads,
         verdict(&l.violations)
     );

@@ -29,7 +29,13 @@ fn concord_binary() -> PathBuf {
     bin
 }
 
-fn run_for(name: &str, seed: u64, secs: u64, plant: Vec<Plant>) -> concord_chaos::Report {
+fn run_for(
+    name: &str,
+    seed: u64,
+    secs: u64,
+    workload: WorkloadConfig,
+    plant: Vec<Plant>,
+) -> concord_chaos::Report {
     let out = tempfile::tempdir().unwrap();
     let cfg = RunConfig {
         scenario: scenario::find(name).unwrap(),
@@ -41,7 +47,7 @@ fn run_for(name: &str, seed: u64, secs: u64, plant: Vec<Plant>) -> concord_chaos
         out: out.path().to_path_buf(),
         every: Duration::from_secs(5),
         outage: Duration::from_millis(1500),
-        workload: WorkloadConfig::new(4, 8, seed),
+        workload,
         plant,
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -55,7 +61,14 @@ fn run_for(name: &str, seed: u64, secs: u64, plant: Vec<Plant>) -> concord_chaos
 }
 
 fn short_run(name: &str, seed: u64) -> concord_chaos::Report {
-    let report = run_for(name, seed, 9, Vec::new());
+    // Fewer lock and lease clients than `concord-lab run`: five clusters
+    // share the CPU while these tests run.
+    let workload = WorkloadConfig {
+        lock_holders: 2,
+        lease_clients: 1,
+        ..WorkloadConfig::new(4, 8, seed)
+    };
+    let report = run_for(name, seed, 9, workload, Vec::new());
     let md = concord_chaos::report::markdown(&report);
     eprintln!("{md}");
     assert!(report.passed(), "{md}");
@@ -79,7 +92,12 @@ fn short_run(name: &str, seed: u64) -> concord_chaos::Report {
 #[test]
 fn planted_faults_fail_each_validator() {
     let all = vec![Plant::WatchGap, Plant::LockOverlap, Plant::LeaseRead];
-    let r = run_for("healthy", 5, 6, all);
+    let workload = WorkloadConfig {
+        lock_holders: 2,
+        lease_clients: 1,
+        ..WorkloadConfig::new(2, 8, 5)
+    };
+    let r = run_for("healthy", 5, 6, workload, all);
     let md = concord_chaos::report::markdown(&r);
     eprintln!("{md}");
     assert!(!r.passed(), "{md}");

@@ -43,6 +43,10 @@ pub struct LeaseLife {
     /// How it ended, and when that was acknowledged (`None`: the run
     /// ended first, or no answer came).
     pub ended: Option<(LeaseEnd, u64)>,
+    /// Answers that said the lease was gone but came from a member that
+    /// had not applied the lease's puts (not taken as the end).
+    #[serde(default)]
+    pub stale_ends: usize,
     /// Reads of its keys after the end was acknowledged.
     pub reads: Vec<LeaseRead>,
 }
@@ -58,6 +62,9 @@ pub struct LeaseVerdict {
     pub expired: usize,
     /// Reads checked (invoked after an acknowledged end).
     pub reads: usize,
+    /// "Gone" answers from members behind the lease's puts, not taken as
+    /// the end (see `LeaseLife::stale_ends`).
+    pub stale_ends: usize,
     /// What broke the rule (empty: none).
     pub violations: Vec<String>,
 }
@@ -70,6 +77,7 @@ pub fn check_leases(lives: &[LeaseLife]) -> LeaseVerdict {
         ..LeaseVerdict::default()
     };
     for life in lives {
+        v.stale_ends += life.stale_ends;
         let Some((how, at)) = life.ended else {
             continue;
         };
@@ -112,6 +120,7 @@ mod tests {
             lease: 0x2a,
             keys: vec!["lease/0/a".into(), "lease/0/b".into()],
             ended: Some((LeaseEnd::Expired, 100)),
+            stale_ends: 0,
             reads,
         }
     }
