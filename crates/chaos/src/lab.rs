@@ -185,13 +185,7 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         validate::plant(&mut records, &ops, p);
     }
     validate::write(&cfg.out, &records)?;
-    let finals: HashMap<String, Option<String>> = (0..cfg.workload.keys)
-        .map(|k| format!("k{k}"))
-        .map(|k| {
-            let v = read.iter().find(|f| f.key == k).map(|f| f.value.clone());
-            (k, v)
-        })
-        .collect();
+    let finals = by_key(&read, cfg.workload.keys);
     progress("checking the history, watches, locks and leases");
     let report = Report {
         target: cfg.target,
@@ -240,6 +234,16 @@ fn record(ops: &[Op], kind: FaultKind, member: String, start: u64, end: u64) -> 
             .filter(|o| o.error.is_some() && o.invoke >= start && o.invoke <= until)
             .count(),
     }
+}
+
+/// Each workload key's final value (`None`: absent).
+fn by_key(read: &[FinalKv], keys: usize) -> HashMap<String, Option<String>> {
+    let mut out: HashMap<String, Option<String>> =
+        (0..keys).map(|k| (format!("k{k}"), None)).collect();
+    for f in read {
+        out.insert(f.key.clone(), Some(f.value.clone()));
+    }
+    out
 }
 
 /// Every workload key with its value and mod revision, read linearizably

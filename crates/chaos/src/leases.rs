@@ -138,22 +138,35 @@ async fn life(
         expiry(ch, id, written, rec, stop, &mut life.stale_ends).await
     };
     if life.ended.is_some() {
-        for key in life.keys.clone() {
-            let invoke = rec.now();
-            let req = RangeRequest {
-                key: key.clone().into(),
-                ..Default::default()
-            };
-            let r = timed(t, kv.range(req)).await?.into_inner();
-            life.reads.push(LeaseRead {
-                key,
-                invoke,
-                complete: rec.now(),
-                present: !r.kvs.is_empty(),
-            });
-        }
+        life.reads = read_keys(&mut kv, &life.keys, rec).await?;
     }
     Ok(life)
+}
+
+/// Reads each key (linearizably): whether it is there.
+async fn read_keys(
+    kv: &mut KvClient<Channel>,
+    keys: &[String],
+    rec: &Recorder,
+) -> Result<Vec<LeaseRead>, Status> {
+    let mut reads = Vec::new();
+    for key in keys {
+        let invoke = rec.now();
+        let req = RangeRequest {
+            key: key.clone().into(),
+            ..Default::default()
+        };
+        let r = timed(Duration::from_secs(2), kv.range(req))
+            .await?
+            .into_inner();
+        reads.push(LeaseRead {
+            key: key.clone(),
+            invoke,
+            complete: rec.now(),
+            present: !r.kvs.is_empty(),
+        });
+    }
+    Ok(reads)
 }
 
 /// Polls the lease's time-to-live until a member that has applied the

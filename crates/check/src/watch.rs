@@ -131,7 +131,7 @@ impl WatchLog {
 
 /// Checks one watcher's log against the writes issued and the final read.
 pub fn check_watch(log: &WatchLog, writes: &[IssuedWrite], finals: &[FinalKv]) -> WatchVerdict {
-    let mut v = WatchVerdict {
+    let v = WatchVerdict {
         watcher: log.watcher,
         ..WatchVerdict::default()
     };
@@ -142,9 +142,14 @@ pub fn check_watch(log: &WatchLog, writes: &[IssuedWrite], finals: &[FinalKv]) -
             .or_default()
             .push(w.rev);
     }
-    let mut seen: HashMap<(u64, &str), Option<&str>> = HashMap::new();
-    let mut excused: Vec<(u64, u64)> = Vec::new();
-    let mut last: Option<u64> = None;
+    let mut scan = Scan {
+        log,
+        by_kv,
+        seen: HashMap::new(),
+        excused: Vec::new(),
+        last: None,
+        v,
+    };
     for e in &log.entries {
         match e {
             WatchEntry::Event {
@@ -153,94 +158,117 @@ pub fn check_watch(log: &WatchLog, writes: &[IssuedWrite], finals: &[FinalKv]) -
                 kind,
                 value,
             } => {
-                v.events += 1;
-                let at = format!("event {} (rev {rev}, key {key})", v.events);
-                if !log.in_range(key) || *rev < log.start {
-                    v.violations
-                        .push(format!("{at} is outside the watched range"));
-                }
-                if last.is_some_and(|l| *rev < l) {
-                    v.violations
-                        .push(format!("{at} came after rev {}", last.unwrap_or(0)));
-                }
                 let value = value.as_deref().filter(|_| *kind == EventKind::Put);
-                if seen.insert((*rev, key), value).is_some() {
-                    v.violations.push(format!("{at} was delivered twice"));
-                }
-                match by_kv.get(&(key.as_str(), value)) {
-                    None => v.violations.push(format!("{at}: nobody wrote that")),
-                    Some(revs) if !revs.iter().any(|r| r.is_none_or(|r| r == *rev)) => v
-                        .violations
-                        .push(format!("{at}: that write was acknowledged at {revs:?}")),
-                    Some(_) => {}
-                }
-                last = Some(last.map_or(*rev, |l| l.max(*rev)));
+                scan.event(*rev, key, value);
             }
             WatchEntry::Reconnect { resume } => {
-                v.reconnects += 1;
-                let next = last.map_or(log.start, |l| l + 1);
+                scan.v.reconnects += 1;
+                let next = scan.last.map_or(log.start, |l| l + 1);
                 if *resume > next {
-                    v.violations.push(format!(
-                        "reconnect {} resumed at {resume}, skipping from {next}",
-                        v.reconnects
+                    let n = scan.v.reconnects;
+                    scan.v.violations.push(format!(
+                        "reconnect {n} resumed at {resume}, skipping from {next}"
                     ));
                 }
             }
             WatchEntry::Compacted { resume, compact } => {
-                v.compactions += 1;
-                excused.push((*resume, *compact));
+                scan.v.compactions += 1;
+                scan.excused.push((*resume, *compact));
             }
         }
     }
-    v.last_rev = last.unwrap_or(0);
-    let excused_rev = |r: u64| excused.iter().any(|&(from, to)| r >= from && r < to);
-    let mut missed = HashSet::new();
-    for w in writes {
-        let Some(rev) = w.rev else { continue };
-        if log.in_range(&w.key)
-            && rev >= log.start
-            && rev <= v.last_rev
-            && !excused_rev(rev)
-            && !seen.contains_key(&(rev, w.key.as_str()))
-            && missed.insert((rev, w.key.as_str()))
-        {
-            v.violations.push(format!(
-                "missed the acknowledged write of {} at rev {rev}",
-                w.key
-            ));
-        }
-    }
-    caught_up(log, finals, &seen, &excused_rev, &mut v);
-    v
+    scan.v.last_rev = scan.last.unwrap_or(0);
+    scan.missed(writes);
+    scan.caught_up(finals);
+    scan.v
 }
 
-/// Rule 6: the newest final revision and every final value were seen.
-fn caught_up(
-    log: &WatchLog,
-    finals: &[FinalKv],
-    seen: &HashMap<(u64, &str), Option<&str>>,
-    excused: &dyn Fn(u64) -> bool,
-    v: &mut WatchVerdict,
-) {
-    let finals: Vec<&FinalKv> = finals
-        .iter()
-        .filter(|f| log.in_range(&f.key) && f.mod_rev >= log.start)
-        .collect();
-    let newest = finals.iter().map(|f| f.mod_rev).max().unwrap_or(0);
-    if newest > v.last_rev {
-        v.violations.push(format!(
-            "did not catch up: saw up to rev {}, the store is at {newest}",
-            v.last_rev
-        ));
-        return;
+/// One watcher's log, scanned in order.
+struct Scan<'a> {
+    log: &'a WatchLog,
+    /// Issued writes by (key, value): their acknowledged revisions.
+    by_kv: HashMap<(&'a str, Option<&'a str>), Vec<Option<u64>>>,
+    /// Events seen: (revision, key) to the value put (`None`: a delete).
+    seen: HashMap<(u64, &'a str), Option<&'a str>>,
+    /// Revision ranges a compaction notice excuses.
+    excused: Vec<(u64, u64)>,
+    last: Option<u64>,
+    v: WatchVerdict,
+}
+
+impl<'a> Scan<'a> {
+    /// Rules 1-3 for one event.
+    fn event(&mut self, rev: u64, key: &'a str, value: Option<&'a str>) {
+        self.v.events += 1;
+        let at = format!("event {} (rev {rev}, key {key})", self.v.events);
+        let bad = &mut self.v.violations;
+        if !self.log.in_range(key) || rev < self.log.start {
+            bad.push(format!("{at} is outside the watched range"));
+        }
+        if let Some(l) = self.last.filter(|&l| rev < l) {
+            bad.push(format!("{at} came after rev {l}"));
+        }
+        if self.seen.insert((rev, key), value).is_some() {
+            bad.push(format!("{at} was delivered twice"));
+        }
+        match self.by_kv.get(&(key, value)) {
+            None => bad.push(format!("{at}: nobody wrote that")),
+            Some(revs) if !revs.iter().any(|r| r.is_none_or(|r| r == rev)) => {
+                bad.push(format!("{at}: that write was acknowledged at {revs:?}"))
+            }
+            Some(_) => {}
+        }
+        self.last = Some(self.last.map_or(rev, |l| l.max(rev)));
     }
-    for f in finals {
-        let got = seen.get(&(f.mod_rev, f.key.as_str()));
-        if got != Some(&Some(f.value.as_str())) && !excused(f.mod_rev) {
-            v.violations.push(format!(
-                "never saw {} = {} at rev {} (the final read's)",
-                f.key, f.value, f.mod_rev
+
+    fn excused(&self, rev: u64) -> bool {
+        self.excused
+            .iter()
+            .any(|&(from, to)| rev >= from && rev < to)
+    }
+
+    /// Rule 5: acknowledged writes up to the last revision seen were seen.
+    fn missed(&mut self, writes: &'a [IssuedWrite]) {
+        let mut missed = HashSet::new();
+        for w in writes {
+            let Some(rev) = w.rev else { continue };
+            if self.log.in_range(&w.key)
+                && rev >= self.log.start
+                && rev <= self.v.last_rev
+                && !self.excused(rev)
+                && !self.seen.contains_key(&(rev, w.key.as_str()))
+                && missed.insert((rev, w.key.as_str()))
+            {
+                self.v.violations.push(format!(
+                    "missed the acknowledged write of {} at rev {rev}",
+                    w.key
+                ));
+            }
+        }
+    }
+
+    /// Rule 6: the newest final revision and every final value were seen.
+    fn caught_up(&mut self, finals: &[FinalKv]) {
+        let finals: Vec<&FinalKv> = finals
+            .iter()
+            .filter(|f| self.log.in_range(&f.key) && f.mod_rev >= self.log.start)
+            .collect();
+        let newest = finals.iter().map(|f| f.mod_rev).max().unwrap_or(0);
+        if newest > self.v.last_rev {
+            self.v.violations.push(format!(
+                "did not catch up: saw up to rev {}, the store is at {newest}",
+                self.v.last_rev
             ));
+            return;
+        }
+        for f in finals {
+            let got = self.seen.get(&(f.mod_rev, f.key.as_str()));
+            if got != Some(&Some(f.value.as_str())) && !self.excused(f.mod_rev) {
+                self.v.violations.push(format!(
+                    "never saw {} = {} at rev {} (the final read's)",
+                    f.key, f.value, f.mod_rev
+                ));
+            }
         }
     }
 }
