@@ -323,6 +323,10 @@ async fn client_loop(
                 }
                 kv = None;
                 at = (at + 1) % endpoints.len();
+                // Without a pause, "no leader" answered at once during an
+                // election floods the history with unknown writes, and
+                // each makes the checker's search harder.
+                tokio::time::sleep(Duration::from_millis(25)).await;
             }
         }
     }
