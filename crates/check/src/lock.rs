@@ -13,7 +13,8 @@
 //! 100 ms, for clock rates and the server's own timer). A hold whose
 //! interval is not covered by those credits may have lost the lock to its
 //! lease's expiry, and the lock service is then right to give it to
-//! another: such holds are skipped. The rules, over valid holds of one
+//! another: such holds are skipped. (A keep-alive answered by a deposed
+//! leader that does not know it yet vouches wrongly; the rule trusts it.) The rules, over valid holds of one
 //! lock ordered by `acquired`:
 //!
 //! 1. no two overlap: the later is acquired after the earlier is released;
