@@ -1,5 +1,7 @@
-//! One lab run: start a cluster, run the workload, inject the scenario's
-//! faults on schedule, heal, read every key back, verify, and report.
+//! One lab run: start a cluster, run the workload (key-value clients,
+//! watchers, lock holders, lease clients), inject the scenario's faults on
+//! schedule, heal, read every key back, let the watchers catch up, verify,
+//! and report.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -7,14 +9,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use concord_check::FinalKv;
 use concord_proto::etcdserverpb::kv_client::KvClient;
+use concord_proto::etcdserverpb::RangeRequest;
 use concord_rng::SplitMix64;
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use crate::cluster::{channel, Cluster, Target};
+use crate::extra::Extra;
 use crate::scenario::{schedule, FaultKind, Scenario};
+use crate::validate::{self, Plant, Verdicts};
 use crate::verify::{history_jsonl, linearizable, lost_writes, recovery};
+use crate::watchers::RANGE;
 use crate::workload::{self, Op, Recorder, WorkloadConfig};
 use crate::LabError;
 
@@ -41,6 +47,9 @@ pub struct RunConfig {
     pub outage: Duration,
     /// The clients.
     pub workload: WorkloadConfig,
+    /// Faults planted in the records before validation, only for tests
+    /// that show a check can fail (empty in real runs).
+    pub plant: Vec<Plant>,
 }
 
 /// One injected fault and what it did.
@@ -91,13 +100,15 @@ pub struct Report {
     pub linearizable: String,
     /// Terms that began during the run (each an election, won or not).
     pub elections: u64,
+    /// The watch, lock and lease validators' verdicts.
+    pub checks: Verdicts,
 }
 
 impl Report {
     /// True when every check passed (a checker that ran out of time is
     /// not a pass).
     pub fn passed(&self) -> bool {
-        self.lost_writes == 0 && self.linearizable == "ok"
+        self.lost_writes == 0 && self.linearizable == "ok" && self.checks.violations().is_empty()
     }
 }
 
@@ -116,6 +127,7 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         rec.clone(),
         stop.clone(),
     ));
+    let mut extra = Extra::start(&cfg.workload, &cluster.endpoints(), &rec);
     let mut rng = SplitMix64::new(cfg.seed);
     let mut faults = Vec::new();
     let began = tokio::time::Instant::now();
@@ -156,15 +168,25 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
     tokio::time::sleep_until(began + cfg.secs).await;
     stop.store(true, Ordering::Relaxed);
     let _ = clients.await;
+    let mut records = extra.stop().await;
     cluster.heal()?;
     cluster.wait_for_leader(Duration::from_secs(20)).await?;
     let last_term = cluster.term().await.unwrap_or(first_term);
     progress("healed; reading every key back");
-    let finals = read_back(&cluster, cfg.workload.keys).await?;
+    let read = read_back(&cluster).await?;
+    let newest = read.iter().map(|f| f.mod_rev).max().unwrap_or(0);
+    extra
+        .drain(newest, Duration::from_secs(15), &mut records)
+        .await;
     drop(cluster);
     let ops = rec.ops();
     std::fs::write(cfg.out.join("history.jsonl"), history_jsonl(&ops))?;
-    progress("checking the history");
+    for &p in &cfg.plant {
+        validate::plant(&mut records, &ops, p);
+    }
+    validate::write(&cfg.out, &records)?;
+    let finals = by_key(&read, cfg.workload.keys);
+    progress("checking the history, watches, locks and leases");
     let report = Report {
         target: cfg.target,
         scenario: cfg.scenario.name,
@@ -182,6 +204,7 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         lost_writes: lost_writes(&ops, &finals).len(),
         linearizable: linearizable(&ops, Duration::from_secs(120)),
         elections: last_term.saturating_sub(first_term),
+        checks: validate::validate(&records, &ops, &read),
     };
     crate::report::write(&cfg.out, &report)?;
     let title = format!(
@@ -213,43 +236,45 @@ fn record(ops: &[Op], kind: FaultKind, member: String, start: u64, end: u64) -> 
     }
 }
 
-/// Each key's value, read linearizably from the healed cluster over one
-/// connection (another member is tried when a read fails).
-async fn read_back(
-    cluster: &Cluster,
-    keys: usize,
-) -> Result<HashMap<String, Option<String>>, LabError> {
-    let endpoints = cluster.endpoints();
-    let mut out = HashMap::new();
-    let mut kv: Option<KvClient<Channel>> = None;
-    let mut attempt = 0;
-    for k in 0..keys {
-        let key = format!("k{k}");
-        let mut last = String::from("no member answered");
-        for _ in 0..40 {
-            if kv.is_none() {
-                let url = &endpoints[attempt % endpoints.len()];
-                attempt += 1;
-                kv = channel(url, Duration::from_millis(500))
-                    .await
-                    .ok()
-                    .map(KvClient::new);
-            }
-            if let Some(c) = kv.as_mut() {
-                match workload::get(c, &key).await {
-                    Ok(r) => {
-                        out.insert(key.clone(), r["value"].as_str().map(str::to_string));
-                        break;
-                    }
-                    Err(e) => last = e.message().to_string(),
-                }
-            }
-            kv = None;
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        if !out.contains_key(&key) {
-            return Err(LabError::Connect(format!("reading {key} back: {last}")));
-        }
+/// Each workload key's final value (`None`: absent).
+fn by_key(read: &[FinalKv], keys: usize) -> HashMap<String, Option<String>> {
+    let mut out: HashMap<String, Option<String>> =
+        (0..keys).map(|k| (format!("k{k}"), None)).collect();
+    for f in read {
+        out.insert(f.key.clone(), Some(f.value.clone()));
     }
-    Ok(out)
+    out
+}
+
+/// Every workload key with its value and mod revision, read linearizably
+/// from the healed cluster in one range (another member is tried when the
+/// read fails).
+async fn read_back(cluster: &Cluster) -> Result<Vec<FinalKv>, LabError> {
+    let endpoints = cluster.endpoints();
+    let mut last = String::from("no member answered");
+    for attempt in 0..40 {
+        let url = &endpoints[attempt % endpoints.len()];
+        if let Ok(ch) = channel(url, Duration::from_millis(500)).await {
+            let req = RangeRequest {
+                key: RANGE.0.into(),
+                range_end: RANGE.1.into(),
+                ..Default::default()
+            };
+            match KvClient::new(ch).range(req).await {
+                Ok(r) => {
+                    let kvs = r.into_inner().kvs.into_iter();
+                    return Ok(kvs
+                        .map(|kv| FinalKv {
+                            key: String::from_utf8_lossy(&kv.key).into_owned(),
+                            value: String::from_utf8_lossy(&kv.value).into_owned(),
+                            mod_rev: kv.mod_revision as u64,
+                        })
+                        .collect());
+                }
+                Err(e) => last = e.message().to_string(),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(LabError::Connect(format!("reading the keys back: {last}")))
 }

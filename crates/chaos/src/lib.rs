@@ -1,18 +1,24 @@
 //! The chaos lab: a cluster of real Concord or etcd processes, a client
 //! workload whose history is recorded, faults injected on a schedule drawn
 //! from a seed, then verification (linearizability, no acknowledged write
-//! lost) and a report with each fault's recovery time.
+//! lost, watch, lock and lease guarantees) and a report with each fault's
+//! recovery time.
 //!
 //! `concord-lab list` names the scenarios; `concord-lab run SCENARIO`
 //! runs one (`src/bin/concord-lab.rs`).
 #![deny(missing_docs)]
 
 pub mod cluster;
+pub mod extra;
 pub mod lab;
+pub mod leases;
+pub mod locks;
 pub mod report;
 pub mod scenario;
 pub mod timeline;
+pub mod validate;
 pub mod verify;
+pub mod watchers;
 pub mod workload;
 
 pub use cluster::{Cluster, Target};

@@ -18,6 +18,49 @@ fn ms(v: Option<f64>) -> String {
     v.map_or("never".to_string(), |v| format!("{v:.0} ms"))
 }
 
+fn verdict(violations: &[String]) -> String {
+    match violations {
+        [] => "ok".to_string(),
+        [first, ..] => format!("**{} violations**, first: {first}", violations.len()),
+    }
+}
+
+/// The watch, lock and lease validators' lines.
+fn checks(s: &mut String, r: &Report) {
+    for w in &r.checks.watch {
+        let _ = writeln!(
+            s,
+            "- watcher {}: {} events up to rev {}, {} reconnects, {} compactions: {}",
+            w.watcher,
+            w.events,
+            w.last_rev,
+            w.reconnects,
+            w.compactions,
+            verdict(&w.violations)
+        );
+    }
+    let l = &r.checks.locks;
+    let _ = writeln!(
+        s,
+        "- locks: {} holds ({} not judged: lease not known alive throughout): {}",
+        l.holds,
+        l.invalid,
+        verdict(&l.violations)
+    );
+    let l = &r.checks.leases;
+    let _ = writeln!(
+        s,
+        "- leases: {} (ends acknowledged: {} revoked, {} expired; {} stale \"gone\" answers \
+         ignored), {} reads after the end: {}\n",
+        l.leases,
+        l.revoked,
+        l.expired,
+        l.stale_ends,
+        l.reads,
+        verdict(&l.violations)
+    );
+}
+
 /// The report in words.
 pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
@@ -33,6 +76,7 @@ pub fn markdown(r: &Report) -> String {
          lost acknowledged writes: {}; linearizability: {}; elections: {}.\n",
         r.ops, r.ok, r.unknown, r.failed_reads, r.lost_writes, r.linearizable, r.elections
     );
+    checks(&mut s, r);
     let _ = writeln!(
         s,
         "| fault | member | start | end | RTO write | RTO read | client errors |"

@@ -197,6 +197,7 @@ mod tests {
             key: "k".into(),
             value: None,
             expected: Expected(None),
+            txn: None,
             invoke: invoke_ms * 1_000_000,
             complete: complete_ms.map(|c| c * 1_000_000),
             result: complete_ms.map(|_| serde_json::json!({"value": null})),

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use concord_check::{History, Verdict};
+use concord_check::{History, IssuedWrite, Verdict};
 
 use crate::workload::Op;
 
@@ -37,25 +37,45 @@ pub fn linearizable(ops: &[Op], budget: Duration) -> String {
 /// overwrite: the final value of their key was written strictly before
 /// them (its write completed before theirs was invoked), or the key is
 /// absent (the workload never deletes), or holds a value nobody wrote.
-/// `finals` is each key's value read after healing.
+/// `finals` is each key's value read after healing. A txn counts once per
+/// key it writes.
 pub fn lost_writes<'a>(ops: &'a [Op], finals: &HashMap<String, Option<String>>) -> Vec<&'a Op> {
-    let writer: HashMap<&str, &Op> = ops
+    let writer: HashMap<(&str, &str), &Op> = ops
         .iter()
-        .filter_map(|o| o.value.as_deref().map(|v| (v, o)))
+        .flat_map(|o| o.writes().into_iter().map(move |kv| (kv, o)))
         .collect();
     ops.iter()
         .filter(|w| w.acked_write())
-        .filter(|w| {
-            let Some(Some(fin)) = finals.get(&w.key) else {
+        .flat_map(|w| w.writes().into_iter().map(move |kv| (kv, w)))
+        .filter(|&((key, value), w)| {
+            let Some(Some(fin)) = finals.get(key) else {
                 return true;
             };
-            if Some(fin) == w.value.as_ref() {
+            if fin == value {
                 return false;
             }
-            match writer.get(fin.as_str()) {
+            match writer.get(&(key, fin.as_str())) {
                 Some(f) => f.complete.is_some_and(|c| c < w.invoke),
                 None => true,
             }
+        })
+        .map(|(_, w)| w)
+        .collect()
+}
+
+/// Every write issued, for the watch validator: acknowledged ones with
+/// their revision, unanswered ones without (they may have been
+/// committed). Answered cas and txns that did not write are left out.
+pub fn issued_writes(ops: &[Op]) -> Vec<IssuedWrite> {
+    ops.iter()
+        .filter(|o| o.result.is_none() || o.acked_write())
+        .flat_map(|o| {
+            let rev = if o.result.is_some() { o.rev() } else { None };
+            o.writes().into_iter().map(move |(k, v)| IssuedWrite {
+                key: k.to_string(),
+                value: Some(v.to_string()),
+                rev,
+            })
         })
         .collect()
 }
@@ -83,6 +103,7 @@ mod tests {
             key: key.into(),
             value: Some(value.into()),
             expected: Expected(None),
+            txn: None,
             invoke,
             complete,
             result: complete.map(|_| serde_json::json!({"ok": true})),
@@ -97,6 +118,7 @@ mod tests {
             key: key.into(),
             value: None,
             expected: Expected(None),
+            txn: None,
             invoke,
             complete: Some(complete),
             result: Some(serde_json::json!({ "value": value })),
@@ -144,6 +166,66 @@ mod tests {
         // Planted: a read after the ack returns the key as absent.
         let bad = vec![put(1, "k", "a", 0, Some(10)), get("k", None, 20, 30)];
         assert!(linearizable(&bad, Duration::from_secs(5)).starts_with("violation"));
+    }
+
+    fn txn(key_a: &str, key_b: &str, value: &str, ok: Option<bool>, rev: u64) -> Op {
+        let k = |key: &str| key.to_string();
+        Op {
+            client: 3,
+            op: "txn",
+            key: k(key_a),
+            value: None,
+            expected: Expected(None),
+            txn: Some(crate::workload::TxnBody {
+                compares: vec![concord_check::Compare {
+                    key: k(key_a),
+                    cmp: concord_check::Cmp::Absent,
+                }],
+                success: vec![
+                    concord_check::TxnOp::Put {
+                        key: k(key_a),
+                        value: value.into(),
+                    },
+                    concord_check::TxnOp::Put {
+                        key: k(key_b),
+                        value: value.into(),
+                    },
+                ],
+                failure: vec![concord_check::TxnOp::Get { key: k(key_a) }],
+            }),
+            invoke: 40,
+            complete: ok.map(|_| 50),
+            result: ok.map(|ok| {
+                let values: Vec<Option<String>> = if ok { vec![] } else { vec![None] };
+                serde_json::json!({"succeeded": ok, "values": values, "rev": rev})
+            }),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn txns_are_checked_and_their_writes_counted() {
+        let t = txn("a", "b", "t", Some(true), 7);
+        let ok = vec![t.clone(), get("b", Some("t"), 60, 70)];
+        assert_eq!(linearizable(&ok, Duration::from_secs(5)), "ok");
+        // Planted: a read after the txn's ack misses its second key.
+        let bad = vec![t.clone(), get("b", None, 60, 70)];
+        assert!(linearizable(&bad, Duration::from_secs(5)).starts_with("violation"));
+        let finals = HashMap::from([
+            ("a".to_string(), Some("t".to_string())),
+            ("b".to_string(), None),
+        ]);
+        assert_eq!(lost_writes(std::slice::from_ref(&t), &finals).len(), 1);
+        let w = issued_writes(&[
+            t,
+            txn("c", "d", "u", None, 0),
+            txn("e", "f", "v", Some(false), 9),
+        ]);
+        let revs: Vec<_> = w.iter().map(|w| (w.key.as_str(), w.rev)).collect();
+        assert_eq!(
+            revs,
+            [("a", Some(7)), ("b", Some(7)), ("c", None), ("d", None)]
+        );
     }
 
     #[test]

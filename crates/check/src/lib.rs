@@ -10,7 +10,12 @@
 //! (P-compositionality), and each is searched with the Wing & Gong /
 //! Lowe algorithm with a state cache, as in the porcupine checker.
 //! Operations whose response was lost (no `complete`) may take effect at
-//! any time after their invoke, or never. The on-disk format is JSON lines;
+//! any time after their invoke, or never.
+//!
+//! Beside it live the validators of the chaos lab's other clients:
+//! [`check_watch`] (watchers saw every committed revision once, in order),
+//! [`check_locks`] (lock holders never overlapped, tokens grew) and
+//! [`check_leases`] (no key of an ended lease read afterwards). The on-disk format is JSON lines;
 //! see `HISTORY.md` in this crate.
 //!
 //! ```
@@ -30,13 +35,19 @@ mod check;
 mod explain;
 mod gen;
 mod history;
+mod lease;
+mod lock;
 mod model;
 mod partition;
 mod shrink;
+mod watch;
 mod wgl;
 
 pub use check::{check, Report, Verdict};
 pub use explain::{Candidate, Violation, WitnessOp};
 pub use gen::{generate, GenConfig};
 pub use history::{Cmp, Command, Compare, History, HistoryError, Operation, Output, Time, TxnOp};
+pub use lease::{check_leases, LeaseEnd, LeaseLife, LeaseRead, LeaseVerdict};
+pub use lock::{check_locks, Hold, LockVerdict};
 pub use model::{apply, State};
+pub use watch::{check_watch, EventKind, FinalKv, IssuedWrite, WatchEntry, WatchLog, WatchVerdict};

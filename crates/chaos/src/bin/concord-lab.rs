@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use concord_chaos::workload::WorkloadConfig;
+use concord_chaos::workload::{Mix, WorkloadConfig};
 use concord_chaos::{scenario, RunConfig, Target, SCENARIOS};
 
 #[derive(Parser)]
@@ -63,6 +63,20 @@ enum Cmd {
         /// the checker longer).
         #[arg(long, default_value_t = 256)]
         keys: usize,
+        /// Weights of the key-value ops, e.g. `get=4,put=3,cas=1,txn=2`
+        /// (a txn writes two keys of one group of four and reads a third).
+        #[arg(long, default_value = "get=4,put=3,cas=1,txn=2")]
+        mix: Mix,
+        /// Clients watching every workload key.
+        #[arg(long, default_value_t = 2)]
+        watchers: usize,
+        /// Clients taking one shared lock (v3lock, on a kept-alive lease).
+        #[arg(long, default_value_t = 3)]
+        lock_holders: usize,
+        /// Clients granting leases, putting keys with them, and revoking
+        /// them or letting them expire.
+        #[arg(long, default_value_t = 2)]
+        lease_clients: usize,
         /// The server binary (default: `concord` next to this binary, or
         /// `etcd` on the PATH).
         #[arg(long)]
@@ -117,6 +131,10 @@ fn main() -> anyhow::Result<()> {
             outage,
             clients,
             keys,
+            mix,
+            watchers,
+            lock_holders,
+            lease_clients,
             binary,
         } => {
             let Some(scenario) = scenario::find(&name) else {
@@ -137,11 +155,13 @@ fn main() -> anyhow::Result<()> {
                 every: Duration::from_secs_f64(every),
                 outage: Duration::from_secs_f64(outage),
                 workload: WorkloadConfig {
-                    clients,
-                    keys,
-                    op_timeout: Duration::from_secs(1),
-                    seed,
+                    mix,
+                    watchers,
+                    lock_holders,
+                    lease_clients,
+                    ..WorkloadConfig::new(clients, keys, seed)
                 },
+                plant: Vec::new(),
             };
             let out = cfg.out.clone();
             let rt = tokio::runtime::Runtime::new()?;
