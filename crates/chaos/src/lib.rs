@@ -9,6 +9,9 @@
 
 pub mod cluster;
 pub mod lab;
+pub mod net;
+pub mod netfault;
+pub mod relay;
 pub mod report;
 pub mod scenario;
 pub mod timeline;
@@ -32,6 +35,10 @@ pub enum LabError {
     /// No member could be reached.
     #[error("connecting: {0}")]
     Connect(String),
+    /// The network of a network scenario could not be built or changed
+    /// (not root, `ip` or `iptables` missing, a command failed).
+    #[error("network: {0}")]
+    Net(String),
     /// No leader within the time given.
     #[error("no leader within {0:?}")]
     NoLeader(std::time::Duration),
