@@ -314,6 +314,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // Without faults the members' last packets (FIN, RST) arrive, and
+        // no socket lingers to keep a deleted namespace alive.
+        if let Some(net) = &self.net {
+            let _ = net.heal();
+        }
         for i in 0..self.members.len() {
             if self.members[i].paused {
                 let _ = self.resume(i);

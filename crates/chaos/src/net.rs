@@ -45,6 +45,8 @@ impl Rule {
 pub struct Network {
     bridge: String,
     namespaces: Vec<String>,
+    /// The root namespace's ends of the veth pairs.
+    hosts: Vec<String>,
     subnet: (u8, u8),
 }
 
@@ -116,6 +118,7 @@ impl Network {
         let mut net = Network {
             bridge: format!("cb{pid}x{k}"),
             namespaces: Vec::new(),
+            hosts: Vec::new(),
             subnet,
         };
         let gw = format!("{}/24", net.gateway());
@@ -134,6 +137,7 @@ impl Network {
                     "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &ns,
                 ],
             )?;
+            net.hosts.push(host.clone());
             run("ip", &["link", "set", &host, "master", &net.bridge, "up"])?;
             run("ip", &["-n", &ns, "addr", "add", &addr, "dev", "eth0"])?;
             run("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
@@ -281,6 +285,12 @@ impl Drop for Network {
         for ns in &self.namespaces {
             remove_namespace(ns);
         }
+        // A namespace outlives `ip netns del` while sockets of its killed
+        // members still retransmit (orphans, for minutes); deleting the
+        // host ends of the veth pairs at least takes them off the host.
+        for host in &self.hosts {
+            let _ = run("ip", &["link", "del", host]);
+        }
         let _ = run("ip", &["link", "del", &self.bridge]);
     }
 }
@@ -303,7 +313,7 @@ fn owner(name: &str, prefix: &str) -> Option<i32> {
     let rest = name.strip_prefix(prefix)?;
     let (pid, rest) = rest.split_once('x')?;
     let (run, member) = match rest.split_once('m') {
-        Some((r, m)) if prefix != "cb" => (r, m),
+        Some((r, m)) if prefix != "cb" => (r, m), // namespaces, veths
         None if prefix == "cb" => (rest, "0"),
         _ => return None,
     };
@@ -332,9 +342,11 @@ pub fn sweep() -> Result<Vec<String>, LabError> {
             removed.push(ns.to_string());
         }
     }
-    for line in run("ip", &["-o", "link", "show", "type", "bridge"])?.lines() {
+    for line in run("ip", &["-o", "link", "show"])?.lines() {
         let name = line.split(':').nth(1).unwrap_or("").trim();
-        if owner(name, "cb").is_some_and(|pid| !alive(pid)) {
+        let name = name.split('@').next().unwrap_or("");
+        let mine = owner(name, "cb").or_else(|| owner(name, "cv"));
+        if mine.is_some_and(|pid| !alive(pid)) {
             let _ = run("ip", &["link", "del", name]);
             removed.push(name.to_string());
         }
@@ -351,6 +363,7 @@ mod tests {
         assert_eq!(owner("clab123x4m0", "clab"), Some(123));
         assert_eq!(owner("cb123x4", "cb"), Some(123));
         assert_eq!(owner("cb123x4m1", "cb"), None);
+        assert_eq!(owner("cv123x4m2", "cv"), Some(123));
         assert_eq!(owner("clab123x4", "clab"), None);
         assert_eq!(owner("clabx4m0", "clab"), None);
         assert_eq!(owner("cbr0", "cb"), None);

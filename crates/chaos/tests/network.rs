@@ -52,6 +52,8 @@ fn leftovers(pid: u32) -> Vec<String> {
     text.split(|c: char| c.is_whitespace() || c == ':' || c == '@')
         .filter(|w| w.starts_with(&ns) || w.starts_with(&br) || w.starts_with(&format!("cv{pid}x")))
         .map(str::to_string)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect()
 }
 
@@ -128,8 +130,8 @@ fn link_latency() {
     let _ = short_run("link-latency", 6);
 }
 
-/// A lab killed with SIGKILL leaves its namespaces, bridge and members;
-/// the next lab (or `concord-lab cleanup`) removes them.
+/// A lab killed with SIGKILL leaves its namespaces, veths, bridge and
+/// members; the next lab (or `concord-lab cleanup`) removes them.
 #[test]
 fn leftovers_of_a_dead_lab_are_swept() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -142,12 +144,19 @@ fn leftovers_of_a_dead_lab_are_swept() {
     let (ns, br) = (format!("clab{dead}x0m0"), format!("cb{dead}x0"));
     sh("ip", &["netns", "add", &ns]);
     sh("ip", &["link", "add", &br, "type", "bridge"]);
+    let veth = format!("cv{dead}x0m0");
+    sh(
+        "ip",
+        &[
+            "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ],
+    );
     let mut member = Command::new("ip")
         .args(["netns", "exec", &ns, "sleep", "60"])
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(leftovers(dead).len(), 2, "planted: {:?}", leftovers(dead));
+    assert_eq!(leftovers(dead).len(), 3, "planted: {:?}", leftovers(dead));
     net::sweep().unwrap();
     assert!(leftovers(dead).is_empty(), "{:?}", leftovers(dead));
     let status = member.wait().unwrap();
