@@ -102,7 +102,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::List => {
             for s in SCENARIOS {
-                println!("{:<16} {}", s.name, s.about);
+                println!("{:<20} {}", s.name, s.about);
             }
             Ok(())
         }
