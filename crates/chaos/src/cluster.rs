@@ -11,6 +11,7 @@ use concord_proto::etcdserverpb::StatusRequest;
 use rustix::process::{kill_process, Pid, Signal};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::net::Network;
 use crate::LabError;
 
 /// Which system the lab runs.
@@ -23,6 +24,12 @@ pub enum Target {
     Etcd,
 }
 
+/// The client port of members in network namespaces (each has its own
+/// address, so every member uses etcd's usual ports).
+pub const NETWORKED_CLIENT_PORT: u16 = 2379;
+/// The peer port of members in network namespaces.
+pub const NETWORKED_PEER_PORT: u16 = 2380;
+
 /// One member: its flags, and its process while it runs.
 #[derive(Debug)]
 struct Member {
@@ -30,6 +37,8 @@ struct Member {
     client_url: String,
     args: Vec<String>,
     log: PathBuf,
+    /// The command line before the binary (`ip netns exec NS`), if any.
+    prefix: Vec<String>,
     child: Option<Child>,
     paused: bool,
 }
@@ -40,6 +49,8 @@ pub struct Cluster {
     target: Target,
     binary: PathBuf,
     members: Vec<Member>,
+    /// Dropped after the members are killed (fields drop after `drop`).
+    net: Option<Network>,
 }
 
 /// `n` free loopback ports. They come from below Linux's ephemeral range
@@ -74,33 +85,69 @@ impl Cluster {
         dir: &Path,
     ) -> Result<Cluster, LabError> {
         let ports = free_ports(2 * size)?;
-        let peer = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i + 1]);
-        let initial: Vec<String> = (0..size)
-            .map(|i| format!("m{}={}", i + 1, peer(i)))
+        let urls = (0..size)
+            .map(|i| {
+                let url = |p: u16| format!("http://127.0.0.1:{p}");
+                (url(ports[2 * i]), url(ports[2 * i + 1]))
+            })
+            .collect();
+        Cluster::launch(target, binary, dir, urls, None)
+    }
+
+    /// Starts `size` members as [`Cluster::start`] does, each in its own
+    /// network namespace (see [`crate::net`]) so that network faults can
+    /// be injected; needs root.
+    pub fn start_networked(
+        target: Target,
+        binary: &Path,
+        size: usize,
+        dir: &Path,
+    ) -> Result<Cluster, LabError> {
+        let net = Network::create(size)?;
+        let urls = (0..size)
+            .map(|i| {
+                let url = |p: u16| format!("http://{}:{p}", net.addr(i));
+                (url(NETWORKED_CLIENT_PORT), url(NETWORKED_PEER_PORT))
+            })
+            .collect();
+        Cluster::launch(target, binary, dir, urls, Some(net))
+    }
+
+    /// Starts members with the given (client, peer) URLs.
+    fn launch(
+        target: Target,
+        binary: &Path,
+        dir: &Path,
+        urls: Vec<(String, String)>,
+        net: Option<Network>,
+    ) -> Result<Cluster, LabError> {
+        let initial: Vec<String> = (0..urls.len())
+            .map(|i| format!("m{}={}", i + 1, urls[i].1))
             .collect();
         let initial = initial.join(",");
         let mut members = Vec::new();
-        for i in 0..size {
+        for (i, (client_url, peer)) in urls.into_iter().enumerate() {
             let name = format!("m{}", i + 1);
-            let client_url = format!("http://127.0.0.1:{}", ports[2 * i]);
             let data = dir.join(format!("{name}.data"));
             let args = vec![
                 format!("--name={name}"),
                 format!("--data-dir={}", data.display()),
                 format!("--listen-client-urls={client_url}"),
                 format!("--advertise-client-urls={client_url}"),
-                format!("--listen-peer-urls={}", peer(i)),
-                format!("--initial-advertise-peer-urls={}", peer(i)),
+                format!("--listen-peer-urls={peer}"),
+                format!("--initial-advertise-peer-urls={peer}"),
                 format!("--initial-cluster={initial}"),
                 "--initial-cluster-state=new".to_string(),
                 "--initial-cluster-token=concord-lab".to_string(),
             ];
             let log = dir.join(format!("{name}.log"));
+            let prefix = net.as_ref().map_or(Vec::new(), |n| n.exec_prefix(i));
             members.push(Member {
                 name,
                 client_url,
                 args,
                 log,
+                prefix,
                 child: None,
                 paused: false,
             });
@@ -109,11 +156,17 @@ impl Cluster {
             target,
             binary: binary.to_path_buf(),
             members,
+            net,
         };
-        for i in 0..size {
+        for i in 0..c.members.len() {
             c.restart(i)?;
         }
         Ok(c)
+    }
+
+    /// The members' network, when they run in namespaces.
+    pub fn network(&self) -> Option<&Network> {
+        self.net.as_ref()
     }
 
     /// The system under test.
@@ -138,6 +191,7 @@ impl Cluster {
 
     /// Starts member `i` (again), from its data directory.
     pub fn restart(&mut self, i: usize) -> Result<(), LabError> {
+        let bin_arg = self.binary.display().to_string();
         let m = &mut self.members[i];
         if m.child.is_some() {
             return Ok(());
@@ -146,7 +200,12 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(&m.log)?;
-        let child = Command::new(&self.binary)
+        let (program, args) = match m.prefix.split_first() {
+            Some((first, rest)) => (PathBuf::from(first), [rest, &[bin_arg]].concat()),
+            None => (self.binary.clone(), Vec::new()),
+        };
+        let child = Command::new(program)
+            .args(args)
             .args(&m.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -237,8 +296,12 @@ impl Cluster {
         }
     }
 
-    /// Resumes paused members and restarts stopped ones.
+    /// Removes network faults, resumes paused members and restarts
+    /// stopped ones.
     pub fn heal(&mut self) -> Result<(), LabError> {
+        if let Some(net) = &self.net {
+            net.heal()?;
+        }
         for i in 0..self.members.len() {
             if self.members[i].paused {
                 self.resume(i)?;
@@ -251,6 +314,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // Without faults the members' last packets (FIN, RST) arrive, and
+        // no socket lingers to keep a deleted namespace alive.
+        if let Some(net) = &self.net {
+            let _ = net.heal();
+        }
         for i in 0..self.members.len() {
             if self.members[i].paused {
                 let _ = self.resume(i);

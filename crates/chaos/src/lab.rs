@@ -15,8 +15,10 @@ use concord_proto::etcdserverpb::RangeRequest;
 use concord_rng::SplitMix64;
 use serde::Serialize;
 
-use crate::cluster::{channel, Cluster, Target};
+use crate::cluster::{channel, Cluster, Target, NETWORKED_PEER_PORT};
 use crate::extra::Extra;
+use crate::netfault;
+use crate::relay::Relays;
 use crate::scenario::{schedule, FaultKind, Scenario};
 use crate::validate::{self, Plant, Verdicts};
 use crate::verify::{history_jsonl, linearizable, lost_writes, recovery};
@@ -115,7 +117,11 @@ impl Report {
 /// Runs the lab once; `progress` hears what is happening.
 pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabError> {
     std::fs::create_dir_all(&cfg.out)?;
-    let mut cluster = Cluster::start(cfg.target, &cfg.binary, cfg.members, &cfg.out)?;
+    let mut cluster = if cfg.scenario.kind.is_network() {
+        Cluster::start_networked(cfg.target, &cfg.binary, cfg.members, &cfg.out)?
+    } else {
+        Cluster::start(cfg.target, &cfg.binary, cfg.members, &cfg.out)?
+    };
     cluster.wait_for_leader(Duration::from_secs(20)).await?;
     let first_term = cluster.term().await.unwrap_or(0);
     progress("cluster up; workload started");
@@ -129,41 +135,31 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
     ));
     let mut extra = Extra::start(&cfg.workload, &cluster.endpoints(), &rec);
     let mut rng = SplitMix64::new(cfg.seed);
+    let mut relays = Relays::new(cfg.seed);
     let mut faults = Vec::new();
     let began = tokio::time::Instant::now();
     for at in schedule(cfg.secs, Duration::from_secs(2), cfg.every) {
         tokio::time::sleep_until(began + at).await;
+        if cfg.scenario.kind == FaultKind::None {
+            continue;
+        }
         let Some(leader) = cluster.leader().await else {
             progress("no leader known; fault skipped");
             continue;
         };
-        let member = match cfg.scenario.kind {
-            FaultKind::None => continue,
-            FaultKind::KillFollower => {
-                let k = rng.below(cluster.size() as u64 - 1) as usize;
-                if k >= leader {
-                    k + 1
-                } else {
-                    k
-                }
-            }
-            FaultKind::KillLeader | FaultKind::PauseLeader => leader,
-        };
-        let start = rec.now();
-        match cfg.scenario.kind {
-            FaultKind::KillLeader | FaultKind::KillFollower => cluster.kill(member)?,
-            FaultKind::PauseLeader => cluster.pause(member)?,
-            FaultKind::None => {}
+        let mut start = rec.now();
+        let kind = cfg.scenario.kind;
+        let label = inject(&mut cluster, kind, leader, &mut rng, &mut relays).await?;
+        if kind.is_network() {
+            // The fault begins when its last rule is in place (installing
+            // them takes some ms).
+            start = rec.now();
         }
-        progress(&format!("{:?} {}", cfg.scenario.kind, cluster.name(member)));
+        progress(&format!("{:?} {label}", cfg.scenario.kind));
         tokio::time::sleep(cfg.outage).await;
         cluster.heal()?;
-        faults.push((
-            cfg.scenario.kind,
-            cluster.name(member).to_string(),
-            start,
-            rec.now(),
-        ));
+        relays.clear();
+        faults.push((cfg.scenario.kind, label, start, rec.now()));
     }
     tokio::time::sleep_until(began + cfg.secs).await;
     stop.store(true, Ordering::Relaxed);
@@ -216,6 +212,38 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
     let picture = crate::timeline::svg(&title, &answered, &windows, report.secs);
     std::fs::write(cfg.out.join("timeline.svg"), picture)?;
     Ok(report)
+}
+
+/// Injects one fault of `kind`; returns which member(s) it hit, in words.
+async fn inject(
+    cluster: &mut Cluster,
+    kind: FaultKind,
+    leader: usize,
+    rng: &mut SplitMix64,
+    relays: &mut Relays,
+) -> Result<String, LabError> {
+    let member = match kind {
+        FaultKind::KillFollower => {
+            let k = rng.below(cluster.size() as u64 - 1) as usize;
+            k + usize::from(k >= leader)
+        }
+        _ => leader,
+    };
+    match kind {
+        FaultKind::KillLeader | FaultKind::KillFollower => cluster.kill(member)?,
+        FaultKind::PauseLeader => cluster.pause(member)?,
+        FaultKind::None => {}
+        _ => {
+            let plan = netfault::plan(kind, leader, cluster.size(), rng)
+                .ok_or_else(|| LabError::Net(format!("{kind:?} is not a network fault")))?;
+            let net = cluster
+                .network()
+                .ok_or_else(|| LabError::Net("the cluster has no network namespaces".into()))?;
+            netfault::apply(&plan, net, relays, NETWORKED_PEER_PORT).await?;
+            return Ok(plan.label);
+        }
+    }
+    Ok(cluster.name(member).to_string())
 }
 
 fn record(ops: &[Op], kind: FaultKind, member: String, start: u64, end: u64) -> FaultRecord {

@@ -13,6 +13,9 @@ pub mod extra;
 pub mod lab;
 pub mod leases;
 pub mod locks;
+pub mod net;
+pub mod netfault;
+pub mod relay;
 pub mod report;
 pub mod scenario;
 pub mod timeline;
@@ -38,6 +41,10 @@ pub enum LabError {
     /// No member could be reached.
     #[error("connecting: {0}")]
     Connect(String),
+    /// The network of a network scenario could not be built or changed
+    /// (not root, `ip` or `iptables` missing, a command failed).
+    #[error("network: {0}")]
+    Net(String),
     /// No leader within the time given.
     #[error("no leader within {0:?}")]
     NoLeader(std::time::Duration),

@@ -16,6 +16,33 @@ pub enum FaultKind {
     PauseLeader,
     /// Nothing: a healthy cluster under load (elections must stay 0).
     None,
+    /// Cut the leader off from every other member (both ways).
+    PartitionLeader,
+    /// Cut a minority drawn by the seed off from the majority.
+    PartitionMinority,
+    /// Two sides that cannot reach each other, the leader on one, and a
+    /// follower (the bridge) that reaches both.
+    PartitionBridge,
+    /// Drop the leader's packets to the other members; theirs to the
+    /// leader still arrive.
+    PartitionOneway,
+    /// Drop packets on the leader's links, each with a fixed chance.
+    LinkLoss,
+    /// Delay the peer traffic on the leader's links (latency ± jitter).
+    LinkLatency,
+}
+
+impl FaultKind {
+    /// A network fault: the cluster runs in network namespaces.
+    pub fn is_network(self) -> bool {
+        !matches!(
+            self,
+            FaultKind::KillLeader
+                | FaultKind::KillFollower
+                | FaultKind::PauseLeader
+                | FaultKind::None
+        )
+    }
 }
 
 /// A named scenario: one fault kind, repeated.
@@ -30,7 +57,7 @@ pub struct Scenario {
 }
 
 /// Every scenario.
-pub const SCENARIOS: [Scenario; 4] = [
+pub const SCENARIOS: [Scenario; 10] = [
     Scenario {
         name: "healthy",
         about: "no faults: the workload alone; the report counts elections (there should be none)",
@@ -50,6 +77,36 @@ pub const SCENARIOS: [Scenario; 4] = [
         name: "leader-pause",
         about: "SIGSTOP the leader, SIGCONT it after the outage (a stalled process, not a dead one); repeat",
         kind: FaultKind::PauseLeader,
+    },
+    Scenario {
+        name: "partition-leader",
+        about: "network: cut the leader off from the other members (clients still reach all); heal; repeat",
+        kind: FaultKind::PartitionLeader,
+    },
+    Scenario {
+        name: "partition-minority",
+        about: "network: cut a minority drawn by the seed off from the majority; heal; repeat",
+        kind: FaultKind::PartitionMinority,
+    },
+    Scenario {
+        name: "partition-bridge",
+        about: "network: two sides that cannot see each other (the leader on one), one follower sees both",
+        kind: FaultKind::PartitionBridge,
+    },
+    Scenario {
+        name: "partition-oneway",
+        about: "network: drop the leader's outgoing peer packets, keep its incoming ones; heal; repeat",
+        kind: FaultKind::PartitionOneway,
+    },
+    Scenario {
+        name: "link-loss",
+        about: "network: drop 30% of the packets on the leader's links, both ways; heal; repeat",
+        kind: FaultKind::LinkLoss,
+    },
+    Scenario {
+        name: "link-latency",
+        about: "network: delay the leader's peer traffic 150 ± 50 ms each way (a relay, no netem); repeat",
+        kind: FaultKind::LinkLatency,
     },
 ];
 

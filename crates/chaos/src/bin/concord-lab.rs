@@ -25,6 +25,9 @@ enum TargetArg {
 enum Cmd {
     /// List the scenarios.
     List,
+    /// Remove network namespaces, bridges and member processes that labs
+    /// which died without cleaning up (SIGKILL) left behind.
+    Cleanup,
     /// Draw a finished run's timeline.svg again from its history.jsonl and
     /// report.json.
     Timeline {
@@ -94,12 +97,35 @@ fn default_binary(target: Target) -> anyhow::Result<PathBuf> {
     })
 }
 
+/// Waits for SIGINT or SIGTERM; names the one that came.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::List => {
             for s in SCENARIOS {
-                println!("{:<16} {}", s.name, s.about);
+                println!("{:<20} {}", s.name, s.about);
             }
+            Ok(())
+        }
+        Cmd::Cleanup => {
+            let removed = concord_chaos::net::sweep()?;
+            for name in &removed {
+                println!("removed {name}");
+            }
+            eprintln!("{} leftovers removed", removed.len());
             Ok(())
         }
         Cmd::Timeline { dir } => {
@@ -166,9 +192,15 @@ fn main() -> anyhow::Result<()> {
             let out = cfg.out.clone();
             let rt = tokio::runtime::Runtime::new()?;
             let started = std::time::Instant::now();
-            let report = rt.block_on(concord_chaos::run(cfg, &|m| {
-                eprintln!("[{:>6.1}s] {m}", started.elapsed().as_secs_f64());
-            }))?;
+            let progress = |m: &str| eprintln!("[{:>6.1}s] {m}", started.elapsed().as_secs_f64());
+            // On SIGINT or SIGTERM the run is dropped, and with it the
+            // cluster: its members are killed, its namespaces deleted.
+            let report = rt.block_on(async {
+                tokio::select! {
+                    r = concord_chaos::run(cfg, &progress) => Ok(r?),
+                    s = interrupted() => Err(anyhow::anyhow!("interrupted by {s}")),
+                }
+            })?;
             print!("{}", concord_chaos::report::markdown(&report));
             eprintln!("report in {}", out.display());
             if !report.passed() {
