@@ -184,6 +184,14 @@ impl Cluster {
         self.members.iter().map(|m| m.client_url.clone()).collect()
     }
 
+    /// (name, client URL) of every member.
+    pub fn named_endpoints(&self) -> Vec<(String, String)> {
+        self.members
+            .iter()
+            .map(|m| (m.name.clone(), m.client_url.clone()))
+            .collect()
+    }
+
     /// Member `i`'s name (`m1`, `m2`, ...).
     pub fn name(&self, i: usize) -> &str {
         &self.members[i].name

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::cluster::{channel, Cluster, Target, NETWORKED_PEER_PORT};
 use crate::extra::Extra;
+use crate::leaders::{count_between, LeaderChange, LeaderWatch};
 use crate::netfault;
 use crate::relay::Relays;
 use crate::scenario::{schedule, FaultKind, Scenario};
@@ -71,6 +72,9 @@ pub struct FaultRecord {
     pub rto_read_ms: Option<f64>,
     /// Client requests that failed or timed out, invoked in the window.
     pub errors: usize,
+    /// Leader changes seen from the fault's start to the next fault's (or
+    /// the run's end): a new leader, or a moment with none.
+    pub leader_changes: usize,
 }
 
 /// The outcome of a run (`report.json`).
@@ -104,6 +108,9 @@ pub struct Report {
     pub elections: u64,
     /// The watch, lock and lease validators' verdicts.
     pub checks: Verdicts,
+    /// Leadership as the lab saw it move (the first entry is the leader
+    /// the run began with).
+    pub leader_changes: Vec<LeaderChange>,
 }
 
 impl Report {
@@ -134,6 +141,7 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         stop.clone(),
     ));
     let mut extra = Extra::start(&cfg.workload, &cluster.endpoints(), &rec);
+    let leaders = LeaderWatch::start(cluster.named_endpoints(), rec.clone());
     let mut rng = SplitMix64::new(cfg.seed);
     let mut relays = Relays::new(cfg.seed);
     let mut faults = Vec::new();
@@ -168,6 +176,7 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
     cluster.heal()?;
     cluster.wait_for_leader(Duration::from_secs(20)).await?;
     let last_term = cluster.term().await.unwrap_or(first_term);
+    let leader_changes = leaders.stop().await;
     progress("healed; reading every key back");
     let read = read_back(&cluster).await?;
     let newest = read.iter().map(|f| f.mod_rev).max().unwrap_or(0);
@@ -189,10 +198,8 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         seed: cfg.seed,
         members: cfg.members,
         secs: cfg.secs.as_secs_f64(),
-        faults: faults
-            .into_iter()
-            .map(|(kind, member, start, end)| record(&ops, kind, member, start, end))
-            .collect(),
+        faults: records_of(&faults, &ops, &leader_changes, cfg.secs),
+        leader_changes,
         ops: ops.len(),
         ok: ops.iter().filter(|o| o.result.is_some()).count(),
         unknown: ops.iter().filter(|o| o.result.is_none()).count(),
@@ -209,8 +216,16 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
     );
     let windows = crate::timeline::windows(&report.faults);
     let answered = crate::timeline::answered(&ops);
-    let picture = crate::timeline::svg(&title, &answered, &windows, report.secs);
-    std::fs::write(cfg.out.join("timeline.svg"), picture)?;
+    crate::timeline::write(
+        &cfg.out,
+        &crate::timeline::Picture {
+            title: &title,
+            ops: &answered,
+            faults: &windows,
+            leaders: &report.leader_changes,
+            secs: report.secs,
+        },
+    )?;
     Ok(report)
 }
 
@@ -246,6 +261,26 @@ async fn inject(
     Ok(cluster.name(member).to_string())
 }
 
+/// The fault records, each with the leader changes up to the next fault.
+fn records_of(
+    faults: &[(FaultKind, String, u64, u64)],
+    ops: &[Op],
+    leaders: &[LeaderChange],
+    secs: Duration,
+) -> Vec<FaultRecord> {
+    let run_end = secs.as_nanos() as u64;
+    faults
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, member, start, end))| {
+            let next = faults.get(i + 1).map_or(run_end, |f| f.2);
+            let mut r = record(ops, *kind, member.clone(), *start, *end);
+            r.leader_changes = count_between(leaders, r.start_ms, next as f64 / 1e6);
+            r
+        })
+        .collect()
+}
+
 fn record(ops: &[Op], kind: FaultKind, member: String, start: u64, end: u64) -> FaultRecord {
     let ms = |ns: u64| ns as f64 / 1e6;
     let rto_write = recovery(ops, start, true);
@@ -261,6 +296,7 @@ fn record(ops: &[Op], kind: FaultKind, member: String, start: u64, end: u64) -> 
             .iter()
             .filter(|o| o.error.is_some() && o.invoke >= start && o.invoke <= until)
             .count(),
+        leader_changes: 0,
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod cluster;
 pub mod extra;
 pub mod lab;
+pub mod leaders;
 pub mod leases;
 pub mod locks;
 pub mod net;
@@ -48,4 +49,7 @@ pub enum LabError {
     /// No leader within the time given.
     #[error("no leader within {0:?}")]
     NoLeader(std::time::Duration),
+    /// The timeline could not be rendered.
+    #[error("drawing the timeline: {0}")]
+    Picture(String),
 }

@@ -79,20 +79,21 @@ pub fn markdown(r: &Report) -> String {
     checks(&mut s, r);
     let _ = writeln!(
         s,
-        "| fault | member | start | end | RTO write | RTO read | client errors |"
+        "| fault | member | start | end | RTO write | RTO read | client errors | leader changes |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
     for f in &r.faults {
         let _ = writeln!(
             s,
-            "| {:?} | {} | {:.0} ms | {:.0} ms | {} | {} | {} |",
+            "| {:?} | {} | {:.0} ms | {:.0} ms | {} | {} | {} | {} |",
             f.kind,
             f.member,
             f.start_ms,
             f.end_ms,
             ms(f.rto_write_ms),
             ms(f.rto_read_ms),
-            f.errors
+            f.errors,
+            f.leader_changes
         );
     }
     let mut rto: Vec<f64> = r.faults.iter().filter_map(|f| f.rto_write_ms).collect();
@@ -106,5 +107,31 @@ pub fn markdown(r: &Report) -> String {
             rto.len()
         );
     }
+    leaders(&mut s, r);
     s
+}
+
+/// Leadership over the run, in one line.
+fn leaders(s: &mut String, r: &Report) {
+    if r.leader_changes.is_empty() {
+        return;
+    }
+    let moves: Vec<String> = r
+        .leader_changes
+        .iter()
+        .map(|c| {
+            let who = if c.leader.is_empty() {
+                "none"
+            } else {
+                &c.leader
+            };
+            format!("{:.1} s {who} (term {})", c.at_ms / 1000.0, c.term)
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        "
+Leaders seen: {}.",
+        moves.join(", ")
+    );
 }

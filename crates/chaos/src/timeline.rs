@@ -1,14 +1,32 @@
-//! `timeline.svg`: answered operations per second and p99 latency over
-//! the run, with each fault's window shaded and labelled. Written by hand
-//! (a few shapes and lines of text): no plotting library needed.
+//! `timeline.svg` and `timeline.png`: answered operations per second and
+//! p99 latency over the run, each fault's window shaded and labelled, each
+//! leader change marked with the new leader and term. The SVG is written
+//! by hand (a few shapes and lines of text); `resvg` renders it to PNG.
 
 use std::fmt::Write as _;
 
 use crate::lab::FaultRecord;
+use crate::leaders::LeaderChange;
 use crate::workload::Op;
+use crate::LabError;
 
 /// A shaded window: label, start and end in ms since the run began.
 pub type Window = (String, f64, f64);
+
+/// What one picture shows.
+#[derive(Debug)]
+pub struct Picture<'a> {
+    /// The heading.
+    pub title: &'a str,
+    /// (invoke, complete) in ns of every answered op.
+    pub ops: &'a [(u64, u64)],
+    /// Fault windows.
+    pub faults: &'a [Window],
+    /// Leader changes.
+    pub leaders: &'a [LeaderChange],
+    /// Length of the run.
+    pub secs: f64,
+}
 
 const WIDTH: f64 = 1000.0;
 const HEIGHT: f64 = 420.0;
@@ -35,35 +53,40 @@ pub fn windows(faults: &[FaultRecord]) -> Vec<Window> {
         .collect()
 }
 
-/// The same from a run directory's `history.jsonl` and `report.json`
-/// (`concord-lab timeline DIR` draws a run again).
-pub fn from_files(history: &str, report: &serde_json::Value) -> (Vec<(u64, u64)>, Vec<Window>) {
+/// What a run directory's `history.jsonl` and `report.json` hold for the
+/// picture (`concord-lab timeline DIR` draws a run again).
+pub type FromFiles = (Vec<(u64, u64)>, Vec<Window>, Vec<LeaderChange>);
+
+/// The same from a run directory's files.
+pub fn from_files(history: &str, report: &serde_json::Value) -> FromFiles {
     let ops = history
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|o| !o["result"].is_null())
         .filter_map(|o| Some((o["invoke"].as_u64()?, o["complete"].as_u64()?)))
         .collect();
-    let faults = report["faults"]
-        .as_array()
-        .map(|fs| {
-            fs.iter()
-                .map(|f| {
-                    let label = format!(
-                        "{} {}",
-                        f["kind"].as_str().unwrap_or("?"),
-                        f["member"].as_str().unwrap_or("?")
-                    );
-                    (
-                        label,
-                        f["start_ms"].as_f64().unwrap_or(0.0),
-                        f["end_ms"].as_f64().unwrap_or(0.0),
-                    )
-                })
-                .collect()
+    let list = |k: &str| report[k].as_array().cloned().unwrap_or_default();
+    let faults = list("faults")
+        .iter()
+        .map(|f| {
+            let label = format!(
+                "{} {}",
+                f["kind"].as_str().unwrap_or("?"),
+                f["member"].as_str().unwrap_or("?")
+            );
+            let ms = |k: &str| f[k].as_f64().unwrap_or(0.0);
+            (label, ms("start_ms"), ms("end_ms"))
         })
-        .unwrap_or_default();
-    (ops, faults)
+        .collect();
+    let leaders = list("leader_changes")
+        .iter()
+        .map(|c| LeaderChange {
+            at_ms: c["at_ms"].as_f64().unwrap_or(0.0),
+            leader: c["leader"].as_str().unwrap_or("").to_string(),
+            term: c["term"].as_u64().unwrap_or(0),
+        })
+        .collect();
+    (ops, faults, leaders)
 }
 
 /// Per bucket: answered ops per second and p99 latency in ms.
@@ -89,8 +112,9 @@ pub fn series(ops: &[(u64, u64)], secs: f64) -> Vec<(f64, f64)> {
 }
 
 /// The picture, as SVG text.
-pub fn svg(title: &str, ops: &[(u64, u64)], faults: &[Window], secs: f64) -> String {
-    let data = series(ops, secs);
+pub fn svg(p: &Picture) -> String {
+    let (title, faults, secs) = (p.title, p.faults, p.secs);
+    let data = series(p.ops, secs);
     let max_rate = data.iter().map(|d| d.0).fold(1.0, f64::max) * 1.1;
     let max_lat = data.iter().map(|d| d.1).fold(1.0, f64::max) * 1.1;
     let (w, h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
@@ -117,6 +141,7 @@ pub fn svg(title: &str, ops: &[(u64, u64)], faults: &[Window], secs: f64) -> Str
             escape(label)
         );
     }
+    leader_marks(&mut s, p.leaders, &x);
     let line = |pick: &dyn Fn(&(f64, f64)) -> f64, max: f64| {
         data.iter()
             .enumerate()
@@ -145,6 +170,59 @@ pub fn svg(title: &str, ops: &[(u64, u64)], faults: &[Window], secs: f64) -> Str
     s
 }
 
+/// A dashed line where leadership moved, labelled with the new leader and
+/// its term (`none` while no member knows one). The first change is the
+/// leader the run began with.
+fn leader_marks(s: &mut String, leaders: &[LeaderChange], x: &dyn Fn(f64) -> f64) {
+    let h = HEIGHT - TOP - BOTTOM;
+    for (i, c) in leaders.iter().enumerate().skip(1) {
+        let xx = x(c.at_ms);
+        let who = if c.leader.is_empty() {
+            "none"
+        } else {
+            &c.leader
+        };
+        // Labels alternate between two rows so neighbours stay readable.
+        let row = TOP + h - 6.0 - 12.0 * (i % 2) as f64;
+        let _ = writeln!(
+            s,
+            r##"<line x1="{xx:.1}" y1="{TOP}" x2="{xx:.1}" y2="{:.1}" stroke="#555" stroke-dasharray="3,3"/><text x="{:.1}" y="{row:.1}" font-size="9" fill="#333">{} t{}</text>"##,
+            TOP + h,
+            xx + 2.0,
+            escape(who),
+            c.term
+        );
+    }
+}
+
+/// The SVG rendered to PNG (fonts from the system; text is left out when
+/// none is installed).
+pub fn png(svg: &str) -> Result<Vec<u8>, LabError> {
+    let mut opt = resvg::usvg::Options::default();
+    opt.fontdb_mut().load_system_fonts();
+    let tree =
+        resvg::usvg::Tree::from_str(svg, &opt).map_err(|e| LabError::Picture(e.to_string()))?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or_else(|| LabError::Picture("empty picture".into()))?;
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::default(),
+        &mut pixmap.as_mut(),
+    );
+    pixmap
+        .encode_png()
+        .map_err(|e| LabError::Picture(e.to_string()))
+}
+
+/// Writes `timeline.svg` and `timeline.png` into `dir`.
+pub fn write(dir: &std::path::Path, p: &Picture) -> Result<(), LabError> {
+    let svg = svg(p);
+    std::fs::write(dir.join("timeline.svg"), &svg)?;
+    std::fs::write(dir.join("timeline.png"), png(&svg)?)?;
+    Ok(())
+}
+
 fn axes(s: &mut String, secs: f64, max_rate: f64, max_lat: f64) {
     let (w, h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
     let _ = writeln!(
@@ -170,7 +248,7 @@ fn axes(s: &mut String, secs: f64, max_rate: f64, max_lat: f64) {
     }
     let _ = writeln!(
         s,
-        r##"<text x="{LEFT}" y="{:.1}" fill="#1f5fbf">answered ops/s</text><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#c0392b">p99 latency, ms</text><text x="{:.1}" y="{:.1}" text-anchor="middle">shaded: fault windows</text>"##,
+        r##"<text x="{LEFT}" y="{:.1}" fill="#1f5fbf">answered ops/s</text><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#c0392b">p99 latency, ms</text><text x="{:.1}" y="{:.1}" text-anchor="middle">shaded: fault windows; dashed: new leader and term</text>"##,
         HEIGHT - 8.0,
         WIDTH - RIGHT,
         HEIGHT - 8.0,
@@ -215,7 +293,31 @@ mod tests {
         assert_eq!(s[0].0, 40.0);
         assert_eq!(s[0].1, 5.0);
         assert_eq!(s[1], (0.0, 0.0));
-        let pic = svg("t <1>", &answered(&ops), &[], 0.5);
+        let leaders = [
+            LeaderChange {
+                at_ms: 0.0,
+                leader: "m1".into(),
+                term: 2,
+            },
+            LeaderChange {
+                at_ms: 300.0,
+                leader: "m3".into(),
+                term: 3,
+            },
+        ];
+        let faults = [("KillLeader m1".to_string(), 250.0, 400.0)];
+        let pic = svg(&Picture {
+            title: "t <1>",
+            ops: &answered(&ops),
+            faults: &faults,
+            leaders: &leaders,
+            secs: 0.5,
+        });
         assert!(pic.starts_with("<svg") && pic.contains("t &lt;1&gt;"));
+        // The run's first leader is not a change; the second is marked.
+        assert!(pic.contains("m3 t3") && !pic.contains("m1 t2"));
+        assert!(pic.contains("KillLeader m1"));
+        let png = png(&pic).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
     }
 }

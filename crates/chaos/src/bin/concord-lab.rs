@@ -132,7 +132,7 @@ fn main() -> anyhow::Result<()> {
             let history = std::fs::read_to_string(dir.join("history.jsonl"))?;
             let report: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(dir.join("report.json"))?)?;
-            let (ops, windows) = concord_chaos::timeline::from_files(&history, &report);
+            let (ops, windows, leaders) = concord_chaos::timeline::from_files(&history, &report);
             let title = format!(
                 "{} on {}, {} members, seed {}",
                 report["scenario"].as_str().unwrap_or("?"),
@@ -141,9 +141,15 @@ fn main() -> anyhow::Result<()> {
                 report["seed"]
             );
             let secs = report["secs"].as_f64().unwrap_or(0.0);
-            let svg = concord_chaos::timeline::svg(&title, &ops, &windows, secs);
-            std::fs::write(dir.join("timeline.svg"), svg)?;
-            eprintln!("wrote {}", dir.join("timeline.svg").display());
+            let picture = concord_chaos::timeline::Picture {
+                title: &title,
+                ops: &ops,
+                faults: &windows,
+                leaders: &leaders,
+                secs,
+            };
+            concord_chaos::timeline::write(&dir, &picture)?;
+            eprintln!("wrote timeline.svg and timeline.png in {}", dir.display());
             Ok(())
         }
         Cmd::Run {
