@@ -78,6 +78,11 @@ impl CausalContext {
         &self.vv
     }
 
+    /// The dots outside the vector's prefixes, in order.
+    pub fn cloud(&self) -> impl Iterator<Item = Dot> + '_ {
+        self.cloud.iter().copied()
+    }
+
     /// Number of dots outside the vector's prefixes.
     pub fn cloud_len(&self) -> usize {
         self.cloud.len()

@@ -13,11 +13,49 @@ use std::collections::{BTreeMap, BTreeSet};
 /// et al.).
 ///
 /// Invariants: every element has at least one dot; every dot held is in
-/// the context.
+/// the context; `by_dot` maps exactly the dots held to their element (it
+/// makes merging a delta cost the delta's size, not the set's).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "Repr<E>", from = "Repr<E>")]
+#[serde(bound(
+    serialize = "E: Ord + Clone + Serialize",
+    deserialize = "E: Ord + Clone + Deserialize<'de>"
+))]
 pub struct OrSet<E: Ord> {
     entries: BTreeMap<E, BTreeSet<Dot>>,
     ctx: CausalContext,
+    by_dot: BTreeMap<Dot, E>,
+}
+
+/// The serialized form: the index is rebuilt, not shipped.
+#[derive(Serialize, Deserialize)]
+struct Repr<E: Ord> {
+    entries: BTreeMap<E, BTreeSet<Dot>>,
+    ctx: CausalContext,
+}
+
+impl<E: Ord + Clone> From<OrSet<E>> for Repr<E> {
+    fn from(s: OrSet<E>) -> Self {
+        Repr {
+            entries: s.entries,
+            ctx: s.ctx,
+        }
+    }
+}
+
+impl<E: Ord + Clone> From<Repr<E>> for OrSet<E> {
+    fn from(r: Repr<E>) -> Self {
+        let by_dot = r
+            .entries
+            .iter()
+            .flat_map(|(e, ds)| ds.iter().map(move |d| (*d, e.clone())))
+            .collect();
+        OrSet {
+            entries: r.entries,
+            ctx: r.ctx,
+            by_dot,
+        }
+    }
 }
 
 impl<E: Ord> Default for OrSet<E> {
@@ -25,6 +63,7 @@ impl<E: Ord> Default for OrSet<E> {
         OrSet {
             entries: BTreeMap::new(),
             ctx: CausalContext::new(),
+            by_dot: BTreeMap::new(),
         }
     }
 }
@@ -33,6 +72,10 @@ impl<E: Ord + Clone> OrSet<E> {
     /// The empty set.
     pub fn new() -> Self {
         OrSet::default()
+    }
+
+    fn delta(entries: BTreeMap<E, BTreeSet<Dot>>, ctx: CausalContext) -> OrSet<E> {
+        Repr { entries, ctx }.into()
     }
 
     /// `node` adds `e`; returns the delta (the new dot, replacing the
@@ -45,21 +88,23 @@ impl<E: Ord + Clone> OrSet<E> {
             .entries
             .insert(e.clone(), BTreeSet::from([dot]))
             .unwrap_or_default();
-        self.ctx.insert(dot);
-        OrSet {
-            ctx: CausalContext::from_dots(old.into_iter().chain([dot])),
-            entries: BTreeMap::from([(e, BTreeSet::from([dot]))]),
+        for d in &old {
+            self.by_dot.remove(d);
         }
+        self.by_dot.insert(dot, e.clone());
+        self.ctx.insert(dot);
+        let ctx = CausalContext::from_dots(old.into_iter().chain([dot]));
+        Self::delta(BTreeMap::from([(e, BTreeSet::from([dot]))]), ctx)
     }
 
     /// Removes `e` as this replica sees it; returns the delta (just the
     /// dots removed). Adds this replica has not seen survive.
     pub fn remove(&mut self, e: &E) -> OrSet<E> {
         let old = self.entries.remove(e).unwrap_or_default();
-        OrSet {
-            ctx: CausalContext::from_dots(old),
-            entries: BTreeMap::new(),
+        for d in &old {
+            self.by_dot.remove(d);
         }
+        Self::delta(BTreeMap::new(), CausalContext::from_dots(old))
     }
 
     /// True if `e` is in the set.
@@ -86,33 +131,58 @@ impl<E: Ord + Clone> OrSet<E> {
     pub fn context(&self) -> &CausalContext {
         &self.ctx
     }
+
+    /// The dots held here that `other` has seen, for elements `other` does
+    /// not hold: those it removed. Found through the index, so the cost is
+    /// the number of such dots, not the size of the set.
+    fn removed_by(&self, other: &OrSet<E>) -> Vec<Dot> {
+        let prefixes = other.ctx.vv().iter().flat_map(|(node, n)| {
+            self.by_dot
+                .range(Dot::new(node, 1)..=Dot::new(node, n.max(1)))
+                .map(|(d, _)| *d)
+        });
+        let cloud = other.ctx.cloud().filter(|d| self.by_dot.contains_key(d));
+        prefixes
+            .chain(cloud)
+            .filter(|d| !other.entries.contains_key(&self.by_dot[d]))
+            .collect()
+    }
+
+    fn drop_dot(&mut self, d: Dot) {
+        let e = self.by_dot.remove(&d).expect("indexed dot");
+        let ds = self.entries.get_mut(&e).expect("indexed element");
+        ds.remove(&d);
+        if ds.is_empty() {
+            self.entries.remove(&e);
+        }
+    }
 }
 
 impl<E: Ord + Clone> Crdt for OrSet<E> {
     fn merge(&mut self, other: &Self) {
-        // In place: keys on both sides join their dots; keys only here lose
-        // the dots the other side has seen; keys only there bring the dots
-        // this side has not seen. `ctx` is still this side's old context.
-        let OrSet { entries, ctx } = self;
-        entries.retain(|k, mine| {
-            match other.entries.get(k) {
-                Some(theirs) => *mine = dots::join(mine, ctx, theirs, &other.ctx),
-                None => mine.retain(|d| !other.ctx.contains(*d)),
+        // Elements only here lose the dots the other side has seen (it
+        // removed them); elements on the other side join dot sets. Both
+        // read this side's old context, merged last.
+        for d in self.removed_by(other) {
+            self.drop_dot(d);
+        }
+        let empty = BTreeSet::new();
+        for (e, theirs) in &other.entries {
+            let mine = self.entries.get(e).unwrap_or(&empty);
+            let kept = dots::join(mine, &self.ctx, theirs, &other.ctx);
+            for d in mine.difference(&kept).copied().collect::<Vec<_>>() {
+                self.by_dot.remove(&d);
             }
-            !mine.is_empty()
-        });
-        for (k, theirs) in &other.entries {
-            if !entries.contains_key(k) {
-                let fresh: BTreeSet<Dot> = theirs
-                    .iter()
-                    .filter(|d| !ctx.contains(**d))
-                    .copied()
-                    .collect();
-                if !fresh.is_empty() {
-                    entries.insert(k.clone(), fresh);
-                }
+            for d in &kept {
+                self.by_dot.insert(*d, e.clone());
+            }
+            if kept.is_empty() {
+                self.entries.remove(e);
+            } else {
+                self.entries.insert(e.clone(), kept);
             }
         }
-        ctx.merge(&other.ctx);
+        self.ctx.merge(&other.ctx);
+        debug_assert_eq!(self.by_dot.len(), self.entries.values().map(BTreeSet::len).sum::<usize>());
     }
 }
