@@ -170,10 +170,13 @@ impl<E: Ord + Clone> Crdt for OrSet<E> {
         for (e, theirs) in &other.entries {
             let mine = self.entries.get(e).unwrap_or(&empty);
             let kept = dots::join(mine, &self.ctx, theirs, &other.ctx);
-            for d in mine.difference(&kept).copied().collect::<Vec<_>>() {
-                self.by_dot.remove(&d);
+            if kept == *mine {
+                continue;
             }
-            for d in &kept {
+            for d in mine.difference(&kept) {
+                self.by_dot.remove(d);
+            }
+            for d in kept.difference(mine) {
                 self.by_dot.insert(*d, e.clone());
             }
             if kept.is_empty() {
