@@ -186,6 +186,9 @@ impl<E: Ord + Clone> Crdt for OrSet<E> {
             }
         }
         self.ctx.merge(&other.ctx);
-        debug_assert_eq!(self.by_dot.len(), self.entries.values().map(BTreeSet::len).sum::<usize>());
+        debug_assert_eq!(
+            self.by_dot.len(),
+            self.entries.values().map(BTreeSet::len).sum::<usize>()
+        );
     }
 }
