@@ -32,12 +32,8 @@ fn kind(e: &Event) -> String {
     match &e.kind {
         Kind::Write(v) => format!("write {v}"),
         Kind::Send { to, .. } => format!("send -> {}", name(*to)),
-        Kind::Recv { from, msg } => format!("recv <- {} ({})", name(*from), run_label(*from, *msg)),
+        Kind::Recv { from, .. } => format!("recv <- {}", name(*from)),
     }
-}
-
-fn run_label(_from: usize, msg: usize) -> String {
-    format!("msg {msg}")
 }
 
 /// The lab's report as tables.
@@ -66,23 +62,36 @@ pub fn lab_table(run: &Run, f: &Findings, w: &Writes, files: &[String], events: 
         .collect();
     println!("clocks: {}", clocks.join(" | "));
     if events {
-        println!(
-            "\n{:<5} {:<22} {:>9} {:>9} {:>4}  {:<18} HLC",
-            "event", "what", "true", "wall", "L", "vector clock"
-        );
-        for e in &run.events {
-            println!(
-                "{:<5} {:<22} {:>9} {:>9} {:>4}  {:<18} {}",
-                e.label,
-                kind(e),
-                ms(e.true_ns as i64),
-                ms(e.wall_ns),
-                e.lamport,
-                dense(run, e),
-                e.hlc
-            );
-        }
+        event_table(run);
     }
+    ordering(run, f);
+    registers(w);
+    for file in files {
+        println!("wrote {file}");
+    }
+}
+
+fn event_table(run: &Run) {
+    let head = ("event", "what", "true", "wall", "L", "vector clock");
+    println!(
+        "\n{:<5} {:<22} {:>9} {:>9} {:>4}  {:<18} HLC",
+        head.0, head.1, head.2, head.3, head.4, head.5
+    );
+    for e in &run.events {
+        println!(
+            "{:<5} {:<22} {:>9} {:>9} {:>4}  {:<18} {}",
+            e.label,
+            kind(e),
+            ms(e.true_ns as i64),
+            ms(e.wall_ns),
+            e.lamport,
+            dense(run, e),
+            e.hlc_text()
+        );
+    }
+}
+
+fn ordering(run: &Run, f: &Findings) {
     println!(
         "\nordering ({} causal pairs, {} concurrent pairs)",
         f.causal_pairs, f.concurrent_pairs
@@ -119,15 +128,11 @@ pub fn lab_table(run: &Run, f: &Findings, w: &Writes, files: &[String], events: 
         f.clock_bugs.len(),
         ms(f.max_hlc_lead_ns),
         run.flagged,
-        c.max_offset_ms
+        run.config.max_offset_ms
     );
-    registers(run, w);
-    for file in files {
-        println!("wrote {file}");
-    }
 }
 
-fn registers(run: &Run, w: &Writes) {
+fn registers(w: &Writes) {
     let none = "(none)".to_owned();
     println!(
         "\none register, every process writing, replicas merged through messages and at the end"
@@ -166,7 +171,6 @@ fn registers(run: &Run, w: &Writes) {
             lost.join(" ")
         );
     }
-    let _ = run;
 }
 
 /// The lab's report as JSON.

@@ -151,97 +151,115 @@ pub fn name(i: usize) -> char {
     (b'A' + i as u8) as char
 }
 
+/// The state of a run in progress.
+struct World {
+    procs: Vec<Proc>,
+    inflight: Vec<Message>,
+    events: Vec<Event>,
+    flagged: u64,
+    wall_ignored: Vec<(usize, String)>,
+}
+
+impl World {
+    /// Process `m.to` receives message `m`.
+    fn receive(&mut self, m: Message, t: u64) -> Event {
+        let p = &mut self.procs[m.to];
+        let before = p.hlc.flagged();
+        let kind = Kind::Recv {
+            from: m.from,
+            msg: m.id,
+        };
+        let ev = step(p, m.to, t, kind, Some(&m), self.events.len());
+        self.flagged += p.hlc.flagged() - before;
+        ev
+    }
+
+    /// `from` sends its clocks and registers to `to`, arriving after `delay`.
+    fn send(&mut self, from: usize, to: usize, t: u64, delay: u64) -> Event {
+        let id = self.events.len();
+        let p = &mut self.procs[from];
+        let ev = step(p, from, t, Kind::Send { to, msg: id }, None, id);
+        self.inflight.push(Message {
+            from,
+            to,
+            id,
+            deliver_at: t + delay,
+            lamport: ev.lamport,
+            vc: ev.vc.clone(),
+            hlc: ev.hlc,
+            registers: p.registers.clone(),
+        });
+        ev
+    }
+
+    /// `from` writes the register; notes it if LWW-by-wall ignored it.
+    fn write(&mut self, from: usize, t: u64) -> Event {
+        let p = &mut self.procs[from];
+        let value = format!("{}{}", name(from), p.count + 1);
+        let ev = step(
+            p,
+            from,
+            t,
+            Kind::Write(value.clone()),
+            None,
+            self.events.len(),
+        );
+        let kept = p.registers.lww_wall.get().expect("just written");
+        if *kept != value {
+            self.wall_ignored.push((ev.id, kept.clone()));
+        }
+        ev
+    }
+}
+
 /// Runs the simulation described by `cfg`.
 pub fn run(cfg: &Config) -> Run {
     assert!((2..=8).contains(&cfg.procs), "2 to 8 processes");
     let mut rng = SplitMix64::new(cfg.seed);
-    let mut procs: Vec<Proc> = (0..cfg.procs).map(|_| Proc::new(&mut rng, cfg)).collect();
-    let mut inflight: Vec<Message> = Vec::new();
-    let mut events = Vec::new();
+    let procs = (0..cfg.procs).map(|_| Proc::new(&mut rng, cfg)).collect();
+    let mut w = World {
+        procs,
+        inflight: Vec::new(),
+        events: Vec::new(),
+        flagged: 0,
+        wall_ignored: Vec::new(),
+    };
+    let n = cfg.procs as u64;
     let mut t = 0u64;
-    let mut flagged = 0;
-    let mut wall_ignored = Vec::new();
-    while events.len() < cfg.events || !inflight.is_empty() {
+    while w.events.len() < cfg.events || !w.inflight.is_empty() {
         t += rng.range(2, 12) * MS;
-        let due = inflight.iter().position(|m| m.deliver_at <= t);
-        let draining = events.len() >= cfg.events;
+        let due = w.inflight.iter().position(|m| m.deliver_at <= t);
+        let draining = w.events.len() >= cfg.events;
         let ev = match due {
             Some(i) if draining || rng.chance(0.7) => {
-                let m = inflight.swap_remove(i);
-                let p = &mut procs[m.to];
-                let before = p.hlc.flagged();
-                let ev = step(
-                    p,
-                    m.to,
-                    t,
-                    Kind::Recv {
-                        from: m.from,
-                        msg: m.id,
-                    },
-                    Some(&m),
-                    events.len(),
-                );
-                flagged += p.hlc.flagged() - before;
-                ev
+                let m = w.inflight.swap_remove(i);
+                w.receive(m, t)
             }
             _ if draining => continue,
             _ => {
-                let from = rng.below(cfg.procs as u64) as usize;
+                let from = rng.below(n) as usize;
                 if rng.chance(0.55) {
-                    let to = (from + 1 + rng.below(cfg.procs as u64 - 1) as usize) % cfg.procs;
-                    let id = events.len();
-                    let ev = step(
-                        &mut procs[from],
-                        from,
-                        t,
-                        Kind::Send { to, msg: id },
-                        None,
-                        id,
-                    );
-                    let p = &procs[from];
-                    inflight.push(Message {
-                        from,
-                        to,
-                        id,
-                        deliver_at: t + rng.range(8, 60) * MS,
-                        lamport: ev.lamport,
-                        vc: ev.vc.clone(),
-                        hlc: ev.hlc,
-                        registers: p.registers.clone(),
-                    });
-                    ev
+                    let to = (from + 1 + rng.below(n - 1) as usize) % cfg.procs;
+                    let delay = rng.range(8, 60) * MS;
+                    w.send(from, to, t, delay)
                 } else {
-                    let value = format!("{}{}", name(from), procs[from].count + 1);
-                    let ev = step(
-                        &mut procs[from],
-                        from,
-                        t,
-                        Kind::Write(value.clone()),
-                        None,
-                        events.len(),
-                    );
-                    let kept = procs[from].registers.lww_wall.get().expect("just written");
-                    if *kept != value {
-                        wall_ignored.push((ev.id, kept.clone()));
-                    }
-                    ev
+                    w.write(from, t)
                 }
             }
         };
-        events.push(ev);
+        w.events.push(ev);
     }
     let mut registers = Registers::default();
-    for p in &procs {
+    for p in &w.procs {
         registers.merge(&p.registers);
     }
-    let clocks = procs.iter().map(|p| (p.offset, p.drift)).collect();
     Run {
         config: cfg.clone(),
-        events,
-        clocks,
-        flagged,
+        clocks: w.procs.iter().map(|p| (p.offset, p.drift)).collect(),
+        events: w.events,
+        flagged: w.flagged,
         registers,
-        wall_ignored,
+        wall_ignored: w.wall_ignored,
     }
 }
 
@@ -286,5 +304,14 @@ impl Event {
     /// The HLC's physical part relative to the run's start, ns.
     pub fn hlc_rel_ns(&self) -> i64 {
         (self.hlc.wall as i128 - EPOCH as i128) as i64
+    }
+
+    /// The HLC timestamp for people: `physical ms since the start, logical`.
+    pub fn hlc_text(&self) -> String {
+        format!(
+            "{:.3} ms,{}",
+            self.hlc_rel_ns() as f64 / 1e6,
+            self.hlc.logical
+        )
     }
 }

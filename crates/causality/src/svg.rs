@@ -72,7 +72,7 @@ fn tooltip(run: &Run, e: &Event) -> String {
         e.wall_ns as f64 / 1e6,
         e.lamport,
         dense(run, e),
-        e.hlc
+        e.hlc_text()
     )
 }
 
