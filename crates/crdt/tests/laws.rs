@@ -182,3 +182,32 @@ proptest! {
         prop_assert_eq!(full.value(), expected);
     }
 }
+
+/// A counter whose merge adds instead of taking the maximum: not
+/// idempotent, so duplicated deltas double-count. The harness must say so.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct BrokenCounter(u64);
+
+impl Crdt for BrokenCounter {
+    fn merge(&mut self, other: &Self) {
+        self.0 += other.0;
+    }
+}
+
+fn broken(c: &mut BrokenCounter, _: u64, _: u8, arg: u8, _: Timestamp) -> BrokenCounter {
+    c.0 += u64::from(arg) + 1;
+    BrokenCounter(u64::from(arg) + 1)
+}
+
+#[test]
+fn the_harness_catches_a_merge_that_is_not_a_join() {
+    let ops = [
+        Op::Mutate {
+            replica: 0,
+            kind: 0,
+            arg: 1,
+        },
+        Op::Sync { to: 1, from: 0 },
+    ];
+    assert!(check(&ops, 1, broken).is_err());
+}
