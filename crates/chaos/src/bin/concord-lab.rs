@@ -197,16 +197,20 @@ fn main() -> anyhow::Result<()> {
             };
             let out = cfg.out.clone();
             let rt = tokio::runtime::Runtime::new()?;
-            let started = std::time::Instant::now();
-            let progress = |m: &str| eprintln!("[{:>6.1}s] {m}", started.elapsed().as_secs_f64());
+            let bar = Bar::new(secs);
+            let progress = |m: &str| bar.say(m);
             // On SIGINT or SIGTERM the run is dropped, and with it the
             // cluster: its members are killed, its namespaces deleted.
             let report = rt.block_on(async {
-                tokio::select! {
+                let ticking = bar.tick_every_quarter_second();
+                let r = tokio::select! {
                     r = concord_chaos::run(cfg, &progress) => Ok(r?),
                     s = interrupted() => Err(anyhow::anyhow!("interrupted by {s}")),
-                }
+                };
+                ticking.abort();
+                r
             })?;
+            bar.done();
             print!("{}", concord_chaos::report::markdown(&report));
             eprintln!("report in {}", out.display());
             if !report.passed() {
@@ -214,5 +218,52 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// The run's progress: a bar of the run's seconds on a terminal, with the
+/// lab's messages above it; plain timestamped lines otherwise (logs, CI).
+struct Bar {
+    bar: indicatif::ProgressBar,
+    started: std::time::Instant,
+}
+
+impl Bar {
+    fn new(secs: u64) -> Bar {
+        let bar = indicatif::ProgressBar::new(secs);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("[{bar:40}] {pos}/{len} s  {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        Bar {
+            bar,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn say(&self, m: &str) {
+        let line = format!("[{:>6.1}s] {m}", self.started.elapsed().as_secs_f64());
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+            self.bar.set_message(m.to_string());
+        }
+    }
+
+    /// Moves the bar with the clock (the run itself reports only phases).
+    fn tick_every_quarter_second(&self) -> tokio::task::JoinHandle<()> {
+        let (bar, started) = (self.bar.clone(), self.started);
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(started.elapsed().as_secs().min(bar.length().unwrap_or(0)));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    }
+
+    fn done(&self) {
+        self.bar.finish_and_clear();
     }
 }
