@@ -121,6 +121,9 @@ impl Cluster {
         urls: Vec<(String, String)>,
         net: Option<Network>,
     ) -> Result<Cluster, LabError> {
+        // Members an earlier lab left running (it was SIGKILLed) would
+        // hold ports and CPU.
+        crate::orphans::sweep();
         let initial: Vec<String> = (0..urls.len())
             .map(|i| format!("m{}={}", i + 1, urls[i].1))
             .collect();
@@ -212,9 +215,11 @@ impl Cluster {
             Some((first, rest)) => (PathBuf::from(first), [rest, &[bin_arg]].concat()),
             None => (self.binary.clone(), Vec::new()),
         };
+        let (owner, me) = crate::orphans::mark();
         let child = Command::new(program)
             .args(args)
             .args(&m.args)
+            .env(owner, me)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -16,6 +16,7 @@ pub mod leases;
 pub mod locks;
 pub mod net;
 pub mod netfault;
+pub mod orphans;
 pub mod relay;
 pub mod report;
 pub mod scenario;

@@ -121,6 +121,9 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Cleanup => {
+            for pid in concord_chaos::orphans::sweep() {
+                println!("killed member process {pid} of a lab that is gone");
+            }
             let removed = concord_chaos::net::sweep()?;
             for name in &removed {
                 println!("removed {name}");
