@@ -199,7 +199,18 @@ fn leader_marks(s: &mut String, leaders: &[LeaderChange], x: &dyn Fn(f64) -> f64
 /// none is installed).
 pub fn png(svg: &str) -> Result<Vec<u8>, LabError> {
     let mut opt = resvg::usvg::Options::default();
-    opt.fontdb_mut().load_system_fonts();
+    let db = opt.fontdb_mut();
+    db.load_system_fonts();
+    // "sans-serif" means Arial to fontdb unless told otherwise: map it to
+    // a family this machine has (DejaVu Sans on Debian).
+    let family = db
+        .faces()
+        .flat_map(|f| f.families.iter().map(|(name, _)| name.clone()))
+        .min_by_key(|name| (name != "DejaVu Sans", !name.contains("Sans"), name.clone()));
+    if let Some(family) = family {
+        db.set_sans_serif_family(family.clone());
+        opt.font_family = family;
+    }
     let tree =
         resvg::usvg::Tree::from_str(svg, &opt).map_err(|e| LabError::Picture(e.to_string()))?;
     let size = tree.size().to_int_size();
