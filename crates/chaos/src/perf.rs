@@ -20,6 +20,8 @@ use crate::{LabError, Target};
 
 /// How long throughput is counted before a fault and after its healing.
 const WINDOW: Duration = Duration::from_secs(2);
+/// How long past the outage a fault lasts while no new leader is known.
+const LATE: Duration = Duration::from_secs(8);
 
 /// One fault and what followed.
 #[derive(Debug, Clone, Serialize)]
@@ -29,7 +31,7 @@ pub struct Trial {
     /// The member hit.
     pub member: String,
     /// From the fault to a survivor reporting a new leader (`None`: none
-    /// within the outage).
+    /// within the outage and 8 s more).
     pub election_ms: Option<f64>,
     /// From the fault to the first acknowledged write invoked after it.
     pub first_write_ms: Option<f64>,
@@ -224,11 +226,17 @@ async fn fault(
     }
     let deadline = tokio::time::Instant::now() + outage;
     let mut elected = None;
-    while tokio::time::Instant::now() < deadline {
+    // An election slower than the outage is waited for (up to LATE more),
+    // not cut short by the old leader's return.
+    loop {
         // `leader()` asks only running, unpaused members: the old leader
         // does not answer, so any leader found is a new one.
         if elected.is_none() && cluster.leader().await.is_some() {
             elected = Some(rec.now() - start);
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline && (elected.is_some() || now >= deadline + LATE) {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
