@@ -41,6 +41,10 @@ struct Member {
     prefix: Vec<String>,
     child: Option<Child>,
     paused: bool,
+    /// Its peer URL (what MemberAdd and `--initial-cluster` name).
+    peer_url: String,
+    /// Removed from the cluster: never started again.
+    removed: bool,
 }
 
 /// A running cluster; its processes are killed when it is dropped.
@@ -49,6 +53,8 @@ pub struct Cluster {
     target: Target,
     binary: PathBuf,
     members: Vec<Member>,
+    /// Where members' data directories and logs go.
+    dir: PathBuf,
     /// Dropped after the members are killed (fields drop after `drop`).
     net: Option<Network>,
 }
@@ -153,12 +159,15 @@ impl Cluster {
                 prefix,
                 child: None,
                 paused: false,
+                peer_url: peer,
+                removed: false,
             });
         }
         let mut c = Cluster {
             target,
             binary: binary.to_path_buf(),
             members,
+            dir: dir.to_path_buf(),
             net,
         };
         for i in 0..c.members.len() {
@@ -204,7 +213,7 @@ impl Cluster {
     pub fn restart(&mut self, i: usize) -> Result<(), LabError> {
         let bin_arg = self.binary.display().to_string();
         let m = &mut self.members[i];
-        if m.child.is_some() {
+        if m.child.is_some() || m.removed {
             return Ok(());
         }
         let log = std::fs::OpenOptions::new()
@@ -261,6 +270,77 @@ impl Cluster {
         };
         let pid = Pid::from_raw(child.id() as i32).ok_or(LabError::Start("no pid".into()))?;
         kill_process(pid, sig).map_err(|e| LabError::Io(e.into()))
+    }
+
+    /// Member `i`'s peer URL.
+    pub fn peer_url(&self, i: usize) -> &str {
+        &self.members[i].peer_url
+    }
+
+    /// Member `i`'s client URL.
+    pub fn client_url(&self, i: usize) -> &str {
+        &self.members[i].client_url
+    }
+
+    /// The members not removed, running or not.
+    pub fn current(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|&i| !self.members[i].removed)
+            .collect()
+    }
+
+    /// A new member (named after the last, with fresh loopback ports and
+    /// data directory) set to join the current members
+    /// (`--initial-cluster-state existing`); not started: add it with
+    /// MemberAdd, then [`Cluster::restart`] it. Loopback clusters only.
+    pub fn prepare_member(&mut self) -> Result<usize, LabError> {
+        if self.net.is_some() {
+            return Err(LabError::Start(
+                "new members join loopback clusters only".into(),
+            ));
+        }
+        let ports = free_ports(2)?;
+        let url = |p: u16| format!("http://127.0.0.1:{p}");
+        let (client_url, peer_url) = (url(ports[0]), url(ports[1]));
+        let name = format!("m{}", self.members.len() + 1);
+        let mut initial: Vec<String> = self
+            .current()
+            .into_iter()
+            .map(|i| format!("{}={}", self.members[i].name, self.members[i].peer_url))
+            .collect();
+        initial.push(format!("{name}={peer_url}"));
+        let data = self.dir.join(format!("{name}.data"));
+        let args = vec![
+            format!("--name={name}"),
+            format!("--data-dir={}", data.display()),
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster={}", initial.join(",")),
+            "--initial-cluster-state=existing".to_string(),
+            "--initial-cluster-token=concord-lab".to_string(),
+        ];
+        let log = self.dir.join(format!("{name}.log"));
+        self.members.push(Member {
+            name,
+            client_url,
+            args,
+            log,
+            prefix: Vec::new(),
+            child: None,
+            paused: false,
+            peer_url,
+            removed: false,
+        });
+        Ok(self.members.len() - 1)
+    }
+
+    /// Forgets member `i` (removed from the cluster, or never added):
+    /// kills it and never starts it again.
+    pub fn forget(&mut self, i: usize) -> Result<(), LabError> {
+        self.members[i].removed = true;
+        self.kill(i)
     }
 
     /// The member that leads, by asking the members that run (each names
@@ -342,7 +422,7 @@ impl Drop for Cluster {
 }
 
 /// A member's (id, leader id, term), if it answers within half a second.
-async fn status(url: &str) -> Option<(u64, u64, u64)> {
+pub(crate) async fn status(url: &str) -> Option<(u64, u64, u64)> {
     let ch = channel(url, Duration::from_millis(300)).await.ok()?;
     let mut c = MaintenanceClient::new(ch);
     let s = tokio::time::timeout(Duration::from_millis(500), c.status(StatusRequest {}))

@@ -165,6 +165,7 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         }
         progress(&format!("{:?} {label}", cfg.scenario.kind));
         tokio::time::sleep(cfg.outage).await;
+        let label = crate::membership::after_outage(&mut cluster, kind, &mut rng, label).await?;
         cluster.heal()?;
         relays.clear();
         faults.push((cfg.scenario.kind, label, start, rec.now()));
@@ -245,6 +246,7 @@ async fn inject(
         _ => leader,
     };
     match kind {
+        k if k.is_membership() => return crate::membership::inject(cluster, k, leader, rng).await,
         FaultKind::KillLeader | FaultKind::KillFollower => cluster.kill(member)?,
         FaultKind::PauseLeader => cluster.pause(member)?,
         FaultKind::None => {}
@@ -301,7 +303,7 @@ fn record(ops: &[Op], kind: FaultKind, member: String, start: u64, end: u64) -> 
 }
 
 /// Each workload key's final value (`None`: absent).
-fn by_key(read: &[FinalKv], keys: usize) -> HashMap<String, Option<String>> {
+pub(crate) fn by_key(read: &[FinalKv], keys: usize) -> HashMap<String, Option<String>> {
     let mut out: HashMap<String, Option<String>> =
         (0..keys).map(|k| (format!("k{k}"), None)).collect();
     for f in read {
@@ -313,7 +315,7 @@ fn by_key(read: &[FinalKv], keys: usize) -> HashMap<String, Option<String>> {
 /// Every workload key with its value and mod revision, read linearizably
 /// from the healed cluster in one range (another member is tried when the
 /// read fails).
-async fn read_back(cluster: &Cluster) -> Result<Vec<FinalKv>, LabError> {
+pub(crate) async fn read_back(cluster: &Cluster) -> Result<Vec<FinalKv>, LabError> {
     let endpoints = cluster.endpoints();
     let mut last = String::from("no member answered");
     for attempt in 0..40 {

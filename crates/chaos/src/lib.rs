@@ -8,15 +8,18 @@
 //! runs one (`src/bin/concord-lab.rs`).
 #![deny(missing_docs)]
 
+pub mod cap;
 pub mod cluster;
 pub mod extra;
 pub mod lab;
 pub mod leaders;
 pub mod leases;
 pub mod locks;
+pub mod membership;
 pub mod net;
 pub mod netfault;
 pub mod orphans;
+pub mod perf;
 pub mod relay;
 pub mod report;
 pub mod scenario;
@@ -47,6 +50,9 @@ pub enum LabError {
     /// (not root, `ip` or `iptables` missing, a command failed).
     #[error("network: {0}")]
     Net(String),
+    /// A membership change or leadership transfer failed.
+    #[error("membership: {0}")]
+    Member(String),
     /// No leader within the time given.
     #[error("no leader within {0:?}")]
     NoLeader(std::time::Duration),

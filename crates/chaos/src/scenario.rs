@@ -30,6 +30,20 @@ pub enum FaultKind {
     LinkLoss,
     /// Delay the peer traffic on the leader's links (latency ± jitter).
     LinkLatency,
+    /// Remove a follower, add a fresh member in its place.
+    MemberReplace,
+    /// Add a learner, promote it once caught up, later remove another member.
+    LearnerPromote,
+    /// MoveLeader to a follower.
+    LeaderTransfer,
+    /// Remove the leader from the cluster, later add a fresh member.
+    LeaderRemove,
+    /// Partition a 3-member cluster and try every kind of request on
+    /// both sides (`crate::cap`).
+    Cap,
+    /// Leader kills and pauses, one at a time, timing elections
+    /// (`crate::perf`).
+    ConsensusPerf,
 }
 
 impl FaultKind {
@@ -41,6 +55,18 @@ impl FaultKind {
                 | FaultKind::KillFollower
                 | FaultKind::PauseLeader
                 | FaultKind::None
+        ) && !self.is_membership()
+            && self != FaultKind::ConsensusPerf
+    }
+
+    /// A membership change or leadership transfer (`crate::membership`).
+    pub fn is_membership(self) -> bool {
+        matches!(
+            self,
+            FaultKind::MemberReplace
+                | FaultKind::LearnerPromote
+                | FaultKind::LeaderTransfer
+                | FaultKind::LeaderRemove
         )
     }
 }
@@ -57,7 +83,7 @@ pub struct Scenario {
 }
 
 /// Every scenario.
-pub const SCENARIOS: [Scenario; 10] = [
+pub const SCENARIOS: [Scenario; 16] = [
     Scenario {
         name: "healthy",
         about: "no faults: the workload alone; the report counts elections (there should be none)",
@@ -107,6 +133,36 @@ pub const SCENARIOS: [Scenario; 10] = [
         name: "link-latency",
         about: "network: delay the leader's peer traffic 150 ± 50 ms each way (a relay, no netem); repeat",
         kind: FaultKind::LinkLatency,
+    },
+    Scenario {
+        name: "member-replace",
+        about: "membership: remove a follower, add a fresh member in its place (new data dir); repeat",
+        kind: FaultKind::MemberReplace,
+    },
+    Scenario {
+        name: "learner-promote",
+        about: "membership: add a learner, promote it once caught up, then remove another member; repeat",
+        kind: FaultKind::LearnerPromote,
+    },
+    Scenario {
+        name: "leader-transfer",
+        about: "membership: MoveLeader to a follower drawn by the seed; repeat",
+        kind: FaultKind::LeaderTransfer,
+    },
+    Scenario {
+        name: "leader-remove",
+        about: "membership: remove the leader (it must step down), then add a fresh member; repeat",
+        kind: FaultKind::LeaderRemove,
+    },
+    Scenario {
+        name: "cap",
+        about: "network: partition 1 / 2; linearizable, serializable reads and writes on each side: a table",
+        kind: FaultKind::Cap,
+    },
+    Scenario {
+        name: "consensus-perf",
+        about: "--trials leader kills and pauses: election time percentiles, throughput before/during/after",
+        kind: FaultKind::ConsensusPerf,
     },
 ];
 

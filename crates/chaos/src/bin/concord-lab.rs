@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use concord_chaos::workload::{Mix, WorkloadConfig};
-use concord_chaos::{scenario, RunConfig, Target, SCENARIOS};
+use concord_chaos::{scenario, FaultKind, RunConfig, Target, SCENARIOS};
 
 #[derive(Parser)]
 #[command(about = "The Concord chaos lab: faults injected into real processes, histories checked")]
@@ -84,6 +84,9 @@ enum Cmd {
         /// `etcd` on the PATH).
         #[arg(long)]
         binary: Option<PathBuf>,
+        /// Trials of each fault (`consensus-perf`).
+        #[arg(long, default_value_t = 10)]
+        trials: usize,
     },
 }
 
@@ -110,6 +113,35 @@ async fn interrupted() -> &'static str {
         _ = int.recv() => "SIGINT",
         _ = term.recv() => "SIGTERM",
     }
+}
+
+/// Runs `cap` or `consensus-perf` (their own reports, not a fault run's).
+fn exhibit(cfg: RunConfig, trials: usize) -> anyhow::Result<()> {
+    let out = cfg.out.clone();
+    let rt = tokio::runtime::Runtime::new()?;
+    let started = std::time::Instant::now();
+    let progress = |m: &str| eprintln!("[{:>6.1}s] {m}", started.elapsed().as_secs_f64());
+    let (md, passed) = rt.block_on(async {
+        let run = async {
+            if cfg.scenario.kind == FaultKind::Cap {
+                let r = concord_chaos::cap::run(cfg, &progress).await?;
+                Ok::<_, anyhow::Error>((concord_chaos::cap::markdown(&r), r.passed()))
+            } else {
+                let r = concord_chaos::perf::run(cfg, trials, &progress).await?;
+                Ok((concord_chaos::perf::markdown(&r), r.passed()))
+            }
+        };
+        tokio::select! {
+            r = run => r,
+            s = interrupted() => Err(anyhow::anyhow!("interrupted by {s}")),
+        }
+    })?;
+    print!("{md}");
+    eprintln!("report in {}", out.display());
+    if !passed {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -171,6 +203,7 @@ fn main() -> anyhow::Result<()> {
             lock_holders,
             lease_clients,
             binary,
+            trials,
         } => {
             let Some(scenario) = scenario::find(&name) else {
                 bail!("no scenario {name:?} (see `concord-lab list`)");
@@ -198,6 +231,9 @@ fn main() -> anyhow::Result<()> {
                 },
                 plant: Vec::new(),
             };
+            if matches!(scenario.kind, FaultKind::Cap | FaultKind::ConsensusPerf) {
+                return exhibit(cfg, trials);
+            }
             let out = cfg.out.clone();
             let rt = tokio::runtime::Runtime::new()?;
             let bar = Bar::new(secs);
