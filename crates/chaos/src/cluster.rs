@@ -84,6 +84,17 @@ impl Cluster {
         size: usize,
         dir: &Path,
     ) -> Result<Cluster, LabError> {
+        Cluster::start_with_args(target, binary, size, dir, &[])
+    }
+
+    /// Starts members as [`Cluster::start`] does, each with `extra` flags.
+    pub fn start_with_args(
+        target: Target,
+        binary: &Path,
+        size: usize,
+        dir: &Path,
+        extra: &[String],
+    ) -> Result<Cluster, LabError> {
         let ports = free_ports(2 * size)?;
         let urls = (0..size)
             .map(|i| {
@@ -91,7 +102,7 @@ impl Cluster {
                 (url(ports[2 * i]), url(ports[2 * i + 1]))
             })
             .collect();
-        Cluster::launch(target, binary, dir, urls, None)
+        Cluster::launch(target, binary, dir, urls, None, extra)
     }
 
     /// Starts `size` members as [`Cluster::start`] does, each in its own
@@ -110,7 +121,7 @@ impl Cluster {
                 (url(NETWORKED_CLIENT_PORT), url(NETWORKED_PEER_PORT))
             })
             .collect();
-        Cluster::launch(target, binary, dir, urls, Some(net))
+        Cluster::launch(target, binary, dir, urls, Some(net), &[])
     }
 
     /// Starts members with the given (client, peer) URLs.
@@ -120,6 +131,7 @@ impl Cluster {
         dir: &Path,
         urls: Vec<(String, String)>,
         net: Option<Network>,
+        extra: &[String],
     ) -> Result<Cluster, LabError> {
         let initial: Vec<String> = (0..urls.len())
             .map(|i| format!("m{}={}", i + 1, urls[i].1))
@@ -129,7 +141,7 @@ impl Cluster {
         for (i, (client_url, peer)) in urls.into_iter().enumerate() {
             let name = format!("m{}", i + 1);
             let data = dir.join(format!("{name}.data"));
-            let args = vec![
+            let mut args = vec![
                 format!("--name={name}"),
                 format!("--data-dir={}", data.display()),
                 format!("--listen-client-urls={client_url}"),
@@ -140,6 +152,7 @@ impl Cluster {
                 "--initial-cluster-state=new".to_string(),
                 "--initial-cluster-token=concord-lab".to_string(),
             ];
+            args.extend_from_slice(extra);
             let log = dir.join(format!("{name}.log"));
             let prefix = net.as_ref().map_or(Vec::new(), |n| n.exec_prefix(i));
             members.push(Member {
@@ -191,6 +204,26 @@ impl Cluster {
 
     /// Starts member `i` (again), from its data directory.
     pub fn restart(&mut self, i: usize) -> Result<(), LabError> {
+        self.restart_with_env(i, &[])
+    }
+
+    /// Member `i`'s exit status once its process has ended (it is then
+    /// stopped, so [`Cluster::heal`] starts it again); `None` while it runs.
+    pub fn try_exited(&mut self, i: usize) -> Result<Option<std::process::ExitStatus>, LabError> {
+        let m = &mut self.members[i];
+        let Some(child) = m.child.as_mut() else {
+            return Ok(None);
+        };
+        let status = child.try_wait()?;
+        if status.is_some() {
+            m.child = None;
+        }
+        Ok(status)
+    }
+
+    /// Starts member `i` (again) with `env` added to its environment for
+    /// this start only (a failpoint armed from the start).
+    pub fn restart_with_env(&mut self, i: usize, env: &[(String, String)]) -> Result<(), LabError> {
         let bin_arg = self.binary.display().to_string();
         let m = &mut self.members[i];
         if m.child.is_some() {
@@ -207,6 +240,7 @@ impl Cluster {
         let child = Command::new(program)
             .args(args)
             .args(&m.args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

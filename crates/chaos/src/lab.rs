@@ -16,6 +16,7 @@ use concord_rng::SplitMix64;
 use serde::Serialize;
 
 use crate::cluster::{channel, Cluster, Target, NETWORKED_PEER_PORT};
+use crate::crash;
 use crate::extra::Extra;
 use crate::netfault;
 use crate::relay::Relays;
@@ -116,13 +117,18 @@ impl Report {
 
 /// Runs the lab once; `progress` hears what is happening.
 pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabError> {
+    crash::check_target(cfg.scenario.kind, cfg.target)?;
     std::fs::create_dir_all(&cfg.out)?;
     let mut cluster = if cfg.scenario.kind.is_network() {
         Cluster::start_networked(cfg.target, &cfg.binary, cfg.members, &cfg.out)?
     } else {
-        Cluster::start(cfg.target, &cfg.binary, cfg.members, &cfg.out)?
+        let extra = crash::extra_args(cfg.scenario.kind);
+        Cluster::start_with_args(cfg.target, &cfg.binary, cfg.members, &cfg.out, &extra)?
     };
     cluster.wait_for_leader(Duration::from_secs(20)).await?;
+    if cfg.scenario.kind.is_crash() {
+        crash::check_server(&cluster).await?;
+    }
     let first_term = cluster.term().await.unwrap_or(0);
     progress("cluster up; workload started");
     let rec = Recorder::new();
@@ -150,9 +156,9 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         let mut start = rec.now();
         let kind = cfg.scenario.kind;
         let label = inject(&mut cluster, kind, leader, &mut rng, &mut relays).await?;
-        if kind.is_network() {
+        if kind.is_network() || kind.is_crash() {
             // The fault begins when its last rule is in place (installing
-            // them takes some ms).
+            // them takes some ms), or when the member died at its point.
             start = rec.now();
         }
         progress(&format!("{:?} {label}", cfg.scenario.kind));
@@ -230,6 +236,7 @@ async fn inject(
         _ => leader,
     };
     match kind {
+        k if k.is_crash() => return crash::inject(cluster, k, leader, rng.next_u64()).await,
         FaultKind::KillLeader | FaultKind::KillFollower => cluster.kill(member)?,
         FaultKind::PauseLeader => cluster.pause(member)?,
         FaultKind::None => {}

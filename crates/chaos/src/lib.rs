@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod cluster;
+pub mod crash;
 pub mod extra;
 pub mod lab;
 pub mod leases;
@@ -45,6 +46,10 @@ pub enum LabError {
     /// (not root, `ip` or `iptables` missing, a command failed).
     #[error("network: {0}")]
     Net(String),
+    /// A crash scenario cannot run: the target or the server build has
+    /// no failpoints, or arming one failed.
+    #[error("failpoints: {0}")]
+    Failpoints(String),
     /// No leader within the time given.
     #[error("no leader within {0:?}")]
     NoLeader(std::time::Duration),

@@ -103,6 +103,8 @@ pub fn plan(kind: FaultKind, leader: usize, size: usize, rng: &mut SplitMix64) -
         }
         FaultKind::KillLeader | FaultKind::KillFollower | FaultKind::PauseLeader => return None,
         FaultKind::None => return None,
+        // Crashes at failpoints (crash.rs).
+        _ => return None,
     }
     Some(p)
 }

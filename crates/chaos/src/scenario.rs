@@ -30,6 +30,21 @@ pub enum FaultKind {
     LinkLoss,
     /// Delay the peer traffic on the leader's links (latency ± jitter).
     LinkLatency,
+    /// Crash scenarios (`crash.rs`): a member dies at a failpoint.
+    /// The leader, before its WAL write and fsync.
+    CrashBeforeFsync,
+    /// The leader, after its WAL fsync.
+    CrashAfterFsync,
+    /// The leader, before applying committed entries.
+    CrashBeforeApply,
+    /// The leader, after applying them.
+    CrashAfterApply,
+    /// The leader, with a snapshot image written but not synced or renamed.
+    CrashSnapshotSave,
+    /// A follower far behind, installing the leader's snapshot.
+    CrashSnapshotRestore,
+    /// A follower, applying a membership change.
+    CrashMembership,
 }
 
 impl FaultKind {
@@ -41,7 +56,7 @@ impl FaultKind {
                 | FaultKind::KillFollower
                 | FaultKind::PauseLeader
                 | FaultKind::None
-        )
+        ) && !self.is_crash()
     }
 }
 
@@ -112,7 +127,11 @@ pub const SCENARIOS: [Scenario; 10] = [
 
 /// The scenario called `name`.
 pub fn find(name: &str) -> Option<Scenario> {
-    SCENARIOS.iter().copied().find(|s| s.name == name)
+    SCENARIOS
+        .iter()
+        .chain(&crate::crash::SCENARIOS)
+        .copied()
+        .find(|s| s.name == name)
 }
 
 /// When faults start (offsets from the start of the run): the first after

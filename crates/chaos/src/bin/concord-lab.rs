@@ -115,7 +115,7 @@ async fn interrupted() -> &'static str {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::List => {
-            for s in SCENARIOS {
+            for s in SCENARIOS.iter().chain(&concord_chaos::crash::SCENARIOS) {
                 println!("{:<20} {}", s.name, s.about);
             }
             Ok(())
