@@ -211,6 +211,7 @@ impl Driver {
         loop {
             // Liveness (`/livez`): the driver wakes at least every tick.
             self.shared.driver_progress();
+            crate::failstop::halt_if_dying();
             failpoint!("driver-round");
             let Some(mut handled) = self.take_inputs() else {
                 return Ok(());
