@@ -2,8 +2,10 @@
 //! or etcd, started with the same etcd flags, each member killed,
 //! restarted, paused and resumed by signal.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use concord_proto::etcdserverpb::maintenance_client::MaintenanceClient;
@@ -29,6 +31,17 @@ pub enum Target {
 pub const NETWORKED_CLIENT_PORT: u16 = 2379;
 /// The peer port of members in network namespaces.
 pub const NETWORKED_PEER_PORT: u16 = 2380;
+
+/// The cluster id behind each member's client URL, learned once its cluster
+/// has a leader. While a member is down another process may take its
+/// loopback port (a member of another lab run on the same machine): its
+/// answers must not count as this cluster's, so [`channel`] refuses a URL
+/// that answers for another cluster.
+static CLUSTER_OF: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
+fn cluster_of(url: &str) -> Option<u64> {
+    CLUSTER_OF.lock().ok()?.get(url).copied()
+}
 
 /// One member: its flags, and its process while it runs.
 #[derive(Debug)]
@@ -221,6 +234,24 @@ impl Cluster {
         Ok(status)
     }
 
+    /// The members whose processes end within `within` (after a restart:
+    /// one that could not start, such as on a port another process took),
+    /// each with its exit status in words. They count as stopped, so the
+    /// next [`Cluster::heal`] starts them again.
+    pub async fn exited_within(&mut self, within: Duration) -> Result<Vec<String>, LabError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut out = Vec::new();
+        while tokio::time::Instant::now() < deadline {
+            for i in 0..self.members.len() {
+                if let Some(status) = self.try_exited(i)? {
+                    out.push(format!("{} exited ({status})", self.members[i].name));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(out)
+    }
+
     /// Starts member `i` (again) with `env` added to its environment for
     /// this start only (a failpoint armed from the start).
     pub fn restart_with_env(&mut self, i: usize, env: &[(String, String)]) -> Result<(), LabError> {
@@ -293,12 +324,26 @@ impl Cluster {
             if m.child.is_none() || m.paused {
                 continue;
             }
-            if let Some((me, leader, term)) = status(&m.client_url).await {
-                seen.push((i, me, leader, term));
+            if let Some(s) = status(&m.client_url).await {
+                seen.push((i, s));
             }
         }
-        let (_, _, leader, _) = seen.iter().filter(|s| s.2 != 0).max_by_key(|s| s.3)?;
-        seen.iter().find(|s| s.1 == *leader).map(|s| s.0)
+        let (_, top) = seen
+            .iter()
+            .filter(|(_, s)| s.leader != 0)
+            .max_by_key(|(_, s)| s.term)?;
+        let (i, leader) = seen.iter().find(|(_, s)| s.member == top.leader)?;
+        self.learn_cluster(leader.cluster);
+        Some(*i)
+    }
+
+    /// Records `id` as the cluster of every member's client URL (once).
+    fn learn_cluster(&self, id: u64) {
+        if let Ok(mut map) = CLUSTER_OF.lock() {
+            for m in &self.members {
+                map.entry(m.client_url.clone()).or_insert(id);
+            }
+        }
     }
 
     /// The highest Raft term the running members report.
@@ -309,8 +354,8 @@ impl Cluster {
             .iter()
             .filter(|m| m.child.is_some() && !m.paused)
         {
-            if let Some((_, _, term)) = status(&m.client_url).await {
-                best = best.max(Some(term));
+            if let Some(s) = status(&m.client_url).await {
+                best = best.max(Some(s.term));
             }
         }
         best
@@ -358,20 +403,41 @@ impl Drop for Cluster {
                 let _ = self.resume(i);
             }
             let _ = self.kill(i);
+            if let Ok(mut map) = CLUSTER_OF.lock() {
+                map.remove(&self.members[i].client_url);
+            }
         }
     }
 }
 
-/// A member's (id, leader id, term), if it answers within half a second.
-async fn status(url: &str) -> Option<(u64, u64, u64)> {
+/// What a member says of itself.
+struct Status {
+    member: u64,
+    cluster: u64,
+    leader: u64,
+    term: u64,
+}
+
+/// A member's status, if it answers within half a second.
+async fn status(url: &str) -> Option<Status> {
     let ch = channel(url, Duration::from_millis(300)).await.ok()?;
+    ask_status(ch).await
+}
+
+async fn ask_status(ch: Channel) -> Option<Status> {
     let mut c = MaintenanceClient::new(ch);
     let s = tokio::time::timeout(Duration::from_millis(500), c.status(StatusRequest {}))
         .await
         .ok()?
         .ok()?
         .into_inner();
-    Some((s.header.map_or(0, |h| h.member_id), s.leader, s.raft_term))
+    let h = s.header.unwrap_or_default();
+    Some(Status {
+        member: h.member_id,
+        cluster: h.cluster_id,
+        leader: s.leader,
+        term: s.raft_term,
+    })
 }
 
 /// A gRPC channel to `url`, connected within `timeout`.
@@ -380,7 +446,19 @@ pub async fn channel(url: &str, timeout: Duration) -> Result<Channel, LabError> 
         .map_err(|e| LabError::Start(format!("{url}: {e}")))?
         .connect_timeout(timeout)
         .timeout(Duration::from_secs(2));
-    ep.connect()
+    let ch = ep
+        .connect()
         .await
-        .map_err(|e| LabError::Connect(format!("{url}: {e}")))
+        .map_err(|e| LabError::Connect(format!("{url}: {e}")))?;
+    if let Some(want) = cluster_of(url) {
+        let got = ask_status(ch.clone()).await.map(|s| s.cluster);
+        if got != Some(want) {
+            let got = got.map_or("no status".to_string(), |id| format!("cluster {id:x}"));
+            return Err(LabError::Connect(format!(
+                "{url} answers with {got}, not this lab's cluster {want:x} \
+                 (its member is down and another process holds the port)"
+            )));
+        }
+    }
+    Ok(ch)
 }

@@ -164,14 +164,22 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         progress(&format!("{:?} {label}", cfg.scenario.kind));
         tokio::time::sleep(cfg.outage).await;
         cluster.heal()?;
+        let end = rec.now();
         relays.clear();
-        faults.push((cfg.scenario.kind, label, start, rec.now()));
+        let label = match failed_restarts(&mut cluster, progress).await? {
+            Some(failed) => format!("{label}; **restart failed**: {failed}"),
+            None => label,
+        };
+        faults.push((cfg.scenario.kind, label, start, end));
     }
     tokio::time::sleep_until(began + cfg.secs).await;
     stop.store(true, Ordering::Relaxed);
     let _ = clients.await;
     let mut records = extra.stop().await;
     cluster.heal()?;
+    // A member that stays down is named in the progress; the read-back
+    // still goes to the members that run.
+    failed_restarts(&mut cluster, progress).await?;
     cluster.wait_for_leader(Duration::from_secs(20)).await?;
     let last_term = cluster.term().await.unwrap_or(first_term);
     progress("healed; reading every key back");
@@ -218,6 +226,23 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
     let picture = crate::timeline::svg(&title, &answered, &windows, report.secs);
     std::fs::write(cfg.out.join("timeline.svg"), picture)?;
     Ok(report)
+}
+
+/// The members that exited soon after a heal restarted them (their logs
+/// say why), in words; `None` when all still run. The report must show
+/// it: a member that stays down leaves the cluster one failure from
+/// unavailable, and its port free for another process.
+async fn failed_restarts(
+    cluster: &mut Cluster,
+    progress: &dyn Fn(&str),
+) -> Result<Option<String>, LabError> {
+    let exited = cluster.exited_within(Duration::from_secs(1)).await?;
+    if exited.is_empty() {
+        return Ok(None);
+    }
+    let words = exited.join(", ");
+    progress(&format!("restart failed: {words}"));
+    Ok(Some(words))
 }
 
 /// Injects one fault of `kind`; returns which member(s) it hit, in words.
