@@ -2,8 +2,10 @@
 //! or etcd, started with the same etcd flags, each member killed,
 //! restarted, paused and resumed by signal.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use concord_proto::etcdserverpb::maintenance_client::MaintenanceClient;
@@ -29,6 +31,17 @@ pub enum Target {
 pub const NETWORKED_CLIENT_PORT: u16 = 2379;
 /// The peer port of members in network namespaces.
 pub const NETWORKED_PEER_PORT: u16 = 2380;
+
+/// The cluster id behind each member's client URL, learned once its cluster
+/// has a leader. While a member is down another process may take its
+/// loopback port (a member of another lab run on the same machine): its
+/// answers must not count as this cluster's, so [`channel`] refuses a URL
+/// that answers for another cluster.
+static CLUSTER_OF: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
+fn cluster_of(url: &str) -> Option<u64> {
+    CLUSTER_OF.lock().ok()?.get(url).copied()
+}
 
 /// One member: its flags, and its process while it runs.
 #[derive(Debug)]
@@ -90,6 +103,17 @@ impl Cluster {
         size: usize,
         dir: &Path,
     ) -> Result<Cluster, LabError> {
+        Cluster::start_with_args(target, binary, size, dir, &[])
+    }
+
+    /// Starts members as [`Cluster::start`] does, each with `extra` flags.
+    pub fn start_with_args(
+        target: Target,
+        binary: &Path,
+        size: usize,
+        dir: &Path,
+        extra: &[String],
+    ) -> Result<Cluster, LabError> {
         let ports = free_ports(2 * size)?;
         let urls = (0..size)
             .map(|i| {
@@ -97,7 +121,7 @@ impl Cluster {
                 (url(ports[2 * i]), url(ports[2 * i + 1]))
             })
             .collect();
-        Cluster::launch(target, binary, dir, urls, None)
+        Cluster::launch(target, binary, dir, urls, None, extra)
     }
 
     /// Starts `size` members as [`Cluster::start`] does, each in its own
@@ -116,7 +140,7 @@ impl Cluster {
                 (url(NETWORKED_CLIENT_PORT), url(NETWORKED_PEER_PORT))
             })
             .collect();
-        Cluster::launch(target, binary, dir, urls, Some(net))
+        Cluster::launch(target, binary, dir, urls, Some(net), &[])
     }
 
     /// Starts members with the given (client, peer) URLs.
@@ -126,6 +150,7 @@ impl Cluster {
         dir: &Path,
         urls: Vec<(String, String)>,
         net: Option<Network>,
+        extra: &[String],
     ) -> Result<Cluster, LabError> {
         // Members an earlier lab left running (it was SIGKILLed) would
         // hold ports and CPU.
@@ -138,7 +163,7 @@ impl Cluster {
         for (i, (client_url, peer)) in urls.into_iter().enumerate() {
             let name = format!("m{}", i + 1);
             let data = dir.join(format!("{name}.data"));
-            let args = vec![
+            let mut args = vec![
                 format!("--name={name}"),
                 format!("--data-dir={}", data.display()),
                 format!("--listen-client-urls={client_url}"),
@@ -149,6 +174,7 @@ impl Cluster {
                 "--initial-cluster-state=new".to_string(),
                 "--initial-cluster-token=concord-lab".to_string(),
             ];
+            args.extend_from_slice(extra);
             let log = dir.join(format!("{name}.log"));
             let prefix = net.as_ref().map_or(Vec::new(), |n| n.exec_prefix(i));
             members.push(Member {
@@ -211,6 +237,44 @@ impl Cluster {
 
     /// Starts member `i` (again), from its data directory.
     pub fn restart(&mut self, i: usize) -> Result<(), LabError> {
+        self.restart_with_env(i, &[])
+    }
+
+    /// Member `i`'s exit status once its process has ended (it is then
+    /// stopped, so [`Cluster::heal`] starts it again); `None` while it runs.
+    pub fn try_exited(&mut self, i: usize) -> Result<Option<std::process::ExitStatus>, LabError> {
+        let m = &mut self.members[i];
+        let Some(child) = m.child.as_mut() else {
+            return Ok(None);
+        };
+        let status = child.try_wait()?;
+        if status.is_some() {
+            m.child = None;
+        }
+        Ok(status)
+    }
+
+    /// The members whose processes end within `within` (after a restart:
+    /// one that could not start, such as on a port another process took),
+    /// each with its exit status in words. They count as stopped, so the
+    /// next [`Cluster::heal`] starts them again.
+    pub async fn exited_within(&mut self, within: Duration) -> Result<Vec<String>, LabError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut out = Vec::new();
+        while tokio::time::Instant::now() < deadline {
+            for i in 0..self.members.len() {
+                if let Some(status) = self.try_exited(i)? {
+                    out.push(format!("{} exited ({status})", self.members[i].name));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(out)
+    }
+
+    /// Starts member `i` (again) with `env` added to its environment for
+    /// this start only (a failpoint armed from the start).
+    pub fn restart_with_env(&mut self, i: usize, env: &[(String, String)]) -> Result<(), LabError> {
         let bin_arg = self.binary.display().to_string();
         let m = &mut self.members[i];
         if m.child.is_some() || m.removed {
@@ -229,6 +293,7 @@ impl Cluster {
             .args(args)
             .args(&m.args)
             .env(owner, me)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -352,12 +417,26 @@ impl Cluster {
             if m.child.is_none() || m.paused {
                 continue;
             }
-            if let Some((me, leader, term)) = status(&m.client_url).await {
-                seen.push((i, me, leader, term));
+            if let Some(s) = status(&m.client_url).await {
+                seen.push((i, s));
             }
         }
-        let (_, _, leader, _) = seen.iter().filter(|s| s.2 != 0).max_by_key(|s| s.3)?;
-        seen.iter().find(|s| s.1 == *leader).map(|s| s.0)
+        let (_, top) = seen
+            .iter()
+            .filter(|(_, s)| s.leader != 0)
+            .max_by_key(|(_, s)| s.term)?;
+        let (i, leader) = seen.iter().find(|(_, s)| s.member == top.leader)?;
+        self.learn_cluster(leader.cluster);
+        Some(*i)
+    }
+
+    /// Records `id` as the cluster of every member's client URL (once).
+    fn learn_cluster(&self, id: u64) {
+        if let Ok(mut map) = CLUSTER_OF.lock() {
+            for m in &self.members {
+                map.entry(m.client_url.clone()).or_insert(id);
+            }
+        }
     }
 
     /// The highest Raft term the running members report.
@@ -368,8 +447,8 @@ impl Cluster {
             .iter()
             .filter(|m| m.child.is_some() && !m.paused)
         {
-            if let Some((_, _, term)) = status(&m.client_url).await {
-                best = best.max(Some(term));
+            if let Some(s) = status(&m.client_url).await {
+                best = best.max(Some(s.term));
             }
         }
         best
@@ -417,20 +496,41 @@ impl Drop for Cluster {
                 let _ = self.resume(i);
             }
             let _ = self.kill(i);
+            if let Ok(mut map) = CLUSTER_OF.lock() {
+                map.remove(&self.members[i].client_url);
+            }
         }
     }
 }
 
-/// A member's (id, leader id, term), if it answers within half a second.
-pub(crate) async fn status(url: &str) -> Option<(u64, u64, u64)> {
+/// What a member says of itself.
+pub(crate) struct Status {
+    pub(crate) member: u64,
+    pub(crate) cluster: u64,
+    pub(crate) leader: u64,
+    pub(crate) term: u64,
+}
+
+/// A member's status, if it answers within half a second.
+pub(crate) async fn status(url: &str) -> Option<Status> {
     let ch = channel(url, Duration::from_millis(300)).await.ok()?;
+    ask_status(ch).await
+}
+
+async fn ask_status(ch: Channel) -> Option<Status> {
     let mut c = MaintenanceClient::new(ch);
     let s = tokio::time::timeout(Duration::from_millis(500), c.status(StatusRequest {}))
         .await
         .ok()?
         .ok()?
         .into_inner();
-    Some((s.header.map_or(0, |h| h.member_id), s.leader, s.raft_term))
+    let h = s.header.unwrap_or_default();
+    Some(Status {
+        member: h.member_id,
+        cluster: h.cluster_id,
+        leader: s.leader,
+        term: s.raft_term,
+    })
 }
 
 /// A gRPC channel to `url`, connected within `timeout`.
@@ -439,7 +539,19 @@ pub async fn channel(url: &str, timeout: Duration) -> Result<Channel, LabError> 
         .map_err(|e| LabError::Start(format!("{url}: {e}")))?
         .connect_timeout(timeout)
         .timeout(Duration::from_secs(2));
-    ep.connect()
+    let ch = ep
+        .connect()
         .await
-        .map_err(|e| LabError::Connect(format!("{url}: {e}")))
+        .map_err(|e| LabError::Connect(format!("{url}: {e}")))?;
+    if let Some(want) = cluster_of(url) {
+        let got = ask_status(ch.clone()).await.map(|s| s.cluster);
+        if got != Some(want) {
+            let got = got.map_or("no status".to_string(), |id| format!("cluster {id:x}"));
+            return Err(LabError::Connect(format!(
+                "{url} answers with {got}, not this lab's cluster {want:x} \
+                 (its member is down and another process holds the port)"
+            )));
+        }
+    }
+    Ok(ch)
 }

@@ -16,6 +16,7 @@ use concord_rng::SplitMix64;
 use serde::Serialize;
 
 use crate::cluster::{channel, Cluster, Target, NETWORKED_PEER_PORT};
+use crate::crash;
 use crate::extra::Extra;
 use crate::leaders::{count_between, LeaderChange, LeaderWatch};
 use crate::netfault;
@@ -123,13 +124,18 @@ impl Report {
 
 /// Runs the lab once; `progress` hears what is happening.
 pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabError> {
+    crash::check_target(cfg.scenario.kind, cfg.target)?;
     std::fs::create_dir_all(&cfg.out)?;
     let mut cluster = if cfg.scenario.kind.is_network() {
         Cluster::start_networked(cfg.target, &cfg.binary, cfg.members, &cfg.out)?
     } else {
-        Cluster::start(cfg.target, &cfg.binary, cfg.members, &cfg.out)?
+        let extra = crash::extra_args(cfg.scenario.kind);
+        Cluster::start_with_args(cfg.target, &cfg.binary, cfg.members, &cfg.out, &extra)?
     };
     cluster.wait_for_leader(Duration::from_secs(20)).await?;
+    if cfg.scenario.kind.is_crash() {
+        crash::check_server(&cluster).await?;
+    }
     let first_term = cluster.term().await.unwrap_or(0);
     progress("cluster up; workload started");
     let rec = Recorder::new();
@@ -158,23 +164,31 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         let mut start = rec.now();
         let kind = cfg.scenario.kind;
         let label = inject(&mut cluster, kind, leader, &mut rng, &mut relays).await?;
-        if kind.is_network() {
+        if kind.is_network() || kind.is_crash() {
             // The fault begins when its last rule is in place (installing
-            // them takes some ms).
+            // them takes some ms), or when the member died at its point.
             start = rec.now();
         }
         progress(&format!("{:?} {label}", cfg.scenario.kind));
         tokio::time::sleep(cfg.outage).await;
         let label = crate::membership::after_outage(&mut cluster, kind, &mut rng, label).await?;
         cluster.heal()?;
+        let end = rec.now();
         relays.clear();
-        faults.push((cfg.scenario.kind, label, start, rec.now()));
+        let label = match failed_restarts(&mut cluster, progress).await? {
+            Some(failed) => format!("{label}; **restart failed**: {failed}"),
+            None => label,
+        };
+        faults.push((cfg.scenario.kind, label, start, end));
     }
     tokio::time::sleep_until(began + cfg.secs).await;
     stop.store(true, Ordering::Relaxed);
     let _ = clients.await;
     let mut records = extra.stop().await;
     cluster.heal()?;
+    // A member that stays down is named in the progress; the read-back
+    // still goes to the members that run.
+    failed_restarts(&mut cluster, progress).await?;
     cluster.wait_for_leader(Duration::from_secs(20)).await?;
     let last_term = cluster.term().await.unwrap_or(first_term);
     let leader_changes = leaders.stop().await;
@@ -230,6 +244,23 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
     Ok(report)
 }
 
+/// The members that exited soon after a heal restarted them (their logs
+/// say why), in words; `None` when all still run. The report must show
+/// it: a member that stays down leaves the cluster one failure from
+/// unavailable, and its port free for another process.
+async fn failed_restarts(
+    cluster: &mut Cluster,
+    progress: &dyn Fn(&str),
+) -> Result<Option<String>, LabError> {
+    let exited = cluster.exited_within(Duration::from_secs(1)).await?;
+    if exited.is_empty() {
+        return Ok(None);
+    }
+    let words = exited.join(", ");
+    progress(&format!("restart failed: {words}"));
+    Ok(Some(words))
+}
+
 /// Injects one fault of `kind`; returns which member(s) it hit, in words.
 async fn inject(
     cluster: &mut Cluster,
@@ -247,6 +278,7 @@ async fn inject(
     };
     match kind {
         k if k.is_membership() => return crate::membership::inject(cluster, k, leader, rng).await,
+        k if k.is_crash() => return crash::inject(cluster, k, leader, rng.next_u64()).await,
         FaultKind::KillLeader | FaultKind::KillFollower => cluster.kill(member)?,
         FaultKind::PauseLeader => cluster.pause(member)?,
         FaultKind::None => {}

@@ -10,6 +10,7 @@
 
 pub mod cap;
 pub mod cluster;
+pub mod crash;
 pub mod extra;
 pub mod lab;
 pub mod leaders;
@@ -53,6 +54,10 @@ pub enum LabError {
     /// A membership change or leadership transfer failed.
     #[error("membership: {0}")]
     Member(String),
+    /// A crash scenario cannot run: the target or the server build has
+    /// no failpoints, or arming one failed.
+    #[error("failpoints: {0}")]
+    Failpoints(String),
     /// No leader within the time given.
     #[error("no leader within {0:?}")]
     NoLeader(std::time::Duration),

@@ -272,12 +272,12 @@ async fn remove_leader(cluster: &mut Cluster, leader: usize) -> Result<String, L
     // (etcd's "unhealthy cluster") still gets the whole window.
     let until = Instant::now() + STEP_DOWN_WITHIN;
     while Instant::now() < until && (stepped.is_none() || elected.is_none()) {
-        let claims = matches!(status(&url).await, Some((me, l, _)) if me == l && l != 0);
+        let claims = matches!(status(&url).await, Some(s) if s.member == s.leader && s.leader != 0);
         if !claims && stepped.is_none() {
             stepped = Some(t0.elapsed().as_millis());
         }
         for u in &rest {
-            if matches!(status(u).await, Some((_, l, _)) if l != 0 && l != id) {
+            if matches!(status(u).await, Some(s) if s.leader != 0 && s.leader != id) {
                 elected = elected.or(Some(t0.elapsed().as_millis()));
             }
         }

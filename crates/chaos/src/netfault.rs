@@ -102,6 +102,8 @@ pub fn plan(kind: FaultKind, leader: usize, size: usize, rng: &mut SplitMix64) -
             p.label = format!("{} <-> {} {lat}±{jit} ms", names(&[leader]), names(&others));
         }
         FaultKind::KillLeader | FaultKind::KillFollower | FaultKind::PauseLeader => return None,
+        FaultKind::None => return None,
+        // Crashes at failpoints (crash.rs).
         _ => return None,
     }
     Some(p)

@@ -44,6 +44,21 @@ pub enum FaultKind {
     /// Leader kills and pauses, one at a time, timing elections
     /// (`crate::perf`).
     ConsensusPerf,
+    /// Crash scenarios (`crash.rs`): a member dies at a failpoint.
+    /// The leader, before its WAL write and fsync.
+    CrashBeforeFsync,
+    /// The leader, after its WAL fsync.
+    CrashAfterFsync,
+    /// The leader, before applying committed entries.
+    CrashBeforeApply,
+    /// The leader, after applying them.
+    CrashAfterApply,
+    /// The leader, with a snapshot image written but not synced or renamed.
+    CrashSnapshotSave,
+    /// A follower far behind, installing the leader's snapshot.
+    CrashSnapshotRestore,
+    /// A follower, applying a membership change.
+    CrashMembership,
 }
 
 impl FaultKind {
@@ -56,6 +71,7 @@ impl FaultKind {
                 | FaultKind::PauseLeader
                 | FaultKind::None
         ) && !self.is_membership()
+            && !self.is_crash()
             && self != FaultKind::ConsensusPerf
     }
 
@@ -168,7 +184,11 @@ pub const SCENARIOS: [Scenario; 16] = [
 
 /// The scenario called `name`.
 pub fn find(name: &str) -> Option<Scenario> {
-    SCENARIOS.iter().copied().find(|s| s.name == name)
+    SCENARIOS
+        .iter()
+        .chain(&crate::crash::SCENARIOS)
+        .copied()
+        .find(|s| s.name == name)
 }
 
 /// When faults start (offsets from the start of the run): the first after

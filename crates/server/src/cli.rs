@@ -17,6 +17,7 @@ pub fn serve_main(args: Vec<String>) -> Result<(), ServerError> {
     crate::failstop::install_panic_hook();
     // Failpoints from `FAILPOINTS="name=actions;..."`, as etcd's gofail
     // takes them (the fail-stop tests, the chaos lab); none by default.
+    #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     // Fewer workers than CPUs: the driver and WAL threads need cores too, and
     // cross-thread wake-ups cost more than they save on small machines.

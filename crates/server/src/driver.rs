@@ -211,7 +211,8 @@ impl Driver {
         loop {
             // Liveness (`/livez`): the driver wakes at least every tick.
             self.shared.driver_progress();
-            fail::fail_point!("driver-round");
+            crate::failstop::halt_if_dying();
+            failpoint!("driver-round");
             let Some(mut handled) = self.take_inputs() else {
                 return Ok(());
             };
@@ -365,7 +366,9 @@ impl Driver {
                 }
                 Step::Apply(entries) => {
                     let started = Instant::now();
+                    failpoint!("raft-before-apply");
                     self.apply(&entries)?;
+                    failpoint!("raft-after-apply");
                     self.meters
                         .backend_commit
                         .record(started.elapsed().as_secs_f64());
@@ -402,7 +405,9 @@ impl Driver {
             return Ok(());
         }
         let started = Instant::now();
+        failpoint!("raft-before-save");
         self.wal.append_now(batch, sync)?;
+        failpoint!("raft-after-save");
         if sync {
             self.meters
                 .wal_fsync

@@ -4,7 +4,8 @@
 //! live listeners answered `/livez` ok and refused every write).
 //!
 //! - [`install_panic_hook`] (the binaries): a panic on any thread is logged
-//!   as fatal and ends the process at once with [`PANIC_EXIT_CODE`]. No
+//!   as fatal and ends the process with [`PANIC_EXIT_CODE`]; the driver
+//!   halts at its next round, before the backtrace is printed. No
 //!   destructor runs, so nothing half-applied is checkpointed; on restart
 //!   the WAL is the truth.
 //! - Embedded (`run` in tests): the driver thread's panic is caught and
@@ -16,7 +17,21 @@
 //!   every tick, so a silent driver is a stuck one.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// Set by the panic hook before it prints anything: printing a backtrace
+/// can take seconds (symbols of a debug build on a busy machine), and the
+/// driver must not apply, answer or acknowledge anything meanwhile.
+static DYING: AtomicBool = AtomicBool::new(false);
+
+/// Parks the calling thread for good once a panic hook has begun to stop
+/// the process (the driver calls it each round; the exit follows).
+pub fn halt_if_dying() {
+    while DYING.load(Ordering::Acquire) {
+        std::thread::park();
+    }
+}
 
 /// Exit code of a member stopped by a panic (EX_SOFTWARE).
 pub const PANIC_EXIT_CODE: i32 = 70;
@@ -35,6 +50,9 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
 pub fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        // First stop the driver, so that the member serves nothing more
+        // while the backtrace is printed (it once went on leading for 6 s).
+        DYING.store(true, Ordering::Release);
         default(info);
         let thread = std::thread::current();
         let name = thread.name().unwrap_or("unnamed").to_string();

@@ -1,5 +1,6 @@
 //! The client listener (gRPC and HTTP on one port, as etcd does) and the
-//! metrics listener: `/health`, `/livez`, `/readyz`, `/metrics`.
+//! metrics listener: `/health`, `/livez`, `/readyz`, `/metrics` (and
+//! `/failpoints` with the `failpoints` feature).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -64,12 +65,15 @@ pub fn router(state: Arc<Shared>, min_ttl: i64, token: &str) -> ClientRouter {
 }
 
 fn http_routes(state: Arc<Shared>) -> Router {
-    Router::new()
+    let r = Router::new()
         .route("/health", get(health))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .with_state(state)
+        .route("/metrics", get(metrics_text));
+    // `/failpoints` only in builds with failpoints (failpoint.rs).
+    #[cfg(feature = "failpoints")]
+    let r = r.merge(crate::failpoint::routes());
+    r.with_state(state)
 }
 
 /// Serves gRPC and HTTP on one client listener.

@@ -6,6 +6,20 @@
 //! resolves, so tests can run whole clusters in one process.
 #![deny(missing_docs)]
 
+/// A failpoint (the `fail` crate's `fail_point!`) with the `failpoints`
+/// feature; nothing at all without it. Defined before the modules so that
+/// they can use it.
+#[cfg(feature = "failpoints")]
+macro_rules! failpoint {
+    ($name:expr) => {
+        fail::fail_point!($name)
+    };
+}
+#[cfg(not(feature = "failpoints"))]
+macro_rules! failpoint {
+    ($name:expr) => {};
+}
+
 mod authority;
 pub mod cli;
 mod compactor;
@@ -15,6 +29,8 @@ mod datadir;
 mod driver;
 mod envelope;
 mod error;
+#[cfg(feature = "failpoints")]
+mod failpoint;
 mod failstop;
 mod grpc;
 mod http;

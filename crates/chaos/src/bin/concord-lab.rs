@@ -147,7 +147,7 @@ fn exhibit(cfg: RunConfig, trials: usize) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::List => {
-            for s in SCENARIOS {
+            for s in SCENARIOS.iter().chain(&concord_chaos::crash::SCENARIOS) {
                 println!("{:<20} {}", s.name, s.about);
             }
             Ok(())

@@ -132,6 +132,7 @@ impl Driver {
     }
 
     fn apply_conf_change(&mut self, cc: &ConfChange, data: &[u8]) -> Result<(), ServerError> {
+        failpoint!("before-apply-conf-change");
         let ctx: Option<MemberContext> = serde_json::from_slice(data).ok();
         let added = ctx.as_ref().and_then(|c| c.member.clone());
         let me = self.shared.me.id;
@@ -163,6 +164,7 @@ impl Driver {
             }
             self.shared.data_dir().save_members(&t)?;
         }
+        failpoint!("after-apply-conf-change");
         if let Some(c) = ctx {
             self.shared.proposer.respond(c.request, Ok(Outcome::Done));
         }
@@ -175,8 +177,11 @@ impl Driver {
     }
 
     pub(super) fn restore_snapshot(&mut self, s: &Snapshot) -> Result<(), ServerError> {
+        // The received file is saved and marked in the WAL by now.
+        failpoint!("raft-before-restore");
         let (members, image) = snapshot::decode(&s.data).map_err(ServerError::Internal)?;
         self.shared.store.write().restore(image)?;
+        failpoint!("raft-during-restore");
         self.shared.data_dir().save_members(&members)?;
         for m in members.members.values() {
             if let Some(u) = m.peer_urls.first() {

@@ -148,6 +148,9 @@ fn write_image(
     }
     image.finish().map_err(io)?;
     let len = file.data_len();
+    // The image is written, not yet synced or renamed into place.
+    failpoint!("snapshot-before-save");
     file.finish()?;
+    failpoint!("snapshot-after-save");
     Ok(len)
 }
