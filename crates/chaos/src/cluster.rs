@@ -39,8 +39,19 @@ struct Member {
     log: PathBuf,
     /// The command line before the binary (`ip netns exec NS`), if any.
     prefix: Vec<String>,
+    /// Environment added to the lab's (libfaketime's, for clock faults).
+    env: Vec<(String, String)>,
     child: Option<Child>,
     paused: bool,
+}
+
+/// What members get beyond the common etcd flags.
+#[derive(Debug, Clone, Default)]
+pub struct MemberOptions {
+    /// Flags every member gets (e.g. `--experimental-lease-reads`).
+    pub args: Vec<String>,
+    /// Environment of member `i` (missing: none added).
+    pub env: Vec<Vec<(String, String)>>,
 }
 
 /// A running cluster; its processes are killed when it is dropped.
@@ -84,6 +95,17 @@ impl Cluster {
         size: usize,
         dir: &Path,
     ) -> Result<Cluster, LabError> {
+        Cluster::start_with(target, binary, size, dir, &MemberOptions::default())
+    }
+
+    /// [`Cluster::start`] with more flags and environment.
+    pub fn start_with(
+        target: Target,
+        binary: &Path,
+        size: usize,
+        dir: &Path,
+        opts: &MemberOptions,
+    ) -> Result<Cluster, LabError> {
         let ports = free_ports(2 * size)?;
         let urls = (0..size)
             .map(|i| {
@@ -91,7 +113,7 @@ impl Cluster {
                 (url(ports[2 * i]), url(ports[2 * i + 1]))
             })
             .collect();
-        Cluster::launch(target, binary, dir, urls, None)
+        Cluster::launch(target, binary, dir, urls, None, opts)
     }
 
     /// Starts `size` members as [`Cluster::start`] does, each in its own
@@ -103,6 +125,17 @@ impl Cluster {
         size: usize,
         dir: &Path,
     ) -> Result<Cluster, LabError> {
+        Cluster::start_networked_with(target, binary, size, dir, &MemberOptions::default())
+    }
+
+    /// [`Cluster::start_networked`] with more flags and environment.
+    pub fn start_networked_with(
+        target: Target,
+        binary: &Path,
+        size: usize,
+        dir: &Path,
+        opts: &MemberOptions,
+    ) -> Result<Cluster, LabError> {
         let net = Network::create(size)?;
         let urls = (0..size)
             .map(|i| {
@@ -110,7 +143,7 @@ impl Cluster {
                 (url(NETWORKED_CLIENT_PORT), url(NETWORKED_PEER_PORT))
             })
             .collect();
-        Cluster::launch(target, binary, dir, urls, Some(net))
+        Cluster::launch(target, binary, dir, urls, Some(net), opts)
     }
 
     /// Starts members with the given (client, peer) URLs.
@@ -120,6 +153,7 @@ impl Cluster {
         dir: &Path,
         urls: Vec<(String, String)>,
         net: Option<Network>,
+        opts: &MemberOptions,
     ) -> Result<Cluster, LabError> {
         let initial: Vec<String> = (0..urls.len())
             .map(|i| format!("m{}={}", i + 1, urls[i].1))
@@ -129,7 +163,7 @@ impl Cluster {
         for (i, (client_url, peer)) in urls.into_iter().enumerate() {
             let name = format!("m{}", i + 1);
             let data = dir.join(format!("{name}.data"));
-            let args = vec![
+            let mut args = vec![
                 format!("--name={name}"),
                 format!("--data-dir={}", data.display()),
                 format!("--listen-client-urls={client_url}"),
@@ -140,6 +174,7 @@ impl Cluster {
                 "--initial-cluster-state=new".to_string(),
                 "--initial-cluster-token=concord-lab".to_string(),
             ];
+            args.extend(opts.args.iter().cloned());
             let log = dir.join(format!("{name}.log"));
             let prefix = net.as_ref().map_or(Vec::new(), |n| n.exec_prefix(i));
             members.push(Member {
@@ -148,6 +183,7 @@ impl Cluster {
                 args,
                 log,
                 prefix,
+                env: opts.env.get(i).cloned().unwrap_or_default(),
                 child: None,
                 paused: false,
             });
@@ -207,6 +243,7 @@ impl Cluster {
         let child = Command::new(program)
             .args(args)
             .args(&m.args)
+            .envs(m.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

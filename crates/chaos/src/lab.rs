@@ -15,11 +15,13 @@ use concord_proto::etcdserverpb::RangeRequest;
 use concord_rng::SplitMix64;
 use serde::Serialize;
 
+use crate::clock::ClockConfig;
 use crate::cluster::{channel, Cluster, Target, NETWORKED_PEER_PORT};
 use crate::extra::Extra;
 use crate::netfault;
 use crate::relay::Relays;
 use crate::scenario::{schedule, FaultKind, Scenario};
+use crate::skew::{self, ClockFaults, ClockSummary};
 use crate::validate::{self, Plant, Verdicts};
 use crate::verify::{history_jsonl, linearizable, lost_writes, recovery};
 use crate::watchers::RANGE;
@@ -52,6 +54,8 @@ pub struct RunConfig {
     /// Faults planted in the records before validation, only for tests
     /// that show a check can fail (empty in real runs).
     pub plant: Vec<Plant>,
+    /// Lease reads and clock faults.
+    pub clock: ClockConfig,
 }
 
 /// One injected fault and what it did.
@@ -104,6 +108,9 @@ pub struct Report {
     pub elections: u64,
     /// The watch, lock and lease validators' verdicts.
     pub checks: Verdicts,
+    /// What clock faults did, in a run with them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockSummary>,
 }
 
 impl Report {
@@ -117,10 +124,13 @@ impl Report {
 /// Runs the lab once; `progress` hears what is happening.
 pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabError> {
     std::fs::create_dir_all(&cfg.out)?;
+    let mut clocks = ClockFaults::new(&cfg)?;
+    let opts = skew::member_options(cfg.target, &cfg.clock, clocks.as_ref())?;
+    let (target, binary, n, out) = (cfg.target, &cfg.binary, cfg.members, &cfg.out);
     let mut cluster = if cfg.scenario.kind.is_network() {
-        Cluster::start_networked(cfg.target, &cfg.binary, cfg.members, &cfg.out)?
+        Cluster::start_networked_with(target, binary, n, out, &opts)?
     } else {
-        Cluster::start(cfg.target, &cfg.binary, cfg.members, &cfg.out)?
+        Cluster::start_with(target, binary, n, out, &opts)?
     };
     cluster.wait_for_leader(Duration::from_secs(20)).await?;
     let first_term = cluster.term().await.unwrap_or(0);
@@ -134,6 +144,9 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         stop.clone(),
     ));
     let mut extra = Extra::start(&cfg.workload, &cluster.endpoints(), &rec);
+    let sampler = clocks
+        .is_some()
+        .then(|| skew::sample_leaders(cluster.endpoints(), rec.clone(), stop.clone()));
     let mut rng = SplitMix64::new(cfg.seed);
     let mut relays = Relays::new(cfg.seed);
     let mut faults = Vec::new();
@@ -149,7 +162,13 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         };
         let mut start = rec.now();
         let kind = cfg.scenario.kind;
-        let label = inject(&mut cluster, kind, leader, &mut rng, &mut relays).await?;
+        let label = match clocks.as_mut() {
+            Some(c) => {
+                c.inject_fault(&mut cluster, leader, &rec, &mut rng, &mut relays)
+                    .await?
+            }
+            None => inject(&mut cluster, kind, leader, &mut rng, &mut relays).await?,
+        };
         if kind.is_network() {
             // The fault begins when its last rule is in place (installing
             // them takes some ms).
@@ -159,11 +178,22 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         tokio::time::sleep(cfg.outage).await;
         cluster.heal()?;
         relays.clear();
+        if let Some(c) = clocks.as_mut() {
+            c.heal(rec.now())?;
+        }
         faults.push((cfg.scenario.kind, label, start, rec.now()));
     }
     tokio::time::sleep_until(began + cfg.secs).await;
     stop.store(true, Ordering::Relaxed);
     let _ = clients.await;
+    let leaders = match sampler {
+        Some((task, log)) => {
+            let _ = task.await;
+            let log = log.lock().expect("leader log").clone();
+            log
+        }
+        None => Vec::new(),
+    };
     let mut records = extra.stop().await;
     cluster.heal()?;
     cluster.wait_for_leader(Duration::from_secs(20)).await?;
@@ -201,6 +231,7 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         linearizable: linearizable(&ops, Duration::from_secs(120)),
         elections: last_term.saturating_sub(first_term),
         checks: validate::validate(&records, &ops, &read),
+        clock: clocks.as_ref().map(|c| c.summary(&ops, &leaders)),
     };
     crate::report::write(&cfg.out, &report)?;
     let title = format!(

@@ -8,7 +8,9 @@
 //! runs one (`src/bin/concord-lab.rs`).
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod cluster;
+pub mod exercise;
 pub mod extra;
 pub mod lab;
 pub mod leases;
@@ -18,6 +20,7 @@ pub mod netfault;
 pub mod relay;
 pub mod report;
 pub mod scenario;
+pub mod skew;
 pub mod timeline;
 pub mod validate;
 pub mod verify;

@@ -30,6 +30,15 @@ pub enum FaultKind {
     LinkLoss,
     /// Delay the peer traffic on the leader's links (latency ± jitter).
     LinkLatency,
+    /// Run the leader's clock fast (libfaketime; Concord only).
+    ClockFast,
+    /// Run the leader's clock slow (libfaketime; Concord only).
+    ClockSlow,
+    /// Step the leader's wall clock forward or back (libfaketime).
+    ClockJump,
+    /// Run the leader's clock slow and cut it off from the others: can it
+    /// still serve reads on its lease after a new leader is elected?
+    ClockSkew,
 }
 
 impl FaultKind {
@@ -41,6 +50,20 @@ impl FaultKind {
                 | FaultKind::KillFollower
                 | FaultKind::PauseLeader
                 | FaultKind::None
+                | FaultKind::ClockFast
+                | FaultKind::ClockSlow
+                | FaultKind::ClockJump
+        )
+    }
+
+    /// A clock fault: members run under libfaketime.
+    pub fn is_clock(self) -> bool {
+        matches!(
+            self,
+            FaultKind::ClockFast
+                | FaultKind::ClockSlow
+                | FaultKind::ClockJump
+                | FaultKind::ClockSkew
         )
     }
 }
@@ -57,7 +80,7 @@ pub struct Scenario {
 }
 
 /// Every scenario.
-pub const SCENARIOS: [Scenario; 10] = [
+pub const SCENARIOS: [Scenario; 14] = [
     Scenario {
         name: "healthy",
         about: "no faults: the workload alone; the report counts elections (there should be none)",
@@ -107,6 +130,26 @@ pub const SCENARIOS: [Scenario; 10] = [
         name: "link-latency",
         about: "network: delay the leader's peer traffic 150 ± 50 ms each way (a relay, no netem); repeat",
         kind: FaultKind::LinkLatency,
+    },
+    Scenario {
+        name: "clock-fast",
+        about: "clock: the leader's clocks run x1.5 (libfaketime, Concord only); back to x1; repeat",
+        kind: FaultKind::ClockFast,
+    },
+    Scenario {
+        name: "clock-slow",
+        about: "clock: the leader's clocks run x0.7 (its Raft ticks too); back to x1; repeat",
+        kind: FaultKind::ClockSlow,
+    },
+    Scenario {
+        name: "clock-jump",
+        about: "clock: step the leader's wall clock 5 s forward or back (monotonic untouched); repeat",
+        kind: FaultKind::ClockJump,
+    },
+    Scenario {
+        name: "clock-skew",
+        about: "clock+network: slow the leader's clock and cut it off; stale lease reads? (--lease-reads)",
+        kind: FaultKind::ClockSkew,
     },
 ];
 
