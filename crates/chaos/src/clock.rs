@@ -88,6 +88,16 @@ pub fn find_libfaketime() -> Result<PathBuf, LabError> {
     ))
 }
 
+/// Removes the shared memory and semaphore libfaketime creates for each
+/// process it is loaded into (named by pid); a member killed by signal
+/// never removes its own.
+pub fn remove_shm(pids: &[u32]) {
+    for pid in pids {
+        let _ = std::fs::remove_file(format!("/dev/shm/faketime_shm_{pid}"));
+        let _ = std::fs::remove_file(format!("/dev/shm/sem.faketime_sem_{pid}"));
+    }
+}
+
 /// A member's faked clock: the file libfaketime reads, and what the lab
 /// set, to tell the member's wall-clock time at any moment of the run.
 #[derive(Debug, Clone)]

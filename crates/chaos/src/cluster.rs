@@ -220,6 +220,12 @@ impl Cluster {
         self.members.iter().map(|m| m.client_url.clone()).collect()
     }
 
+    /// The process ids of the members that run.
+    pub fn pids(&self) -> Vec<u32> {
+        let running = self.members.iter().filter_map(|m| m.child.as_ref());
+        running.map(|c| c.id()).collect()
+    }
+
     /// Member `i`'s name (`m1`, `m2`, ...).
     pub fn name(&self, i: usize) -> &str {
         &self.members[i].name

@@ -19,8 +19,10 @@ pub const ELECTION_MS: f64 = 1000.0;
 pub const DRIFT_MS: f64 = 200.0;
 /// The rate within the bound the exercise runs.
 pub const WITHIN: f64 = 0.9;
-/// The rate beyond the bound the exercise runs.
-pub const BEYOND: f64 = 0.5;
+/// The rates beyond the bound the exercise runs: a new leader needs a
+/// randomized election timeout (1 to 2 s) and a (pre-)vote round, so a
+/// lease only a little past the bound rarely overlaps its first write.
+pub const BEYOND: [f64; 2] = [0.5, 0.25];
 
 /// The slowest leader clock the lease tolerates: `(election - drift) /
 /// election`.
@@ -29,12 +31,14 @@ pub fn bound_rate() -> f64 {
 }
 
 /// The runs of the exercise: (rate, lease reads).
-pub fn matrix() -> [(f64, bool); 4] {
+pub fn matrix() -> [(f64, bool); 6] {
     [
         (WITHIN, false),
         (WITHIN, true),
-        (BEYOND, false),
-        (BEYOND, true),
+        (BEYOND[0], false),
+        (BEYOND[0], true),
+        (BEYOND[1], false),
+        (BEYOND[1], true),
     ]
 }
 
@@ -84,6 +88,6 @@ mod tests {
     #[test]
     fn the_bound_lies_between_the_two_rates() {
         assert!((bound_rate() - 0.8).abs() < 1e-9);
-        assert!(WITHIN >= bound_rate() && BEYOND < bound_rate());
+        assert!(WITHIN >= bound_rate() && BEYOND.iter().all(|&r| r < bound_rate()));
     }
 }

@@ -204,7 +204,11 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
     extra
         .drain(newest, Duration::from_secs(15), &mut records)
         .await;
+    let pids = cluster.pids();
     drop(cluster);
+    if clocks.is_some() {
+        crate::clock::remove_shm(&pids);
+    }
     let ops = rec.ops();
     std::fs::write(cfg.out.join("history.jsonl"), history_jsonl(&ops))?;
     for &p in &cfg.plant {

@@ -377,16 +377,17 @@ async fn pinned_reader(
     }
 }
 
+/// Samples of who led: (ns since the run began, member), shared with the
+/// sampling task.
+pub type LeaderLog = Arc<Mutex<Vec<(u64, Option<usize>)>>>;
+
 /// Samples which member leads every 200 ms until `stop`, stamped with the
 /// recorder's clock; the samples are in the returned list.
 pub fn sample_leaders(
     endpoints: Vec<String>,
     rec: Arc<Recorder>,
     stop: Arc<AtomicBool>,
-) -> (
-    tokio::task::JoinHandle<()>,
-    Arc<Mutex<Vec<(u64, Option<usize>)>>>,
-) {
+) -> (tokio::task::JoinHandle<()>, LeaderLog) {
     let out = Arc::new(Mutex::new(Vec::new()));
     let log = out.clone();
     let task = tokio::spawn(async move {
