@@ -52,12 +52,23 @@ struct Member {
     log: PathBuf,
     /// The command line before the binary (`ip netns exec NS`), if any.
     prefix: Vec<String>,
+    /// Environment added to the lab's (libfaketime's, for clock faults).
+    env: Vec<(String, String)>,
     child: Option<Child>,
     paused: bool,
     /// Its peer URL (what MemberAdd and `--initial-cluster` name).
     peer_url: String,
     /// Removed from the cluster: never started again.
     removed: bool,
+}
+
+/// What members get beyond the common etcd flags.
+#[derive(Debug, Clone, Default)]
+pub struct MemberOptions {
+    /// Flags every member gets (e.g. `--experimental-lease-reads`).
+    pub args: Vec<String>,
+    /// Environment of member `i` (missing: none added).
+    pub env: Vec<Vec<(String, String)>>,
 }
 
 /// A running cluster; its processes are killed when it is dropped.
@@ -103,16 +114,16 @@ impl Cluster {
         size: usize,
         dir: &Path,
     ) -> Result<Cluster, LabError> {
-        Cluster::start_with_args(target, binary, size, dir, &[])
+        Cluster::start_with(target, binary, size, dir, &MemberOptions::default())
     }
 
-    /// Starts members as [`Cluster::start`] does, each with `extra` flags.
-    pub fn start_with_args(
+    /// [`Cluster::start`] with more flags and environment.
+    pub fn start_with(
         target: Target,
         binary: &Path,
         size: usize,
         dir: &Path,
-        extra: &[String],
+        opts: &MemberOptions,
     ) -> Result<Cluster, LabError> {
         let ports = free_ports(2 * size)?;
         let urls = (0..size)
@@ -121,7 +132,7 @@ impl Cluster {
                 (url(ports[2 * i]), url(ports[2 * i + 1]))
             })
             .collect();
-        Cluster::launch(target, binary, dir, urls, None, extra)
+        Cluster::launch(target, binary, dir, urls, None, opts)
     }
 
     /// Starts `size` members as [`Cluster::start`] does, each in its own
@@ -133,6 +144,17 @@ impl Cluster {
         size: usize,
         dir: &Path,
     ) -> Result<Cluster, LabError> {
+        Cluster::start_networked_with(target, binary, size, dir, &MemberOptions::default())
+    }
+
+    /// [`Cluster::start_networked`] with more flags and environment.
+    pub fn start_networked_with(
+        target: Target,
+        binary: &Path,
+        size: usize,
+        dir: &Path,
+        opts: &MemberOptions,
+    ) -> Result<Cluster, LabError> {
         let net = Network::create(size)?;
         let urls = (0..size)
             .map(|i| {
@@ -140,7 +162,7 @@ impl Cluster {
                 (url(NETWORKED_CLIENT_PORT), url(NETWORKED_PEER_PORT))
             })
             .collect();
-        Cluster::launch(target, binary, dir, urls, Some(net), &[])
+        Cluster::launch(target, binary, dir, urls, Some(net), opts)
     }
 
     /// Starts members with the given (client, peer) URLs.
@@ -150,7 +172,7 @@ impl Cluster {
         dir: &Path,
         urls: Vec<(String, String)>,
         net: Option<Network>,
-        extra: &[String],
+        opts: &MemberOptions,
     ) -> Result<Cluster, LabError> {
         // Members an earlier lab left running (it was SIGKILLed) would
         // hold ports and CPU.
@@ -174,7 +196,7 @@ impl Cluster {
                 "--initial-cluster-state=new".to_string(),
                 "--initial-cluster-token=concord-lab".to_string(),
             ];
-            args.extend_from_slice(extra);
+            args.extend(opts.args.iter().cloned());
             let log = dir.join(format!("{name}.log"));
             let prefix = net.as_ref().map_or(Vec::new(), |n| n.exec_prefix(i));
             members.push(Member {
@@ -183,6 +205,7 @@ impl Cluster {
                 args,
                 log,
                 prefix,
+                env: opts.env.get(i).cloned().unwrap_or_default(),
                 child: None,
                 paused: false,
                 peer_url: peer,
@@ -228,6 +251,12 @@ impl Cluster {
             .iter()
             .map(|m| (m.name.clone(), m.client_url.clone()))
             .collect()
+    }
+
+    /// The process ids of the members that run.
+    pub fn pids(&self) -> Vec<u32> {
+        let running = self.members.iter().filter_map(|m| m.child.as_ref());
+        running.map(|c| c.id()).collect()
     }
 
     /// Member `i`'s name (`m1`, `m2`, ...).
@@ -293,6 +322,7 @@ impl Cluster {
             .args(args)
             .args(&m.args)
             .env(owner, me)
+            .envs(m.env.iter().map(|(k, v)| (k, v)))
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -393,6 +423,7 @@ impl Cluster {
             args,
             log,
             prefix: Vec::new(),
+            env: Vec::new(),
             child: None,
             paused: false,
             peer_url,

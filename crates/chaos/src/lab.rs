@@ -15,6 +15,7 @@ use concord_proto::etcdserverpb::RangeRequest;
 use concord_rng::SplitMix64;
 use serde::Serialize;
 
+use crate::clock::ClockConfig;
 use crate::cluster::{channel, Cluster, Target, NETWORKED_PEER_PORT};
 use crate::crash;
 use crate::extra::Extra;
@@ -22,6 +23,7 @@ use crate::leaders::{count_between, LeaderChange, LeaderWatch};
 use crate::netfault;
 use crate::relay::Relays;
 use crate::scenario::{schedule, FaultKind, Scenario};
+use crate::skew::{self, ClockFaults, ClockSummary};
 use crate::validate::{self, Plant, Verdicts};
 use crate::verify::{history_jsonl, linearizable, lost_writes, recovery};
 use crate::watchers::RANGE;
@@ -54,6 +56,8 @@ pub struct RunConfig {
     /// Faults planted in the records before validation, only for tests
     /// that show a check can fail (empty in real runs).
     pub plant: Vec<Plant>,
+    /// Lease reads and clock faults.
+    pub clock: ClockConfig,
 }
 
 /// One injected fault and what it did.
@@ -112,6 +116,9 @@ pub struct Report {
     /// Leadership as the lab saw it move (the first entry is the leader
     /// the run began with).
     pub leader_changes: Vec<LeaderChange>,
+    /// What clock faults did, in a run with them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockSummary>,
 }
 
 impl Report {
@@ -126,11 +133,14 @@ impl Report {
 pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabError> {
     crash::check_target(cfg.scenario.kind, cfg.target)?;
     std::fs::create_dir_all(&cfg.out)?;
+    let mut clocks = ClockFaults::new(&cfg)?;
+    let mut opts = skew::member_options(cfg.target, &cfg.clock, clocks.as_ref())?;
+    opts.args.extend(crash::extra_args(cfg.scenario.kind));
+    let (target, binary, n, out) = (cfg.target, &cfg.binary, cfg.members, &cfg.out);
     let mut cluster = if cfg.scenario.kind.is_network() {
-        Cluster::start_networked(cfg.target, &cfg.binary, cfg.members, &cfg.out)?
+        Cluster::start_networked_with(target, binary, n, out, &opts)?
     } else {
-        let extra = crash::extra_args(cfg.scenario.kind);
-        Cluster::start_with_args(cfg.target, &cfg.binary, cfg.members, &cfg.out, &extra)?
+        Cluster::start_with(target, binary, n, out, &opts)?
     };
     cluster.wait_for_leader(Duration::from_secs(20)).await?;
     if cfg.scenario.kind.is_crash() {
@@ -148,6 +158,9 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
     ));
     let mut extra = Extra::start(&cfg.workload, &cluster.endpoints(), &rec);
     let leaders = LeaderWatch::start(cluster.named_endpoints(), rec.clone());
+    let sampler = clocks
+        .is_some()
+        .then(|| skew::sample_leaders(cluster.endpoints(), rec.clone(), stop.clone()));
     let mut rng = SplitMix64::new(cfg.seed);
     let mut relays = Relays::new(cfg.seed);
     let mut faults = Vec::new();
@@ -163,7 +176,13 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         };
         let mut start = rec.now();
         let kind = cfg.scenario.kind;
-        let label = inject(&mut cluster, kind, leader, &mut rng, &mut relays).await?;
+        let label = match clocks.as_mut() {
+            Some(c) => {
+                c.inject_fault(&mut cluster, leader, &rec, &mut rng, &mut relays)
+                    .await?
+            }
+            None => inject(&mut cluster, kind, leader, &mut rng, &mut relays).await?,
+        };
         if kind.is_network() || kind.is_crash() {
             // The fault begins when its last rule is in place (installing
             // them takes some ms), or when the member died at its point.
@@ -179,11 +198,22 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
             Some(failed) => format!("{label}; **restart failed**: {failed}"),
             None => label,
         };
+        if let Some(c) = clocks.as_mut() {
+            c.heal(rec.now())?;
+        }
         faults.push((cfg.scenario.kind, label, start, end));
     }
     tokio::time::sleep_until(began + cfg.secs).await;
     stop.store(true, Ordering::Relaxed);
     let _ = clients.await;
+    let leader_samples = match sampler {
+        Some((task, log)) => {
+            let _ = task.await;
+            let log = log.lock().expect("leader log").clone();
+            log
+        }
+        None => Vec::new(),
+    };
     let mut records = extra.stop().await;
     cluster.heal()?;
     // A member that stays down is named in the progress; the read-back
@@ -198,7 +228,11 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
     extra
         .drain(newest, Duration::from_secs(15), &mut records)
         .await;
+    let pids = cluster.pids();
     drop(cluster);
+    if clocks.is_some() {
+        crate::clock::remove_shm(&pids);
+    }
     let ops = rec.ops();
     std::fs::write(cfg.out.join("history.jsonl"), history_jsonl(&ops))?;
     for &p in &cfg.plant {
@@ -223,6 +257,7 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         linearizable: linearizable(&ops, Duration::from_secs(120)),
         elections: last_term.saturating_sub(first_term),
         checks: validate::validate(&records, &ops, &read),
+        clock: clocks.as_ref().map(|c| c.summary(&ops, &leader_samples)),
     };
     crate::report::write(&cfg.out, &report)?;
     let title = format!(

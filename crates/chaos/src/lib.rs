@@ -9,8 +9,10 @@
 #![deny(missing_docs)]
 
 pub mod cap;
+pub mod clock;
 pub mod cluster;
 pub mod crash;
+pub mod exercise;
 pub mod extra;
 pub mod lab;
 pub mod leaders;
@@ -24,6 +26,7 @@ pub mod perf;
 pub mod relay;
 pub mod report;
 pub mod scenario;
+pub mod skew;
 pub mod timeline;
 pub mod validate;
 pub mod verify;

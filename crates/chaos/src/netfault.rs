@@ -103,6 +103,9 @@ pub fn plan(kind: FaultKind, leader: usize, size: usize, rng: &mut SplitMix64) -
         }
         FaultKind::KillLeader | FaultKind::KillFollower | FaultKind::PauseLeader => return None,
         FaultKind::None => return None,
+        // Clock faults (`crate::skew`); clock-skew's cut is a PartitionLeader plan.
+        FaultKind::ClockFast | FaultKind::ClockSlow | FaultKind::ClockJump => return None,
+        FaultKind::ClockSkew => return None,
         // Crashes at failpoints (crash.rs).
         _ => return None,
     }

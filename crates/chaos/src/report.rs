@@ -77,6 +77,9 @@ pub fn markdown(r: &Report) -> String {
         r.ops, r.ok, r.unknown, r.failed_reads, r.lost_writes, r.linearizable, r.elections
     );
     checks(&mut s, r);
+    if let Some(c) = &r.clock {
+        s.push_str(&crate::skew::markdown(c));
+    }
     let _ = writeln!(
         s,
         "| fault | member | start | end | RTO write | RTO read | client errors | leader changes |"

@@ -59,6 +59,15 @@ pub enum FaultKind {
     CrashSnapshotRestore,
     /// A follower, applying a membership change.
     CrashMembership,
+    /// Run the leader's clock fast (libfaketime; Concord only).
+    ClockFast,
+    /// Run the leader's clock slow (libfaketime; Concord only).
+    ClockSlow,
+    /// Step the leader's wall clock forward or back (libfaketime).
+    ClockJump,
+    /// Run the leader's clock slow and cut it off from the others: can it
+    /// still serve reads on its lease after a new leader is elected?
+    ClockSkew,
 }
 
 impl FaultKind {
@@ -70,6 +79,9 @@ impl FaultKind {
                 | FaultKind::KillFollower
                 | FaultKind::PauseLeader
                 | FaultKind::None
+                | FaultKind::ClockFast
+                | FaultKind::ClockSlow
+                | FaultKind::ClockJump
         ) && !self.is_membership()
             && !self.is_crash()
             && self != FaultKind::ConsensusPerf
@@ -83,6 +95,17 @@ impl FaultKind {
                 | FaultKind::LearnerPromote
                 | FaultKind::LeaderTransfer
                 | FaultKind::LeaderRemove
+        )
+    }
+
+    /// A clock fault: members run under libfaketime.
+    pub fn is_clock(self) -> bool {
+        matches!(
+            self,
+            FaultKind::ClockFast
+                | FaultKind::ClockSlow
+                | FaultKind::ClockJump
+                | FaultKind::ClockSkew
         )
     }
 }
@@ -99,7 +122,7 @@ pub struct Scenario {
 }
 
 /// Every scenario.
-pub const SCENARIOS: [Scenario; 16] = [
+pub const SCENARIOS: [Scenario; 20] = [
     Scenario {
         name: "healthy",
         about: "no faults: the workload alone; the report counts elections (there should be none)",
@@ -179,6 +202,26 @@ pub const SCENARIOS: [Scenario; 16] = [
         name: "consensus-perf",
         about: "--trials leader kills and pauses: election time percentiles, throughput before/during/after",
         kind: FaultKind::ConsensusPerf,
+    },
+    Scenario {
+        name: "clock-fast",
+        about: "clock: the leader's clocks run x1.5 (libfaketime, Concord only); back to x1; repeat",
+        kind: FaultKind::ClockFast,
+    },
+    Scenario {
+        name: "clock-slow",
+        about: "clock: the leader's clocks run x0.7 (its Raft ticks too); back to x1; repeat",
+        kind: FaultKind::ClockSlow,
+    },
+    Scenario {
+        name: "clock-jump",
+        about: "clock: step the leader's wall clock 5 s forward or back (monotonic untouched); repeat",
+        kind: FaultKind::ClockJump,
+    },
+    Scenario {
+        name: "clock-skew",
+        about: "clock+network: slow the leader's clock and cut it off; stale lease reads? (--lease-reads)",
+        kind: FaultKind::ClockSkew,
     },
 ];
 

@@ -241,7 +241,7 @@ impl Recorder {
         self.start.elapsed().as_nanos() as u64
     }
 
-    fn push(&self, op: Op) {
+    pub(crate) fn push(&self, op: Op) {
         self.ops.lock().expect("recorder").push(op);
     }
 

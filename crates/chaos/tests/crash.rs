@@ -51,6 +51,7 @@ fn crash_run(name: &str, seed: u64, secs: u64) -> Option<concord_chaos::Report> 
             ..WorkloadConfig::new(4, 8, seed)
         },
         plant: Vec::new(),
+        clock: Default::default(),
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     match rt.block_on(run(cfg, &|m| eprintln!("{name}: {m}"))) {
@@ -99,6 +100,7 @@ fn crash_etcd_is_refused() {
         outage: Duration::from_secs(1),
         workload: WorkloadConfig::new(1, 8, 1),
         plant: Vec::new(),
+        clock: Default::default(),
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let err = rt.block_on(run(cfg, &|_| {})).unwrap_err();

@@ -47,6 +47,7 @@ fn config(name: &str, secs: u64, out: &std::path::Path) -> RunConfig {
             ..WorkloadConfig::new(4, 8, 3)
         },
         plant: Vec::new(),
+        clock: Default::default(),
     }
 }
 

@@ -86,6 +86,7 @@ fn short_run(name: &str, seed: u64) -> Option<concord_chaos::Report> {
             ..WorkloadConfig::new(4, 8, seed)
         },
         plant: Vec::new(),
+        clock: Default::default(),
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let report = rt

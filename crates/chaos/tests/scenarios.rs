@@ -49,6 +49,7 @@ fn run_for(
         outage: Duration::from_millis(1500),
         workload,
         plant,
+        clock: Default::default(),
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let report = rt

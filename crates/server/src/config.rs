@@ -58,6 +58,16 @@ pub struct Config {
     /// Election timeout in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub election_timeout: u64,
+    /// Serve linearizable reads on the leader's lease (no heartbeat round
+    /// per read) instead of ReadIndex. Safe only while the members' clocks
+    /// run at rates within `--max-clock-drift` of each other.
+    #[arg(long, default_value_t = false)]
+    pub experimental_lease_reads: bool,
+    /// Bound, in milliseconds, on how far members' clocks may drift apart
+    /// over one election timeout; the lease is the election timeout minus
+    /// this (lease reads only; rounded down to heartbeat intervals).
+    #[arg(long, default_value_t = 200)]
+    pub max_clock_drift: u64,
     /// Applied entries between snapshots.
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_count: u64,
@@ -380,6 +390,12 @@ impl Config {
     /// Election timeout in ticks.
     pub fn election_ticks(&self) -> u32 {
         (self.election_timeout / self.heartbeat_interval).max(2) as u32
+    }
+
+    /// The clock-drift bound in ticks (below the election timeout).
+    pub fn max_clock_drift_ticks(&self) -> u32 {
+        let ticks = (self.max_clock_drift / self.heartbeat_interval) as u32;
+        ticks.min(self.election_ticks() - 1)
     }
 }
 

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
+use concord_chaos::clock::ClockConfig;
 use concord_chaos::workload::{Mix, WorkloadConfig};
-use concord_chaos::{scenario, FaultKind, RunConfig, Target, SCENARIOS};
+use concord_chaos::{exercise, scenario, FaultKind, RunConfig, Target, SCENARIOS};
 
 #[derive(Parser)]
 #[command(about = "The Concord chaos lab: faults injected into real processes, histories checked")]
@@ -87,6 +88,34 @@ enum Cmd {
         /// Trials of each fault (`consensus-perf`).
         #[arg(long, default_value_t = 10)]
         trials: usize,
+        /// Concord serves linearizable reads on the leader's lease
+        /// (`--experimental-lease-reads`); off by default, as in the server.
+        #[arg(long)]
+        lease_reads: bool,
+        /// The rate a clock fault sets (default: clock-fast 1.5,
+        /// clock-slow and clock-skew 0.7).
+        #[arg(long)]
+        clock_rate: Option<f64>,
+        /// Seconds `clock-jump` steps the wall clock.
+        #[arg(long, default_value_t = 5.0)]
+        jump_secs: f64,
+    },
+    /// The clock-skew exercise: the `clock-skew` scenario with the
+    /// leader's clock within the drift bound and beyond it, lease reads
+    /// off and on (6 runs); a table in OUT/clock-skew.md.
+    ClockSkew {
+        /// Length of each run in seconds.
+        #[arg(long, default_value_t = 26)]
+        secs: u64,
+        /// Seed of the schedule and the clients.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output directory (one subdirectory per run).
+        #[arg(long, default_value = "lab-clock-skew")]
+        out: PathBuf,
+        /// The Concord binary (default: `concord` next to this binary).
+        #[arg(long)]
+        binary: Option<PathBuf>,
     },
 }
 
@@ -144,8 +173,66 @@ fn exhibit(cfg: RunConfig, trials: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the clock-skew exercise and prints its table.
+fn clock_skew(secs: u64, seed: u64, out: PathBuf, binary: Option<PathBuf>) -> anyhow::Result<()> {
+    let binary = binary.map_or_else(|| default_binary(Target::Concord), Ok)?;
+    let scenario = scenario::find("clock-skew").context("no clock-skew scenario")?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let started = std::time::Instant::now();
+    let mut reports = Vec::new();
+    for (rate, lease_reads) in exercise::matrix() {
+        let dir = out.join(format!(
+            "x{rate}-lease-{}",
+            if lease_reads { "on" } else { "off" }
+        ));
+        let cfg = RunConfig {
+            scenario,
+            target: Target::Concord,
+            binary: binary.clone(),
+            members: 3,
+            secs: Duration::from_secs(secs),
+            seed,
+            out: dir.clone(),
+            // A cut longer than a slowed lease, so that the majority
+            // elects and writes while the old leader may still read.
+            every: Duration::from_secs(8),
+            outage: Duration::from_secs(4),
+            // Few keys: a read of the cut-off leader soon meets a key the
+            // majority wrote meanwhile.
+            workload: WorkloadConfig::new(8, 16, seed),
+            plant: Vec::new(),
+            clock: ClockConfig {
+                lease_reads,
+                rate: Some(rate),
+                ..ClockConfig::default()
+            },
+        };
+        let progress = |m: &str| {
+            let t = started.elapsed().as_secs_f64();
+            eprintln!("[{t:>6.1}s] x{rate} lease reads {lease_reads}: {m}");
+        };
+        let report = rt.block_on(async {
+            tokio::select! {
+                r = concord_chaos::run(cfg, &progress) => Ok(r?),
+                s = interrupted() => Err(anyhow::anyhow!("interrupted by {s}")),
+            }
+        })?;
+        reports.push(report);
+    }
+    let table = exercise::table(&reports);
+    std::fs::write(out.join("clock-skew.md"), &table)?;
+    print!("{table}");
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
+        Cmd::ClockSkew {
+            secs,
+            seed,
+            out,
+            binary,
+        } => clock_skew(secs, seed, out, binary),
         Cmd::List => {
             for s in SCENARIOS.iter().chain(&concord_chaos::crash::SCENARIOS) {
                 println!("{:<20} {}", s.name, s.about);
@@ -204,6 +291,9 @@ fn main() -> anyhow::Result<()> {
             lease_clients,
             binary,
             trials,
+            lease_reads,
+            clock_rate,
+            jump_secs,
         } => {
             let Some(scenario) = scenario::find(&name) else {
                 bail!("no scenario {name:?} (see `concord-lab list`)");
@@ -230,6 +320,11 @@ fn main() -> anyhow::Result<()> {
                     ..WorkloadConfig::new(clients, keys, seed)
                 },
                 plant: Vec::new(),
+                clock: ClockConfig {
+                    lease_reads,
+                    rate: clock_rate,
+                    jump_secs,
+                },
             };
             if matches!(scenario.kind, FaultKind::Cap | FaultKind::ConsensusPerf) {
                 return exhibit(cfg, trials);

@@ -164,7 +164,12 @@ fn raft_config(cfg: &Config, id: u64) -> RaftConfig {
     c.heartbeat_tick = 1;
     c.pre_vote = true;
     c.check_quorum = true;
-    c.read_mode = ReadMode::Safe;
+    c.read_mode = if cfg.experimental_lease_reads {
+        ReadMode::LeaseBased
+    } else {
+        ReadMode::Safe
+    };
+    c.max_clock_drift_ticks = cfg.max_clock_drift_ticks();
     c.seed = id ^ std::process::id() as u64;
     c.snapshot_chunk_size = crate::driver::SNAPSHOT_CHUNK_BYTES as usize;
     c
