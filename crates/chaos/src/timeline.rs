@@ -131,14 +131,26 @@ pub fn svg(p: &Picture) -> String {
         r#"<text x="{LEFT}" y="20" font-size="15">{}</text>"#,
         escape(title)
     );
-    for (label, start, end) in faults {
+    // Room per fault between one window's start and the next's: with
+    // many faults only the member is named, on alternating rows.
+    let room = faults
+        .windows(2)
+        .map(|w| x(w[1].1) - x(w[0].1))
+        .fold(WIDTH, f64::min);
+    for (i, (label, start, end)) in faults.iter().enumerate() {
         let (a, b) = (x(*start), x(*end));
+        let short = label.rsplit(' ').next().unwrap_or(label);
+        let text = if room < 6.5 * label.len() as f64 {
+            short
+        } else {
+            label
+        };
         let _ = writeln!(
             s,
             r##"<rect x="{a:.1}" y="{TOP}" width="{:.1}" height="{h}" fill="#f4c7c3" opacity="0.7"/><text x="{a:.1}" y="{:.1}" font-size="10">{}</text>"##,
             (b - a).max(1.0),
-            TOP + 12.0,
-            escape(label)
+            TOP + 12.0 + 11.0 * (i % 2) as f64,
+            escape(text)
         );
     }
     leader_marks(&mut s, p.leaders, &x);
@@ -175,21 +187,27 @@ pub fn svg(p: &Picture) -> String {
 /// leader the run began with.
 fn leader_marks(s: &mut String, leaders: &[LeaderChange], x: &dyn Fn(f64) -> f64) {
     let h = HEIGHT - TOP - BOTTOM;
-    for (i, c) in leaders.iter().enumerate().skip(1) {
+    let mut labelled = 0;
+    for c in leaders.iter().skip(1) {
         let xx = x(c.at_ms);
-        let who = if c.leader.is_empty() {
-            "none"
-        } else {
-            &c.leader
-        };
+        if c.leader.is_empty() {
+            // No leader known: a faint line, no label.
+            let _ = writeln!(
+                s,
+                r##"<line x1="{xx:.1}" y1="{TOP}" x2="{xx:.1}" y2="{:.1}" stroke="#bbb" stroke-dasharray="1,3"/>"##,
+                TOP + h
+            );
+            continue;
+        }
         // Labels alternate between two rows so neighbours stay readable.
-        let row = TOP + h - 6.0 - 12.0 * (i % 2) as f64;
+        let row = TOP + h - 6.0 - 11.0 * (labelled % 2) as f64;
+        labelled += 1;
         let _ = writeln!(
             s,
             r##"<line x1="{xx:.1}" y1="{TOP}" x2="{xx:.1}" y2="{:.1}" stroke="#555" stroke-dasharray="3,3"/><text x="{:.1}" y="{row:.1}" font-size="9" fill="#333">{} t{}</text>"##,
             TOP + h,
             xx + 2.0,
-            escape(who),
+            escape(&c.leader),
             c.term
         );
     }
@@ -259,7 +277,7 @@ fn axes(s: &mut String, secs: f64, max_rate: f64, max_lat: f64) {
     }
     let _ = writeln!(
         s,
-        r##"<text x="{LEFT}" y="{:.1}" fill="#1f5fbf">answered ops/s</text><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#c0392b">p99 latency, ms</text><text x="{:.1}" y="{:.1}" text-anchor="middle">shaded: fault windows; dashed: new leader and term</text>"##,
+        r##"<text x="{LEFT}" y="{:.1}" fill="#1f5fbf">answered ops/s</text><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#c0392b">p99 latency, ms</text><text x="{:.1}" y="{:.1}" text-anchor="middle">shaded: fault windows; dashed: new leader and term; dotted: no leader</text>"##,
         HEIGHT - 8.0,
         WIDTH - RIGHT,
         HEIGHT - 8.0,

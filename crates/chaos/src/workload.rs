@@ -311,6 +311,13 @@ async fn client_loop(
                 rec.push(op);
             }
             failed => {
+                // A member that answered (no leader yet, leader changed) is
+                // alive: stay with it, as etcd's clients do. Move on only
+                // from one that did not answer in time or refused us: a
+                // client that moves on every error walks into the member
+                // that is down (a paused one holds each request until its
+                // deadline).
+                let answered = matches!(&failed, Ok(Err(e)) if answered_by_member(e));
                 op.error = Some(match failed {
                     Ok(Err(e)) => e.message().to_string(),
                     _ => "timed out".to_string(),
@@ -321,8 +328,10 @@ async fn client_loop(
                 } else {
                     rec.push(op);
                 }
-                kv = None;
-                at = (at + 1) % endpoints.len();
+                if !answered {
+                    kv = None;
+                    at = (at + 1) % endpoints.len();
+                }
                 // Without a pause, "no leader" answered at once during an
                 // election floods the history with unknown writes, and
                 // each makes the checker's search harder.
@@ -330,6 +339,13 @@ async fn client_loop(
             }
         }
     }
+}
+
+/// An error the member itself answered with while it waits for a leader:
+/// the member is up, and the next request to it will likely succeed.
+fn answered_by_member(e: &tonic::Status) -> bool {
+    let m = e.message();
+    m.contains("no leader") || m.contains("leader changed")
 }
 
 /// The next op: its kind from the mix, its keys and a fresh value.
