@@ -134,18 +134,7 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
     crash::check_target(cfg.scenario.kind, cfg.target)?;
     std::fs::create_dir_all(&cfg.out)?;
     let mut clocks = ClockFaults::new(&cfg)?;
-    let mut opts = skew::member_options(cfg.target, &cfg.clock, clocks.as_ref())?;
-    opts.args.extend(crash::extra_args(cfg.scenario.kind));
-    let (target, binary, n, out) = (cfg.target, &cfg.binary, cfg.members, &cfg.out);
-    let mut cluster = if cfg.scenario.kind.is_network() {
-        Cluster::start_networked_with(target, binary, n, out, &opts)?
-    } else {
-        Cluster::start_with(target, binary, n, out, &opts)?
-    };
-    cluster.wait_for_leader(Duration::from_secs(20)).await?;
-    if cfg.scenario.kind.is_crash() {
-        crash::check_server(&cluster).await?;
-    }
+    let mut cluster = start_cluster(&cfg, clocks.as_ref()).await?;
     let first_term = cluster.term().await.unwrap_or(0);
     progress("cluster up; workload started");
     let rec = Recorder::new();
@@ -161,48 +150,8 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
     let sampler = clocks
         .is_some()
         .then(|| skew::sample_leaders(cluster.endpoints(), rec.clone(), stop.clone()));
-    let mut rng = SplitMix64::new(cfg.seed);
-    let mut relays = Relays::new(cfg.seed);
-    let mut faults = Vec::new();
     let began = tokio::time::Instant::now();
-    for at in schedule(cfg.secs, Duration::from_secs(2), cfg.every) {
-        tokio::time::sleep_until(began + at).await;
-        if cfg.scenario.kind == FaultKind::None {
-            continue;
-        }
-        let Some(leader) = cluster.leader().await else {
-            progress("no leader known; fault skipped");
-            continue;
-        };
-        let mut start = rec.now();
-        let kind = cfg.scenario.kind;
-        let label = match clocks.as_mut() {
-            Some(c) => {
-                c.inject_fault(&mut cluster, leader, &rec, &mut rng, &mut relays)
-                    .await?
-            }
-            None => inject(&mut cluster, kind, leader, &mut rng, &mut relays).await?,
-        };
-        if kind.is_network() || kind.is_crash() {
-            // The fault begins when its last rule is in place (installing
-            // them takes some ms), or when the member died at its point.
-            start = rec.now();
-        }
-        progress(&format!("{:?} {label}", cfg.scenario.kind));
-        tokio::time::sleep(cfg.outage).await;
-        let label = crate::membership::after_outage(&mut cluster, kind, &mut rng, label).await?;
-        cluster.heal()?;
-        let end = rec.now();
-        relays.clear();
-        let label = match failed_restarts(&mut cluster, progress).await? {
-            Some(failed) => format!("{label}; **restart failed**: {failed}"),
-            None => label,
-        };
-        if let Some(c) = clocks.as_mut() {
-            c.heal(rec.now())?;
-        }
-        faults.push((cfg.scenario.kind, label, start, end));
-    }
+    let faults = inject_all(&cfg, &mut cluster, &mut clocks, &rec, progress).await?;
     tokio::time::sleep_until(began + cfg.secs).await;
     stop.store(true, Ordering::Relaxed);
     let _ = clients.await;
@@ -260,14 +209,93 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         clock: clocks.as_ref().map(|c| c.summary(&ops, &leader_samples)),
     };
     crate::report::write(&cfg.out, &report)?;
+    draw(&cfg.out, &report, &ops)?;
+    Ok(report)
+}
+
+/// A fresh cluster for `cfg`, with a leader.
+async fn start_cluster(cfg: &RunConfig, clocks: Option<&ClockFaults>) -> Result<Cluster, LabError> {
+    let mut opts = skew::member_options(cfg.target, &cfg.clock, clocks)?;
+    opts.args.extend(crash::extra_args(cfg.scenario.kind));
+    let (target, binary, n, out) = (cfg.target, &cfg.binary, cfg.members, &cfg.out);
+    let cluster = if cfg.scenario.kind.is_network() {
+        Cluster::start_networked_with(target, binary, n, out, &opts)?
+    } else {
+        Cluster::start_with(target, binary, n, out, &opts)?
+    };
+    cluster.wait_for_leader(Duration::from_secs(20)).await?;
+    if cfg.scenario.kind.is_crash() {
+        crash::check_server(&cluster).await?;
+    }
+    Ok(cluster)
+}
+
+/// One fault: kind, label, start and end (ns on the recorder's clock).
+type Injected = (FaultKind, String, u64, u64);
+
+/// The scenario's faults on their schedule, each healed after the outage.
+async fn inject_all(
+    cfg: &RunConfig,
+    cluster: &mut Cluster,
+    clocks: &mut Option<ClockFaults>,
+    rec: &Arc<Recorder>,
+    progress: &dyn Fn(&str),
+) -> Result<Vec<Injected>, LabError> {
+    let mut rng = SplitMix64::new(cfg.seed);
+    let mut relays = Relays::new(cfg.seed);
+    let mut faults = Vec::new();
+    let began = tokio::time::Instant::now();
+    let kind = cfg.scenario.kind;
+    for at in schedule(cfg.secs, Duration::from_secs(2), cfg.every) {
+        tokio::time::sleep_until(began + at).await;
+        if kind == FaultKind::None {
+            continue;
+        }
+        let Some(leader) = cluster.leader().await else {
+            progress("no leader known; fault skipped");
+            continue;
+        };
+        let mut start = rec.now();
+        let label = match clocks.as_mut() {
+            Some(c) => {
+                c.inject_fault(cluster, leader, rec, &mut rng, &mut relays)
+                    .await?
+            }
+            None => inject(cluster, kind, leader, &mut rng, &mut relays).await?,
+        };
+        if kind.is_network() || kind.is_crash() {
+            // The fault begins when its last rule is in place (installing
+            // them takes some ms), or when the member died at its point.
+            start = rec.now();
+        }
+        progress(&format!("{kind:?} {label}"));
+        tokio::time::sleep(cfg.outage).await;
+        let label = crate::membership::after_outage(cluster, kind, &mut rng, label).await?;
+        cluster.heal()?;
+        let end = rec.now();
+        relays.clear();
+        let label = match failed_restarts(cluster, progress).await? {
+            Some(failed) => format!("{label}; **restart failed**: {failed}"),
+            None => label,
+        };
+        if let Some(c) = clocks.as_mut() {
+            c.heal(rec.now())?;
+        }
+        faults.push((kind, label, start, end));
+    }
+    Ok(faults)
+}
+
+/// `timeline.svg` and `timeline.png` of a finished run.
+fn draw(out: &std::path::Path, report: &Report, ops: &[Op]) -> Result<(), LabError> {
     let title = format!(
         "{} on {:?}, {} members, seed {}",
         report.scenario, report.target, report.members, report.seed
     );
     let windows = crate::timeline::windows(&report.faults);
-    let answered = crate::timeline::answered(&ops);
+    let answered = crate::timeline::answered(ops);
     crate::timeline::write(
-        &cfg.out,
+        out,
         &crate::timeline::Picture {
             title: &title,
             ops: &answered,
@@ -275,8 +303,7 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
             leaders: &report.leader_changes,
             secs: report.secs,
         },
-    )?;
-    Ok(report)
+    )
 }
 
 /// The members that exited soon after a heal restarted them (their logs
@@ -332,7 +359,7 @@ async fn inject(
 
 /// The fault records, each with the leader changes up to the next fault.
 fn records_of(
-    faults: &[(FaultKind, String, u64, u64)],
+    faults: &[Injected],
     ops: &[Op],
     leaders: &[LeaderChange],
     secs: Duration,
