@@ -4,29 +4,14 @@
 //! bound and with the network whole, the history must stay linearizable,
 //! and the report must say what the clocks did.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use concord_chaos::clock::{find_libfaketime, ClockConfig, ClockMode};
 use concord_chaos::workload::WorkloadConfig;
 use concord_chaos::{run, scenario, RunConfig, Target};
 
-/// The `concord` binary of this build (built here if the test runs alone).
-fn concord_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("concord");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = std::process::Command::new(cargo)
-            .args(["build", "-p", "concord-server", "--bin", "concord"])
-            .status()
-            .expect("cargo build")
-            .success();
-        assert!(ok, "building concord failed");
-    }
-    bin
-}
+mod common;
+use common::concord_binary;
 
 #[test]
 fn slow_leader_clock_with_lease_reads() {

@@ -8,28 +8,13 @@
 //! built with the feature, and a binary without it skips the test with
 //! the reason printed.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use concord_chaos::workload::WorkloadConfig;
 use concord_chaos::{run, scenario, LabError, RunConfig, Target};
 
-fn concord_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("concord");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = std::process::Command::new(cargo)
-            .args(["build", "-p", "concord-server", "--bin", "concord"])
-            .args(["--features", "failpoints"])
-            .status()
-            .expect("cargo build")
-            .success();
-        assert!(ok, "building concord failed");
-    }
-    bin
-}
+mod common;
+use common::concord_binary;
 
 /// One short run; `None` (skipped, reason printed) for a server built
 /// without failpoints.
@@ -91,11 +76,11 @@ fn crash_etcd_is_refused() {
     let cfg = RunConfig {
         scenario: scenario::find("crash-after-apply").unwrap(),
         target: Target::Etcd,
-        binary: PathBuf::from("etcd"),
+        binary: std::path::PathBuf::from("etcd"),
         members: 3,
         secs: Duration::from_secs(5),
         seed: 1,
-        out: PathBuf::from("unused"),
+        out: std::path::PathBuf::from("unused"),
         every: Duration::from_secs(5),
         outage: Duration::from_secs(1),
         workload: WorkloadConfig::new(1, 8, 1),

@@ -3,32 +3,17 @@
 //! `cap` when this is root: the history must be linearizable, no
 //! acknowledged write lost, each change followed by an acknowledged write.
 
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use concord_chaos::workload::WorkloadConfig;
 use concord_chaos::{net, run, scenario, RunConfig, Target};
 
+mod common;
+use common::concord_binary;
+
 /// One cluster at a time: the machines have two cores.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// The `concord` binary of this build (built here if the test runs alone).
-fn concord_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("concord");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = std::process::Command::new(cargo)
-            .args(["build", "-p", "concord-server", "--bin", "concord"])
-            .status()
-            .expect("cargo build")
-            .success();
-        assert!(ok, "building concord failed");
-    }
-    bin
-}
 
 fn config(name: &str, secs: u64, out: &std::path::Path) -> RunConfig {
     RunConfig {

@@ -5,29 +5,14 @@
 //! faults planted in those records must fail each validator. (Long runs:
 //! `concord-lab run`.)
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use concord_chaos::validate::Plant;
 use concord_chaos::workload::WorkloadConfig;
 use concord_chaos::{run, scenario, RunConfig, Target};
 
-/// The `concord` binary of this build (built here if the test runs alone).
-fn concord_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("concord");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = std::process::Command::new(cargo)
-            .args(["build", "-p", "concord-server", "--bin", "concord"])
-            .status()
-            .expect("cargo build")
-            .success();
-        assert!(ok, "building concord failed");
-    }
-    bin
-}
+mod common;
+use common::concord_binary;
 
 fn run_for(
     name: &str,
