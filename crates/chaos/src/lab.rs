@@ -105,6 +105,9 @@ pub struct Report {
     pub unknown: usize,
     /// Reads that failed (recorded only in this count).
     pub failed_reads: usize,
+    /// Answered requests among all the key-value clients sent (answered,
+    /// unknown writes and failed reads): the availability the clients saw.
+    pub availability: f64,
     /// Acknowledged writes the healed cluster does not hold: the RPO.
     pub lost_writes: usize,
     /// `concord-check`'s verdict on the history.
@@ -202,6 +205,11 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         ok: ops.iter().filter(|o| o.result.is_some()).count(),
         unknown: ops.iter().filter(|o| o.result.is_none()).count(),
         failed_reads: rec.failed_reads(),
+        availability: availability(
+            ops.len(),
+            rec.failed_reads(),
+            ops.iter().filter(|o| o.result.is_some()).count(),
+        ),
         lost_writes: lost_writes(&ops, &finals).len(),
         linearizable: linearizable(&ops, Duration::from_secs(120)),
         elections: last_term.saturating_sub(first_term),
@@ -211,6 +219,16 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
     crate::report::write(&cfg.out, &report)?;
     draw(&cfg.out, &report, &ops)?;
     Ok(report)
+}
+
+/// Answered over sent: `recorded` ops (answered or unknown writes) and
+/// `failed_reads` (not recorded); 1 when nothing was sent.
+fn availability(recorded: usize, failed_reads: usize, answered: usize) -> f64 {
+    let sent = recorded + failed_reads;
+    if sent == 0 {
+        return 1.0;
+    }
+    answered as f64 / sent as f64
 }
 
 /// A fresh cluster for `cfg`, with a leader.
@@ -437,4 +455,17 @@ pub(crate) async fn read_back(cluster: &Cluster) -> Result<Vec<FinalKv>, LabErro
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     Err(LabError::Connect(format!("reading the keys back: {last}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::availability;
+
+    #[test]
+    fn availability_counts_unknown_writes_and_failed_reads_as_unanswered() {
+        assert_eq!(availability(0, 0, 0), 1.0);
+        assert_eq!(availability(10, 0, 10), 1.0);
+        // 8 recorded (7 answered, 1 unknown write) and 2 failed reads.
+        assert!((availability(8, 2, 7) - 0.7).abs() < 1e-9);
+    }
 }

@@ -72,9 +72,17 @@ pub fn markdown(r: &Report) -> String {
     let verdict = if r.passed() { "passed" } else { "FAILED" };
     let _ = writeln!(
         s,
-        "**{verdict}**: {} operations ({} answered, {} writes unknown, {} reads failed); \
-         lost acknowledged writes: {}; linearizability: {}; elections: {}.\n",
-        r.ops, r.ok, r.unknown, r.failed_reads, r.lost_writes, r.linearizable, r.elections
+        "**{verdict}**: {} operations ({} answered, {} writes unknown, {} reads failed; \
+         availability {:.2}%); lost acknowledged writes: {}; linearizability: {}; \
+         elections: {}.\n",
+        r.ops,
+        r.ok,
+        r.unknown,
+        r.failed_reads,
+        r.availability * 100.0,
+        r.lost_writes,
+        r.linearizable,
+        r.elections
     );
     checks(&mut s, r);
     if let Some(c) = &r.clock {
