@@ -60,7 +60,7 @@ pub struct Cell {
     pub ok: usize,
     /// Failed, by message.
     pub errors: BTreeMap<String, usize>,
-    /// Without an answer within [`TIMEOUT`].
+    /// Without an answer within `TIMEOUT`.
     pub timeouts: usize,
     /// Reads that returned an older value than the newest write
     /// acknowledged (on any side) before they were sent.

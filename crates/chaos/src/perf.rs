@@ -35,11 +35,11 @@ pub struct Trial {
     pub election_ms: Option<f64>,
     /// From the fault to the first acknowledged write invoked after it.
     pub first_write_ms: Option<f64>,
-    /// Answered ops per second in the [`WINDOW`] before the fault.
+    /// Answered ops per second in the `WINDOW` before the fault.
     pub before_ops: f64,
     /// ... while the fault lasted.
     pub during_ops: f64,
-    /// ... in the [`WINDOW`] after the member was back.
+    /// ... in the `WINDOW` after the member was back.
     pub after_ops: f64,
 }
 
