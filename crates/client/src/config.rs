@@ -1,0 +1,76 @@
+//! What a [`crate::Client`] is built from.
+
+use std::time::Duration;
+
+use crate::{RetryPolicy, TlsConfig};
+
+/// Endpoints, timeouts, retries and TLS of a client.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Endpoints as `host:port`, `http://host:port` or `https://host:port`.
+    pub endpoints: Vec<String>,
+    /// Time to open a connection to one endpoint.
+    pub connect_timeout: Duration,
+    /// Deadline of each attempt of a call (streams: of opening them).
+    pub request_timeout: Duration,
+    /// Retries of safe calls.
+    pub retry: RetryPolicy,
+    /// TLS for `https://` endpoints (and `host:port` ones when set).
+    pub tls: Option<TlsConfig>,
+    /// Add the client URLs of all members (`MemberList`) at connect.
+    pub discover: bool,
+    /// Send writes to the leader's client URL when it is known.
+    pub leader_routing: bool,
+}
+
+impl ClientConfig {
+    /// Defaults for these endpoints: 2 s to connect, 5 s per attempt,
+    /// [`RetryPolicy::default`], discovery and leader routing on.
+    pub fn new<S: Into<String>>(endpoints: impl IntoIterator<Item = S>) -> ClientConfig {
+        ClientConfig {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+            retry: RetryPolicy::default(),
+            tls: None,
+            discover: true,
+            leader_routing: true,
+        }
+    }
+
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, d: Duration) -> ClientConfig {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Sets the deadline of each attempt.
+    pub fn request_timeout(mut self, d: Duration) -> ClientConfig {
+        self.request_timeout = d;
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> ClientConfig {
+        self.retry = policy;
+        self
+    }
+
+    /// Sets TLS.
+    pub fn tls(mut self, tls: TlsConfig) -> ClientConfig {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Turns endpoint discovery at connect on or off.
+    pub fn discover(mut self, on: bool) -> ClientConfig {
+        self.discover = on;
+        self
+    }
+
+    /// Turns leader routing of writes on or off.
+    pub fn leader_routing(mut self, on: bool) -> ClientConfig {
+        self.leader_routing = on;
+        self
+    }
+}

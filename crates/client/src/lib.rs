@@ -1,0 +1,47 @@
+//! An async client for Concord and any etcd v3 endpoint.
+//!
+//! [`Client::connect`] takes a [`ClientConfig`]: endpoints written as
+//! `host:port`, `http://host:port` or `https://host:port` (TLS from
+//! [`TlsConfig`]), a connect timeout and a deadline for every attempt.
+//! Each endpoint has one channel; a transport failure or a passed deadline
+//! moves calls to the next endpoint. Discovery adds every member's client
+//! URL; writes go to the leader's client URL when it is known.
+//!
+//! Retries ([`RetryPolicy`]: exponential backoff with full jitter, seeded)
+//! happen only where they are safe: reads, and writes the caller marks
+//! idempotent. A plain write is sent once; a connection that breaks under
+//! it surfaces as [`Error::Transport`], since the write may have applied.
+//!
+//! Streams: [`Client::watch`] resumes on another endpoint after a broken
+//! stream from the last revision seen + 1; [`Client::keep_alive`] keeps a
+//! lease alive across leader changes and says when it is lost.
+#![deny(missing_docs)]
+
+mod call;
+mod client;
+mod cluster;
+mod config;
+mod endpoint;
+mod error;
+mod keepalive;
+mod kv;
+mod lease;
+mod retry;
+mod tls;
+mod txn;
+mod watch;
+
+pub use call::Safety;
+pub use client::Client;
+pub use config::ClientConfig;
+pub use endpoint::normalize;
+pub use error::Error;
+pub use keepalive::{KeepAlive, LeaseState};
+pub use kv::{prefix_end, GetOptions, PutOptions};
+pub use retry::{Backoff, RetryPolicy};
+pub use tls::TlsConfig;
+pub use txn::{Cmp, Op, Txn, When};
+pub use watch::{WatchBatch, WatchOptions, Watcher};
+
+/// The generated etcd v3 types the client speaks.
+pub use concord_proto::{etcdserverpb as pb, mvccpb};
