@@ -105,6 +105,9 @@ pub struct Report {
     pub unknown: usize,
     /// Reads that failed (recorded only in this count).
     pub failed_reads: usize,
+    /// Writes refused with "no leader" before they were proposed (recorded
+    /// only in this count).
+    pub refused_writes: usize,
     /// Answered requests among all the key-value clients sent (answered,
     /// unknown writes and failed reads): the availability the clients saw.
     pub availability: f64,
@@ -205,9 +208,10 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
         ok: ops.iter().filter(|o| o.result.is_some()).count(),
         unknown: ops.iter().filter(|o| o.result.is_none()).count(),
         failed_reads: rec.failed_reads(),
+        refused_writes: rec.refused_writes(),
         availability: availability(
             ops.len(),
-            rec.failed_reads(),
+            rec.failed_reads() + rec.refused_writes(),
             ops.iter().filter(|o| o.result.is_some()).count(),
         ),
         lost_writes: lost_writes(&ops, &finals).len(),
@@ -222,9 +226,10 @@ pub async fn run(cfg: RunConfig, progress: &dyn Fn(&str)) -> Result<Report, LabE
 }
 
 /// Answered over sent: `recorded` ops (answered or unknown writes) and
-/// `failed_reads` (not recorded); 1 when nothing was sent.
-fn availability(recorded: usize, failed_reads: usize, answered: usize) -> f64 {
-    let sent = recorded + failed_reads;
+/// `failed` ones (failed reads and refused writes, not recorded); 1 when
+/// nothing was sent.
+fn availability(recorded: usize, failed: usize, answered: usize) -> f64 {
+    let sent = recorded + failed;
     if sent == 0 {
         return 1.0;
     }

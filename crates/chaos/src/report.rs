@@ -72,13 +72,14 @@ pub fn markdown(r: &Report) -> String {
     let verdict = if r.passed() { "passed" } else { "FAILED" };
     let _ = writeln!(
         s,
-        "**{verdict}**: {} operations ({} answered, {} writes unknown, {} reads failed; \
-         availability {:.2}%); lost acknowledged writes: {}; linearizability: {}; \
-         elections: {}.\n",
+        "**{verdict}**: {} operations ({} answered, {} writes unknown, {} reads failed, \
+         {} writes refused with no leader; availability {:.2}%); lost acknowledged writes: \
+         {}; linearizability: {}; elections: {}.\n",
         r.ops,
         r.ok,
         r.unknown,
         r.failed_reads,
+        r.refused_writes,
         r.availability * 100.0,
         r.lost_writes,
         r.linearizable,

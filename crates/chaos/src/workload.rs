@@ -224,6 +224,7 @@ pub struct Recorder {
     start: Instant,
     ops: Mutex<Vec<Op>>,
     failed_reads: AtomicUsize,
+    refused_writes: AtomicUsize,
 }
 
 impl Recorder {
@@ -233,6 +234,7 @@ impl Recorder {
             start: Instant::now(),
             ops: Mutex::new(Vec::new()),
             failed_reads: AtomicUsize::new(0),
+            refused_writes: AtomicUsize::new(0),
         })
     }
 
@@ -243,6 +245,12 @@ impl Recorder {
 
     pub(crate) fn push(&self, op: Op) {
         self.ops.lock().expect("recorder").push(op);
+    }
+
+    /// Writes a member refused with "no leader" before proposing them
+    /// (not in the history: they changed nothing).
+    pub fn refused_writes(&self) -> usize {
+        self.refused_writes.load(Ordering::Relaxed)
     }
 
     /// Reads that failed (not in the history: they changed nothing).
@@ -289,6 +297,8 @@ async fn client_loop(
     // What this client last saw each key hold: a cas or txn expects it.
     let mut known: HashMap<String, Option<String>> = HashMap::new();
     let mut seq = 0u64;
+    // Since when the current member has answered only with errors.
+    let mut failing_since: Option<u64> = None;
     while !stop.load(Ordering::Relaxed) {
         let Some(c) = kv.as_mut() else {
             match channel(&endpoints[at], Duration::from_millis(500)).await {
@@ -309,6 +319,7 @@ async fn client_loop(
                 op.result = Some(result);
                 learn(&op, &mut known);
                 rec.push(op);
+                failing_since = None;
             }
             failed => {
                 // A member that answered (no leader yet, leader changed) is
@@ -318,19 +329,28 @@ async fn client_loop(
                 // that is down (a paused one holds each request until its
                 // deadline).
                 let answered = matches!(&failed, Ok(Err(e)) if answered_by_member(e));
+                // "No leader" is answered before anything is proposed.
+                let refused = matches!(&failed, Ok(Err(e)) if e.message().contains("no leader"));
                 op.error = Some(match failed {
                     Ok(Err(e)) => e.message().to_string(),
                     _ => "timed out".to_string(),
                 });
-                // A failed read changed nothing; a failed write may have.
+                // A failed read or a refused write changed nothing; any
+                // other failed write may have.
                 if op.op == "get" {
                     rec.failed_reads.fetch_add(1, Ordering::Relaxed);
+                } else if refused {
+                    rec.refused_writes.fetch_add(1, Ordering::Relaxed);
                 } else {
                     rec.push(op);
                 }
-                if !answered {
+                // ... but not forever: a member cut off in a minority
+                // answers "no leader" for as long as the partition lasts.
+                let since = *failing_since.get_or_insert(rec.now());
+                if !answered || rec.now() - since > STAY_WITH_ANSWERING.as_nanos() as u64 {
                     kv = None;
                     at = (at + 1) % endpoints.len();
+                    failing_since = None;
                 }
                 // Without a pause, "no leader" answered at once during an
                 // election floods the history with unknown writes, and
@@ -340,6 +360,10 @@ async fn client_loop(
         }
     }
 }
+
+/// How long a client stays with a member that answers only errors such as
+/// "no leader": longer than an election takes, shorter than a partition.
+const STAY_WITH_ANSWERING: Duration = Duration::from_millis(1500);
 
 /// An error the member itself answered with while it waits for a leader:
 /// the member is up, and the next request to it will likely succeed.
