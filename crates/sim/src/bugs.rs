@@ -50,8 +50,10 @@ pub fn configure(bug: PlantedBug, c: &mut SimConfig) {
             // ack arrives), then a leader with the newer conflicting entry.
             // A leader sends its appends before its own write (as the server
             // does), so the cut must come within 0.3 ms, before the first
-            // append lands. Rare all the same: seed 135 is the first of
-            // 0..300 to fail (the old persist-then-send node: 1 in 600).
+            // append lands. Rare all the same: seed 306 is the first of
+            // 0..600 to fail (seed 135 before stale heartbeat answers
+            // stopped freeing the append window; the old persist-then-send
+            // node: 1 in 600).
             c.nodes = 5;
             c.max_size_per_msg = 1;
             c.max_inflight = 1;

@@ -41,7 +41,7 @@ fn expect_caught(bug: PlantedBug, max_seeds: u64) {
 
 #[test]
 fn figure_8_commit_by_counting_is_caught() {
-    expect_caught(PlantedBug::CommitPreviousTermByCounting, 300);
+    expect_caught(PlantedBug::CommitPreviousTermByCounting, 600);
 }
 
 #[test]
