@@ -69,10 +69,22 @@ fn msg(from: u64, to: u64, term: u64, body: Body) -> Message {
 
 /// `concord_peer_messages_refused_total{reason}` on a member.
 fn refused(addr: &str, reason: &str) -> u64 {
+    metric(
+        addr,
+        &format!("concord_peer_messages_refused_total{{reason=\"{reason}\"}} "),
+    )
+}
+
+/// Role or leader changes a member has seen.
+fn leader_changes(addr: &str) -> u64 {
+    metric(addr, "concord_leader_changes_seen_total ")
+}
+
+/// The value of the metric line starting with `want` (0 if absent).
+fn metric(addr: &str, want: &str) -> u64 {
     let (_, body) = http_get(addr, "/metrics").expect("metrics");
-    let want = format!("concord_peer_messages_refused_total{{reason=\"{reason}\"}} ");
     body.lines()
-        .find_map(|l| l.strip_prefix(&want))
+        .find_map(|l| l.strip_prefix(want))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map_or(0, |v| v as u64)
 }
@@ -197,6 +209,7 @@ fn forged_peer_frames_are_refused_and_members_keep_serving() {
         ),
         ("misaddressed", f, raft_conn(cid, lid, &[hb(lid, oid)])),
     ];
+    let changes_before: Vec<u64> = addrs.iter().map(|a| leader_changes(a)).collect();
     for (reason, target, bytes) in &cases {
         let before = refused(&addrs[*target], reason);
         send(c.nodes[*target].peer_port, bytes);
@@ -224,6 +237,10 @@ fn forged_peer_frames_are_refused_and_members_keep_serving() {
     }
     let now = c.nodes[f].status().expect("status");
     assert_eq!((now.leader, now.term), (lid, term), "leadership disturbed");
+    // Not even for a moment: a forged connection in the leader's name
+    // closing must not read as the leader's process dying.
+    let changes_after: Vec<u64> = addrs.iter().map(|a| leader_changes(a)).collect();
+    assert_eq!(changes_after, changes_before, "a member lost its leader");
     // Data intact: what was written is there, and every member agrees.
     block_on_thread({
         let a = addrs[f].clone();

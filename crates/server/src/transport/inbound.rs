@@ -153,6 +153,7 @@ impl Inbound {
     ) -> usize {
         let mut handed = 0;
         let mut closed = Vec::new();
+        let mut gone = Vec::new();
         for (&token, conn) in self.conns.iter_mut().filter(|(_, c)| c.readable) {
             let mut n = 0;
             let end = read_conn(
@@ -171,7 +172,7 @@ impl Inbound {
                 Ended::Drained => conn.readable = false,
                 Ended::Closed => closed.push(token),
                 Ended::Lost => {
-                    lost.extend(conn.peer);
+                    gone.extend(conn.peer);
                     closed.push(token);
                 }
             }
@@ -179,6 +180,14 @@ impl Inbound {
         for token in closed {
             if let Some(mut c) = self.conns.remove(&token) {
                 let _ = registry.deregister(&mut c.stream);
+            }
+        }
+        // A member is lost only when no connection of its own is left: a
+        // stray connection in its name (a forged one, an old one) closing
+        // says nothing about its process while its live one still carries.
+        for peer in gone {
+            if !self.conns.values().any(|c| c.peer == Some(peer)) && !lost.contains(&peer) {
+                lost.push(peer);
             }
         }
         handed
@@ -210,7 +219,11 @@ fn read_conn(
             match screen(frame) {
                 Screened::Messages(ms) => {
                     conn.last_active = Instant::now();
-                    conn.peer = Some(from);
+                    // Only a frame with a message that passed makes the
+                    // connection the sender's.
+                    if !ms.is_empty() {
+                        conn.peer = Some(from);
+                    }
                     handed += ms.len();
                     ms.into_iter().for_each(&mut step);
                 }
@@ -380,6 +393,77 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    /// Reads for up to 300 ms; the members reported lost.
+    fn read_lost(inbound: &mut Inbound, reg: &mio::Registry) -> Vec<u64> {
+        let mut lost = Vec::new();
+        let start = Instant::now();
+        while lost.is_empty() && start.elapsed() < std::time::Duration::from_millis(300) {
+            inbound.read(reg, 1000, &mut lost, |_| {});
+            for c in inbound.conns.values_mut() {
+                c.readable = true;
+            }
+        }
+        lost
+    }
+
+    #[test]
+    fn a_member_is_lost_only_when_its_last_connection_closes() {
+        let (_tx, inbox) = crate::mailbox::channel(16).unwrap();
+        let screen = Screen {
+            cluster_id: CLUSTER,
+            own_id: ME,
+            members: Default::default(),
+        };
+        screen.members.write().add(crate::members::Member {
+            id: 2,
+            name: "m2".into(),
+            peer_urls: vec![],
+            client_urls: vec![],
+            is_learner: false,
+        });
+        let reg = inbox.registry();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut inbound = Inbound::new(screen);
+        let mut real = connect(&l, &mut inbound, reg);
+        real.write_all(&heartbeat_frame(CLUSTER, 2, 1)).unwrap();
+        assert_eq!(read_n(&mut inbound, reg, 1).len(), 1);
+
+        // A second connection in member 2's name (forged, or an old one)
+        // delivers a frame and closes: member 2's live one still carries.
+        let mut stray = connect(&l, &mut inbound, reg);
+        stray.write_all(&heartbeat_frame(CLUSTER, 2, 1)).unwrap();
+        assert_eq!(read_n(&mut inbound, reg, 1).len(), 1);
+        drop(stray);
+        assert_eq!(read_lost(&mut inbound, reg), Vec::<u64>::new());
+        assert_eq!(inbound.conns.len(), 1, "the stray connection is dropped");
+
+        // A connection whose frames all were refused is nobody's.
+        let mut misaddressed = connect(&l, &mut inbound, reg);
+        let to_other = Message {
+            group: 1,
+            from: 2,
+            to: ME + 5,
+            term: 3,
+            body: Body::Heartbeat { commit: 1, ctx: 0 },
+        };
+        let frame = framed(&Frame {
+            cluster_id: CLUSTER,
+            from: 2,
+            messages: vec![to_wire(&to_other)],
+        });
+        misaddressed.write_all(&frame).unwrap();
+        assert!(read_n(&mut inbound, reg, 1).is_empty());
+        assert_eq!(inbound.conns.len(), 2);
+
+        // The member's last connection closing reports it, once, though
+        // the misaddressed one in its name is still open.
+        drop(real);
+        assert_eq!(read_lost(&mut inbound, reg), vec![2]);
+        drop(misaddressed);
+        assert_eq!(read_lost(&mut inbound, reg), Vec::<u64>::new());
+        assert!(inbound.conns.is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! (the driver caps the plaintext ones, `inbound::MAX_CONNS`); frames read
 //! as they arrive, never allocated from their length prefix.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use bytes::BytesMut;
 use concord_proto::concordpeer::Frame;
 use concord_proto::peer::from_wire;
 use concord_raft::Message;
+use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -76,6 +78,7 @@ async fn serve_with(
 ) {
     let pending = Arc::new(Semaphore::new(bounds.pending));
     let tls_conns = Arc::new(Semaphore::new(bounds.tls_conns));
+    let live = LiveConns::default();
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
@@ -86,7 +89,7 @@ async fn serve_with(
             continue;
         };
         let (inbox, screen, tls) = (inbox.clone(), screen.clone(), tls.clone());
-        let tls_conns = tls_conns.clone();
+        let (tls_conns, live) = (tls_conns.clone(), live.clone());
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             let first = async {
@@ -131,7 +134,7 @@ async fn serve_with(
                         tracing::warn!("too many TLS peer connections; closing a new one");
                         return;
                     };
-                    receive(stream, inbox, screen).await;
+                    receive(stream, inbox, screen, live).await;
                 }
                 (k, Conn::Plain(tcp)) => serve_other(k, Box::new(tcp), &screen).await,
                 (k, Conn::Tls(stream)) => serve_other(k, stream, &screen).await,
@@ -205,12 +208,63 @@ pub(crate) fn screen(frame: Frame, screen: &Screen) -> Screened {
     Screened::Messages(out)
 }
 
+/// How many TLS Raft connections each member has open here, so that only
+/// the close of a member's last one reads as its process being gone.
+#[derive(Clone, Default)]
+struct LiveConns(Arc<Mutex<HashMap<u64, usize>>>);
+
+/// One open connection of `peer`, counted in a [`LiveConns`] until dropped.
+struct LiveConn {
+    live: LiveConns,
+    peer: u64,
+}
+
+impl LiveConns {
+    fn open(&self, peer: u64) -> LiveConn {
+        *self.0.lock().entry(peer).or_default() += 1;
+        LiveConn {
+            live: self.clone(),
+            peer,
+        }
+    }
+}
+
+impl LiveConn {
+    /// Closes it; true if it was the member's last connection.
+    fn close(self) -> bool {
+        let last = self.uncount();
+        std::mem::forget(self);
+        last
+    }
+
+    /// Takes it off the count; true if none of the member's is left.
+    fn uncount(&self) -> bool {
+        let mut map = self.live.0.lock();
+        let n = map.get_mut(&self.peer).expect("counted when opened");
+        // Invariant: a member's count covers its open connections, so >= 1.
+        assert!(*n >= 1, "live connection count underflow");
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&self.peer);
+            return true;
+        }
+        false
+    }
+}
+
+impl Drop for LiveConn {
+    fn drop(&mut self) {
+        self.uncount();
+    }
+}
+
 /// Reads frames from a TLS peer connection as they arrive (plaintext ones
 /// are read by the driver itself, `inbound.rs`).
-async fn receive(mut stream: PeerStream, inbox: InboxSender, screen: Screen) {
+async fn receive(mut stream: PeerStream, inbox: InboxSender, screen: Screen, live: LiveConns) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    // The member whose frames this connection carries, once one passed.
-    let mut peer = None;
+    // The member whose frames this connection carries, once one of its
+    // messages passed the screen.
+    let mut peer: Option<LiveConn> = None;
     loop {
         let frame = match take_frame(&mut buf) {
             Ok(Some(f)) => f,
@@ -218,10 +272,14 @@ async fn receive(mut stream: PeerStream, inbox: InboxSender, screen: Screen) {
                 buf.reserve(READ_CHUNK);
                 match stream.read_buf(&mut buf).await {
                     Ok(0) | Err(_) => {
-                        // Closed by the other side: its process may have
-                        // died, which the driver may act on at once.
-                        if let Some(p) = peer {
-                            inbox.send(Input::PeerLost(p)).await;
+                        // Closed by the other side: if it was the member's
+                        // last connection its process may have died, which
+                        // the driver may act on at once.
+                        if let Some(conn) = peer {
+                            let p = conn.peer;
+                            if conn.close() {
+                                inbox.send(Input::PeerLost(p)).await;
+                            }
                         }
                         return;
                     }
@@ -236,7 +294,9 @@ async fn receive(mut stream: PeerStream, inbox: InboxSender, screen: Screen) {
         let from = frame.from;
         match self::screen(frame, &screen) {
             Screened::Messages(ms) => {
-                peer = Some(from);
+                if peer.is_none() && !ms.is_empty() {
+                    peer = Some(live.open(from));
+                }
                 for m in ms {
                     if !inbox.send(Input::Peer(m)).await {
                         return;
@@ -257,6 +317,17 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::time::Instant;
+
+    #[test]
+    fn only_the_close_of_a_members_last_tls_connection_counts() {
+        let live = LiveConns::default();
+        let (a, b) = (live.open(2), live.open(2));
+        let dropped = live.open(2);
+        drop(dropped);
+        assert!(!a.close(), "member 2 still has a connection");
+        assert!(b.close());
+        assert!(live.0.lock().is_empty());
+    }
 
     /// Reads until the peer closes (true) or `within` passes (false).
     fn closed_within(s: &mut std::net::TcpStream, within: Duration) -> bool {
