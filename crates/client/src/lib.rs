@@ -15,6 +15,10 @@
 //! Streams: [`Client::watch`] resumes on another endpoint after a broken
 //! stream from the last revision seen + 1; [`Client::keep_alive`] keeps a
 //! lease alive across leader changes and says when it is lost.
+//!
+//! Recipes: [`Mutex`] (a lock on a [`Session`]'s lease with fencing
+//! tokens, [`Fence`]d writes the store checks, and a [`FencingGuard`] for
+//! resources outside the store).
 #![deny(missing_docs)]
 
 mod call;
@@ -23,10 +27,13 @@ mod cluster;
 mod config;
 mod endpoint;
 mod error;
+mod fencing;
 mod keepalive;
 mod kv;
 mod lease;
+mod lock;
 mod retry;
+mod session;
 mod tls;
 mod txn;
 mod watch;
@@ -36,9 +43,12 @@ pub use client::Client;
 pub use config::ClientConfig;
 pub use endpoint::normalize;
 pub use error::Error;
+pub use fencing::{FencingError, FencingGuard};
 pub use keepalive::{KeepAlive, LeaseState};
 pub use kv::{prefix_end, GetOptions, PutOptions};
+pub use lock::{Fence, LockError, LockGuard, Mutex};
 pub use retry::{Backoff, RetryPolicy};
+pub use session::Session;
 pub use tls::TlsConfig;
 pub use txn::{Cmp, Op, Txn, When};
 pub use watch::{WatchBatch, WatchOptions, Watcher};
