@@ -18,13 +18,18 @@
 //!
 //! Recipes: [`Mutex`] (a lock on a [`Session`]'s lease with fencing
 //! tokens, [`Fence`]d writes the store checks, and a [`FencingGuard`] for
-//! resources outside the store).
+//! resources outside the store) and leader election four ways behind the
+//! [`Elector`] trait: etcd's Election API ([`EtcdElector`]), a leader by
+//! lease that steps down before its lease can expire ([`LeaseElector`]),
+//! ZooKeeper-style sequential keys ([`SequentialElector`]) and the bully
+//! algorithm over its own transport ([`BullyElector`]).
 #![deny(missing_docs)]
 
 mod call;
 mod client;
 mod cluster;
 mod config;
+mod election;
 mod endpoint;
 mod error;
 mod fencing;
@@ -41,6 +46,10 @@ mod watch;
 pub use call::Safety;
 pub use client::Client;
 pub use config::ClientConfig;
+pub use election::{
+    BullyConfig, BullyElector, ElectionError, Elector, EtcdElector, Leader, LeaseElector,
+    SequentialElector,
+};
 pub use endpoint::normalize;
 pub use error::Error;
 pub use fencing::{FencingError, FencingGuard};

@@ -11,6 +11,8 @@
 //! exists with the holder's create revision, and by a
 //! [`crate::FencingGuard`] at a resource outside the store.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
 use concord_proto::etcdserverpb::kv_client::KvClient;
 use concord_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
@@ -85,25 +87,17 @@ impl Mutex {
     pub async fn lock(&self, session: &mut Session) -> Result<LockGuard, LockError> {
         let client = session.client().clone();
         let key = format!("{}{:x}", self.prefix, session.lease());
-        // Retried safely: a second attempt finds the key and reads it.
-        let enqueue = Txn::new()
-            .when([When::create_revision(&key, Cmp::Equal, 0)])
-            .and_then([Op::put(&key, "", session.lease())])
-            .or_else([Op::get(&key, GetOptions::new())])
-            .idempotent();
-        let resp = client.txn(enqueue).await?;
-        let token = own_revision(&resp);
-        assert!(token > 0, "lock key {key} has no create revision");
+        let token = enqueue(&client, &key, b"", session.lease()).await?;
         // Each pass sees one predecessor deleted; keys created later cannot
         // get a lower revision, so passes are bounded by the queue ahead.
         loop {
             let pred = tokio::select! {
-                p = self.predecessor(&client, token) => p?,
+                p = predecessor(&client, &self.prefix, token) => p?,
                 e = session.lost() => return Err(lost(&key, e)),
             };
             let Some((pred_key, rev)) = pred else { break };
             tokio::select! {
-                r = wait_deleted(&client, &pred_key, rev + 1) => r?,
+                r = wait_deleted(&client, &pred_key, rev + 1, None) => r?,
                 e = session.lost() => return Err(lost(&key, e)),
             }
         }
@@ -126,34 +120,53 @@ impl Mutex {
             },
         })
     }
+}
 
-    /// The newest contender created before `token`, and the revision read
-    /// at; `None` when `token` is first in line.
-    async fn predecessor(
-        &self,
-        client: &Client,
-        token: i64,
-    ) -> Result<Option<(Bytes, i64)>, Error> {
-        let key = Bytes::from(self.prefix.clone());
-        let req = RangeRequest {
-            range_end: crate::prefix_end(&key).into(),
-            key,
-            limit: 1,
-            sort_order: SortOrder::Descend as i32,
-            sort_target: SortTarget::Create as i32,
-            max_create_revision: token - 1,
-            keys_only: true,
-            ..Default::default()
-        };
-        let resp: RangeResponse = client
-            .read(|ch| {
-                let req = req.clone();
-                async move { KvClient::new(ch).range(req).await }
-            })
-            .await?;
-        let rev = resp.header.map_or(0, |h| h.revision);
-        Ok(resp.kvs.into_iter().next().map(|kv| (kv.key, rev)))
-    }
+/// Puts `key` on `lease` unless it exists; its create revision (the
+/// place in the queue). Retried safely: a second attempt reads the key.
+pub(crate) async fn enqueue(
+    client: &Client,
+    key: &str,
+    value: &[u8],
+    lease: i64,
+) -> Result<i64, Error> {
+    let enqueue = Txn::new()
+        .when([When::create_revision(key, Cmp::Equal, 0)])
+        .and_then([Op::put(key, value, lease)])
+        .or_else([Op::get(key, GetOptions::new())])
+        .idempotent();
+    let resp = client.txn(enqueue).await?;
+    let token = own_revision(&resp);
+    assert!(token > 0, "queue key {key} has no create revision");
+    Ok(token)
+}
+
+/// The newest key under `prefix` created before revision `token`, and the
+/// revision read at; `None` when `token` is first in line.
+pub(crate) async fn predecessor(
+    client: &Client,
+    prefix: &str,
+    token: i64,
+) -> Result<Option<(Bytes, i64)>, Error> {
+    let key = Bytes::from(prefix.to_string());
+    let req = RangeRequest {
+        range_end: crate::prefix_end(&key).into(),
+        key,
+        limit: 1,
+        sort_order: SortOrder::Descend as i32,
+        sort_target: SortTarget::Create as i32,
+        max_create_revision: token - 1,
+        keys_only: true,
+        ..Default::default()
+    };
+    let resp: RangeResponse = client
+        .read(|ch| {
+            let req = req.clone();
+            async move { KvClient::new(ch).range(req).await }
+        })
+        .await?;
+    let rev = resp.header.map_or(0, |h| h.revision);
+    Ok(resp.kvs.into_iter().next().map(|kv| (kv.key, rev)))
 }
 
 fn lost(key: &str, e: Error) -> LockError {
@@ -177,8 +190,14 @@ fn own_revision(resp: &TxnResponse) -> i64 {
         .unwrap_or(0)
 }
 
-/// Returns once `key` is deleted at or after revision `from`.
-pub(crate) async fn wait_deleted(client: &Client, key: &[u8], from: i64) -> Result<(), Error> {
+/// Returns once `key` is deleted at or after revision `from`; `events`
+/// counts every event the watch delivers (the herd test reads it).
+pub(crate) async fn wait_deleted(
+    client: &Client,
+    key: &[u8],
+    from: i64,
+    events: Option<&AtomicU64>,
+) -> Result<(), Error> {
     let opts = WatchOptions {
         start_revision: from,
         ..Default::default()
@@ -186,14 +205,17 @@ pub(crate) async fn wait_deleted(client: &Client, key: &[u8], from: i64) -> Resu
     let mut watcher = client.watch(key, opts).await?;
     while let Some(batch) = watcher.next().await {
         match batch {
-            Ok(b)
+            Ok(b) => {
+                if let Some(n) = events {
+                    n.fetch_add(b.events.len() as u64, Ordering::Relaxed);
+                }
                 if b.events
                     .iter()
-                    .any(|e| e.r#type == EventType::Delete as i32) =>
-            {
-                return Ok(())
+                    .any(|e| e.r#type == EventType::Delete as i32)
+                {
+                    return Ok(());
+                }
             }
-            Ok(_) => {}
             // History gone: the caller looks again at the present.
             Err(Error::Compacted { .. }) => return Ok(()),
             Err(e) => return Err(e),

@@ -51,6 +51,14 @@ impl Session {
         &self.client
     }
 
+    /// False once the keep-alive found the lease lost (always true for a
+    /// session on a caller-managed lease).
+    pub fn is_alive(&self) -> bool {
+        self.keep_alive
+            .as_ref()
+            .is_none_or(|k| matches!(k.state(), crate::LeaseState::Alive { .. }))
+    }
+
     /// Waits until the lease is lost (never returns for a session on a
     /// caller-managed lease: nothing here watches it).
     pub async fn lost(&mut self) -> Error {
