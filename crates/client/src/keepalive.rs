@@ -113,6 +113,12 @@ async fn stream(
 ) -> Result<(), ()> {
     let ch = client.inner.endpoints.channel(url).await.map_err(|_| ())?;
     let (req_tx, req_rx) = mpsc::channel(4);
+    // Queued before the call opens: a grpc-go server (etcd) sends its
+    // response headers only with its first answer, so opening would wait
+    // for an answer to a request not yet sent.
+    if req_tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
+        return Err(());
+    }
     let reqs = tokio_stream::wrappers::ReceiverStream::new(req_rx);
     let mut lease = LeaseClient::new(ch);
     let open = lease.lease_keep_alive(reqs);
@@ -122,9 +128,6 @@ async fn stream(
     };
     let period = ttl / 3;
     loop {
-        if req_tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
-            return Err(());
-        }
         let wait = deadline
             .saturating_duration_since(Instant::now())
             .min(client.timeout);
@@ -145,5 +148,8 @@ async fn stream(
             return Ok(());
         }
         tokio::time::sleep(period).await;
+        if req_tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
+            return Err(());
+        }
     }
 }
