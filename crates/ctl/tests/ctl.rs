@@ -214,3 +214,90 @@ async fn an_unreachable_cluster_is_one_line_and_exit_code_1() {
     assert!(err.starts_with("concordctl: "), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// The value of the next leader an `--observe -w json` process prints.
+async fn next_value(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) -> String {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("observer line")
+            .unwrap()
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if let Some(v) = doc["value"].as_str() {
+            return v.to_string();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elect_observe_prints_each_new_leader() {
+    let cluster = Cluster::start().await;
+    let elect = |extra: &[&str]| {
+        let mut cmd = ctl(&cluster);
+        cmd.args(["elect", "obs", "--pattern", "etcd", "--ttl", "2"])
+            .args(extra)
+            .stdout(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let mut one = elect(&["--value", "one"]);
+    let mut one_out = BufReader::new(one.stdout.take().unwrap()).lines();
+    assert!(one_out
+        .next_line()
+        .await
+        .unwrap()
+        .unwrap()
+        .starts_with("elected obs one"));
+    let mut observer = elect(&["--observe", "-w", "json"]);
+    let mut seen = BufReader::new(observer.stdout.take().unwrap()).lines();
+    assert_eq!(next_value(&mut seen).await, "one");
+    let _two = elect(&["--value", "two"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    one.kill().await.unwrap();
+    assert_eq!(next_value(&mut seen).await, "two");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elect_bully_elects_the_highest_id_without_a_cluster() {
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        })
+        .collect();
+    let node = |id: usize| {
+        let peer = 1 - id;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_concordctl"));
+        cmd.args(["elect", "b", "--pattern", "bully"])
+            .args(["--id", &(id + 1).to_string()])
+            .args(["--listen", &format!("127.0.0.1:{}", ports[id])])
+            .args([
+                "--peers",
+                &format!("{}=127.0.0.1:{}", peer + 1, ports[peer]),
+            ])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        cmd.spawn().unwrap()
+    };
+    let mut low = node(0);
+    let mut high = node(1);
+    let mut high_out = BufReader::new(high.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(5), high_out.next_line())
+        .await
+        .expect("node 2 leads")
+        .unwrap()
+        .unwrap();
+    assert_eq!(line, "elected b 2 (term 2)");
+    let mut low_out = BufReader::new(low.stdout.take().unwrap()).lines();
+    let early = tokio::time::timeout(Duration::from_millis(500), low_out.next_line()).await;
+    assert!(early.is_err(), "node 1 leads beside node 2");
+    high.kill().await.unwrap();
+    let line = tokio::time::timeout(Duration::from_secs(5), low_out.next_line())
+        .await
+        .expect("node 1 takes over")
+        .unwrap()
+        .unwrap();
+    assert_eq!(line, "elected b 1 (term 1)");
+}
