@@ -301,3 +301,30 @@ async fn elect_bully_elects_the_highest_id_without_a_cluster() {
         .unwrap();
     assert_eq!(line, "elected b 1 (term 1)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_kills_the_command_and_exits_5_when_the_lock_is_lost() {
+    let cluster = Cluster::start().await;
+    let mut child = ctl(&cluster)
+        .args(["lock", "lost", "--ttl", "3", "--"])
+        .args(["sh", "-c", "echo $CONCORD_LOCK_KEY $$; exec sleep 30"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = out.next_line().await.unwrap().unwrap();
+    let (key, pid) = line.split_once(' ').unwrap();
+    let client = cluster.client().await;
+    let held = client
+        .get(key, concord_client::GetOptions::new())
+        .await
+        .unwrap();
+    client.lease_revoke(held.kvs[0].lease).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("concordctl notices the loss")
+        .unwrap();
+    assert_eq!(status.code(), Some(5));
+    let alive = std::path::Path::new("/proc").join(pid).exists();
+    assert!(!alive, "the command outlived the lock");
+}
