@@ -66,9 +66,13 @@ async fn etcd_election_api_elects_one_and_fails_over() {
     let mut changes = observer.changes();
     let took = one_leader_then_failover(candidates).await;
     eprintln!("etcd election api failover: {took:?}");
-    changes.changed().await.unwrap();
-    let seen = changes.borrow().clone().expect("observed leader");
-    assert_eq!(observer.leader().await.unwrap(), Some(seen));
+    // The observer's stream reaches the leader that took over.
+    let now = observer.leader().await.unwrap().expect("a leader");
+    let seen = changes.wait_for(|l| l.as_ref() == Some(&now));
+    tokio::time::timeout(Duration::from_secs(5), seen)
+        .await
+        .expect("the observer saw the new leader")
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
