@@ -14,6 +14,7 @@ use concord_raft::{ConfChange, Role};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
+use crate::auth::Gate;
 use crate::datadir::DataDir;
 use crate::envelope::{self, Payload};
 use crate::error::ServerError;
@@ -53,6 +54,10 @@ pub(crate) struct Limits {
     pub strict_reconfig: bool,
     /// A driver silent for longer is stuck (`/livez`; `failstop.rs`).
     pub stall_bound: Duration,
+    /// `--auth-token-ttl`.
+    pub auth_token_ttl: Duration,
+    /// `--bcrypt-cost`.
+    pub bcrypt_cost: u32,
 }
 
 /// This member's Raft status, refreshed by the driver after every `Ready`.
@@ -85,6 +90,8 @@ pub(crate) struct Shared {
     pub proposer: Proposer,
     /// The state machine.
     pub store: RwLock<Store>,
+    /// The auth store's view, tokens and callers.
+    pub auth: Gate,
     /// The member table (shared with the transport's screen).
     pub members: Arc<RwLock<MemberTable>>,
     /// Live watches.
@@ -121,7 +128,13 @@ impl Shared {
         inbox: InboxSender,
     ) -> Shared {
         let (leader_tx, leader_rx) = watch::channel(0);
+        let auth = Gate::new(
+            store.auth().clone(),
+            limits.auth_token_ttl,
+            limits.bcrypt_cost,
+        );
         Shared {
+            auth,
             proposer: Proposer::new(me.id, inbox),
             me,
             limits,
@@ -313,6 +326,8 @@ impl Shared {
             max_txn_ops: 128,
             strict_reconfig: true,
             stall_bound: Duration::from_secs(3),
+            auth_token_ttl: Duration::from_secs(300),
+            bcrypt_cost: 4,
         };
         let shared = Shared::new(me, limits, store, members, tx);
         (Arc::new(shared), inbox)
