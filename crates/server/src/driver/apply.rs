@@ -26,8 +26,11 @@ impl Driver {
                         self.apply_run(&mut run)?;
                         self.apply_server_op(op)?;
                         self.shared.proposer.respond(id, Ok(Outcome::Done));
+                        // The store's applied index follows every entry, so
+                        // that a snapshot's image and metadata agree.
+                        run.push((e.index, 0, Command::Noop));
                     }
-                    Ok(None) => self.apply_run(&mut run)?,
+                    Ok(None) => run.push((e.index, 0, Command::Noop)),
                     Err(err) => {
                         // Only a bug puts an undecodable entry in the log;
                         // every member skips it the same way.
@@ -38,6 +41,7 @@ impl Driver {
                 EntryKind::ConfChange(cc) => {
                     self.apply_run(&mut run)?;
                     self.apply_conf_change(cc, &e.data)?;
+                    run.push((e.index, 0, Command::Noop));
                 }
             }
             self.applied = e.index;
