@@ -20,6 +20,7 @@ use tonic::metadata::MetadataMap;
 use tonic::Status;
 
 use crate::error::ServerError;
+use crate::tls::ClientIdentity;
 use tokens::SimpleTokens;
 
 /// Metadata keys a token arrives under (etcd's clients send `token`).
@@ -93,19 +94,25 @@ impl Gate {
         tracing::warn!(user, why, suppressed, "authentication failed");
     }
 
-    /// Who sent a request with `meta`: anonymous while auth is disabled or
-    /// no token is sent; a token must be live.
-    pub(crate) fn caller(&self, meta: &MetadataMap) -> Result<Caller, Status> {
+    /// Who sent `req`: nobody while auth is disabled; the user of its
+    /// token, which must be live; without a token, the common name of the
+    /// client's verified certificate (`--client-cert-auth`), as in etcd;
+    /// else anonymous.
+    pub(crate) fn caller<T>(&self, req: &tonic::Request<T>) -> Result<Caller, Status> {
         let view = self.view();
         if !view.enabled {
             return Ok(Caller { view, user: None });
         }
+        let meta = req.metadata();
         let token = TOKEN_KEYS
             .iter()
             .find_map(|k| meta.get(*k))
             .and_then(|v| v.to_str().ok());
         let user = match token {
-            None => None,
+            None => req
+                .extensions()
+                .get::<ClientIdentity>()
+                .and_then(|c| c.0.clone()),
             Some(t) => Some(
                 self.tokens
                     .user_of(t, Instant::now())
@@ -207,23 +214,34 @@ mod tests {
         s
     }
 
+    fn request(token: Option<&str>, cn: Option<&str>) -> tonic::Request<()> {
+        let mut req = tonic::Request::new(());
+        if let Some(t) = token {
+            req.metadata_mut().insert("token", t.parse().unwrap());
+        }
+        if let Some(cn) = cn {
+            req.extensions_mut()
+                .insert(ClientIdentity(Some(cn.to_string())));
+        }
+        req
+    }
+
     #[test]
     fn the_caller_comes_from_a_live_token_once_auth_is_on() {
         let gate = Gate::new(AuthState::default(), Duration::from_secs(60), 4);
-        let mut meta = MetadataMap::new();
-        meta.insert("token", "bogus".parse().unwrap());
+        let bogus = request(Some("bogus"), None);
         // Disabled: tokens are not even looked at.
-        assert_eq!(gate.caller(&meta).unwrap().user, None);
+        assert_eq!(gate.caller(&bogus).unwrap().user, None);
         gate.applied(&enabled(), &[AuthOp::Enable]);
-        let err = gate.caller(&meta).unwrap_err();
+        let err = gate.caller(&bogus).unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
         assert_eq!(err.message(), "etcdserver: invalid auth token");
         gate.tokens
             .assign("bogus".into(), ROOT.into(), Instant::now());
-        let c = gate.caller(&meta).unwrap();
+        let c = gate.caller(&bogus).unwrap();
         assert_eq!(c.user(), Some(ROOT));
         assert!(c.check_admin().is_ok());
-        let anon = gate.caller(&MetadataMap::new()).unwrap();
+        let anon = gate.caller(&request(None, None)).unwrap();
         let err = anon.check_admin().unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert_eq!(err.message(), "etcdserver: user name is empty");
@@ -232,13 +250,27 @@ mod tests {
         off.apply(&AuthOp::Disable).unwrap();
         gate.applied(&off, &[AuthOp::Disable]);
         gate.applied(&enabled(), &[AuthOp::Enable]);
-        assert!(gate.caller(&meta).is_err());
+        assert!(gate.caller(&bogus).is_err());
+    }
+
+    #[test]
+    fn without_a_token_the_certificate_names_the_user() {
+        let gate = Gate::new(enabled(), Duration::from_secs(60), 4);
+        let c = gate.caller(&request(None, Some(ROOT))).unwrap();
+        assert_eq!(c.user(), Some(ROOT));
+        assert!(c.check_admin().is_ok());
+        // A token wins over the certificate, and must be live.
+        gate.tokens
+            .assign("t.1".into(), "alice".into(), Instant::now());
+        let c = gate.caller(&request(Some("t.1"), Some(ROOT))).unwrap();
+        assert_eq!(c.user(), Some("alice"));
+        assert!(gate.caller(&request(Some("gone"), Some(ROOT))).is_err());
     }
 
     #[test]
     fn checked_commands_carry_the_revision_of_the_check() {
         let gate = Gate::new(enabled(), Duration::from_secs(60), 4);
-        let c = gate.caller(&MetadataMap::new()).unwrap();
+        let c = gate.caller(&request(None, None)).unwrap();
         match c.checked(Command::Noop) {
             Command::Checked { auth_revision, cmd } => {
                 assert_eq!(auth_revision, 3);

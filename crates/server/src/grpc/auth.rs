@@ -28,7 +28,7 @@ pub struct AuthService {
 
 impl AuthService {
     fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
-        self.state.auth.caller(req.metadata())
+        self.state.auth.caller(req)
     }
 
     /// An admin's change through the log.

@@ -78,7 +78,7 @@ impl Cluster for ClusterService {
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
         count("MemberAdd");
-        self.state.auth.caller(req.metadata())?.check_admin()?;
+        self.state.auth.caller(&req)?.check_admin()?;
         let (meta, _, r) = req.into_parts();
         if r.peer_ur_ls.is_empty() {
             return Err(Status::invalid_argument(
@@ -135,7 +135,7 @@ impl Cluster for ClusterService {
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         count("MemberRemove");
-        self.state.auth.caller(req.metadata())?.check_admin()?;
+        self.state.auth.caller(&req)?.check_admin()?;
         let (meta, _, r) = req.into_parts();
         let id = r.id;
         if !self.state.members.read().members.contains_key(&id) {
@@ -159,7 +159,7 @@ impl Cluster for ClusterService {
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
         count("MemberUpdate");
-        self.state.auth.caller(req.metadata())?.check_admin()?;
+        self.state.auth.caller(&req)?.check_admin()?;
         let r = req.into_inner();
         if !self.state.members.read().members.contains_key(&r.id) {
             return Err(ServerError::MemberNotFound.into());
@@ -200,7 +200,7 @@ impl Cluster for ClusterService {
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         count("MemberPromote");
-        self.state.auth.caller(req.metadata())?.check_admin()?;
+        self.state.auth.caller(&req)?.check_admin()?;
         let (meta, _, r) = req.into_parts();
         let id = r.id;
         match self.state.members.read().members.get(&id) {

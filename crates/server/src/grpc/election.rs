@@ -82,7 +82,7 @@ impl Election for ElectionService {
         req: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
         count("Campaign");
-        let caller = self.state.auth.caller(req.metadata())?;
+        let caller = self.state.auth.caller(&req)?;
         let r = req.into_inner();
         if r.name.is_empty() {
             return Err(Status::invalid_argument("election: name is not provided"));
@@ -115,7 +115,7 @@ impl Election for ElectionService {
         req: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
         count("Proclaim");
-        let caller = self.state.auth.caller(req.metadata())?;
+        let caller = self.state.auth.caller(&req)?;
         let r = req.into_inner();
         let leader = r.leader.ok_or_else(not_leader)?;
         caller.check_range(&leader.key, &Bytes::new(), Access::Write)?;
@@ -130,7 +130,7 @@ impl Election for ElectionService {
         req: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
         count("Leader");
-        let caller = self.state.auth.caller(req.metadata())?;
+        let caller = self.state.auth.caller(&req)?;
         let name = req.into_inner().name;
         let prefix = name_prefix(&name);
         caller.check_range(&prefix, &prefix_end(&prefix), Access::Read)?;
@@ -151,7 +151,7 @@ impl Election for ElectionService {
         req: Request<LeaderRequest>,
     ) -> Result<Response<ObserveStream>, Status> {
         count("Observe");
-        let caller = self.state.auth.caller(req.metadata())?;
+        let caller = self.state.auth.caller(&req)?;
         let name = req.into_inner().name;
         let prefix = name_prefix(&name);
         caller.check_range(&prefix, &prefix_end(&prefix), Access::Read)?;
@@ -208,7 +208,7 @@ impl Election for ElectionService {
         req: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
         count("Resign");
-        let caller = self.state.auth.caller(req.metadata())?;
+        let caller = self.state.auth.caller(&req)?;
         let leader = req.into_inner().leader.ok_or_else(not_leader)?;
         caller.check_range(&leader.key, &Bytes::new(), Access::Write)?;
         let txn = TxnRequest {

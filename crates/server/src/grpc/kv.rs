@@ -202,7 +202,7 @@ async fn read_txn(
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let started = Instant::now();
-        let caller = self.state.auth.caller(req.metadata())?;
+        let caller = self.state.auth.caller(&req)?;
         let r = req.into_inner();
         let user = caller.user();
         caller
@@ -216,7 +216,7 @@ impl Kv for KvService {
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let started = Instant::now();
-        let caller = self.state.auth.caller(req.metadata())?;
+        let caller = self.state.auth.caller(&req)?;
         let r = req.into_inner();
         check_size(&self.state, r.key.len() + r.value.len())?;
         let p = convert::put_request(r);
@@ -245,7 +245,7 @@ impl Kv for KvService {
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let started = Instant::now();
-        let caller = self.state.auth.caller(req.metadata())?;
+        let caller = self.state.auth.caller(&req)?;
         let r = req.into_inner();
         check_size(&self.state, r.key.len() + r.range_end.len())?;
         if convert::is_backwards(&r.key, &r.range_end) {
@@ -272,7 +272,7 @@ impl Kv for KvService {
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let started = Instant::now();
-        let caller = self.state.auth.caller(req.metadata())?;
+        let caller = self.state.auth.caller(&req)?;
         let r = req.into_inner();
         check_size(&self.state, prost::Message::encoded_len(&r))?;
         check_txn_ops(&r, self.state.limits.max_txn_ops)?;
@@ -299,7 +299,7 @@ impl Kv for KvService {
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let started = Instant::now();
-        let caller = self.state.auth.caller(req.metadata())?;
+        let caller = self.state.auth.caller(&req)?;
         caller.check_admin()?;
         let r = req.into_inner();
         let cmd = Command::Compact {

@@ -83,7 +83,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         count("LeaseGrant");
         // Any caller may grant (as in etcd), but a token must be live.
-        self.state.auth.caller(req.metadata())?;
+        self.state.auth.caller(&req)?;
         let r = req.into_inner();
         let ttl = r.ttl.max(self.min_ttl);
         let cmd = Command::LeaseGrant {
@@ -109,7 +109,7 @@ impl Lease for LeaseService {
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         count("LeaseRevoke");
-        let caller = self.state.auth.caller(req.metadata())?;
+        let caller = self.state.auth.caller(&req)?;
         let id = req.into_inner().id;
         if caller.view.enabled {
             // Revoking deletes the lease's keys: write on each, as etcd checks.

@@ -221,7 +221,7 @@ pub async fn require_lease(state: &State, lease: i64) -> Result<(), Status> {
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         count("Lock");
-        let caller = self.state.auth.caller(req.metadata())?;
+        let caller = self.state.auth.caller(&req)?;
         let r = req.into_inner();
         if r.name.is_empty() {
             return Err(Status::invalid_argument("etcdserver: key is not provided"));
@@ -252,7 +252,7 @@ impl Lock for LockService {
         req: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
         count("Unlock");
-        let caller = self.state.auth.caller(req.metadata())?;
+        let caller = self.state.auth.caller(&req)?;
         let key = req.into_inner().key;
         caller.check_range(&key, &Bytes::new(), Access::Write)?;
         let rev = delete_key(&self.state, key).await?;

@@ -78,7 +78,7 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         count("Alarm");
-        let caller = self.state.auth.caller(req.metadata())?;
+        let caller = self.state.auth.caller(&req)?;
         let r = req.into_inner();
         let action = AlarmAction::try_from(r.action)
             .map_err(|_| Status::invalid_argument("etcdserver: invalid alarm action"))?;
@@ -145,7 +145,7 @@ impl Maintenance for MaintenanceService {
         req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         count("Defragment");
-        self.state.auth.caller(req.metadata())?.check_admin()?;
+        self.state.auth.caller(&req)?.check_admin()?;
         // Like etcd's, a defragment holds the backend (writes wait) while
         // it moves live pages down and truncates the file.
         let state = self.state.clone();
@@ -164,7 +164,7 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         count("Hash");
-        self.state.auth.caller(req.metadata())?.check_admin()?;
+        self.state.auth.caller(&req)?.check_admin()?;
         let h = hash_history(&self.state, 0).await?;
         Ok(Response::new(HashResponse {
             header: Some(current_header(&self.state)),
@@ -177,7 +177,7 @@ impl Maintenance for MaintenanceService {
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         count("HashKV");
-        self.state.auth.caller(req.metadata())?.check_admin()?;
+        self.state.auth.caller(&req)?.check_admin()?;
         let rev = req.into_inner().revision;
         let h = hash_history(&self.state, rev).await?;
         Ok(Response::new(HashKvResponse {
@@ -195,7 +195,7 @@ impl Maintenance for MaintenanceService {
         req: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
         count("Snapshot");
-        self.state.auth.caller(req.metadata())?.check_admin()?;
+        self.state.auth.caller(&req)?.check_admin()?;
         let mut snap = crate::snapshot::bolt::build(&self.state).await?;
         let state = self.state.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -227,7 +227,7 @@ impl Maintenance for MaintenanceService {
         req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         count("MoveLeader");
-        self.state.auth.caller(req.metadata())?.check_admin()?;
+        self.state.auth.caller(&req)?.check_admin()?;
         let target = req.into_inner().target_id;
         if !self.state.is_leader() {
             return Err(Status::failed_precondition("etcdserver: not leader"));

@@ -54,7 +54,7 @@ impl Watch for WatchService {
     ) -> Result<Response<WatchStream>, Status> {
         count("Watch");
         // The stream's caller; each watch is checked when it is created.
-        let user = self.state.auth.caller(req.metadata())?.user;
+        let user = self.state.auth.caller(&req)?.user;
         let (out_tx, out_rx) = mpsc::channel(256);
         let state = self.state.clone();
         let interval = self.progress_interval;
