@@ -82,7 +82,9 @@ pub struct Config {
     #[arg(long, default_value_t = DEFAULT_MAX_TXN_OPS)]
     pub max_txn_ops: usize,
     /// Auth token kind: `simple` (random tokens kept by every member,
-    /// valid for `--auth-token-ttl` seconds after their last use).
+    /// valid for `--auth-token-ttl` seconds after their last use), or
+    /// `jwt,pub-key=PEM,priv-key=PEM,sign-method=ES256|RS256|...,ttl=5m`
+    /// (signed tokens any member holding the public key accepts).
     #[arg(long, default_value = "simple")]
     pub auth_token: String,
     /// Seconds a simple token stays valid after its last use.
@@ -247,12 +249,7 @@ impl Config {
         if self.max_txn_ops == 0 {
             return bad("--max-txn-ops must be at least 1".into());
         }
-        if self.auth_token != "simple" {
-            return bad(format!(
-                "--auth-token {}: only `simple` is supported",
-                self.auth_token
-            ));
-        }
+        crate::auth::jwt::JwtTokens::from_flag(&self.auth_token)?;
         if self.auth_token_ttl == 0 {
             return bad("--auth-token-ttl must be at least 1".into());
         }

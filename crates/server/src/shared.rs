@@ -14,6 +14,7 @@ use concord_raft::{ConfChange, Role};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
+use crate::auth::jwt::JwtTokens;
 use crate::auth::Gate;
 use crate::datadir::DataDir;
 use crate::envelope::{self, Payload};
@@ -58,6 +59,8 @@ pub(crate) struct Limits {
     pub auth_token_ttl: Duration,
     /// `--bcrypt-cost`.
     pub bcrypt_cost: u32,
+    /// `--auth-token jwt,...`: signed tokens instead of simple ones.
+    pub jwt: Option<Arc<JwtTokens>>,
 }
 
 /// This member's Raft status, refreshed by the driver after every `Ready`.
@@ -132,6 +135,7 @@ impl Shared {
             store.auth().clone(),
             limits.auth_token_ttl,
             limits.bcrypt_cost,
+            limits.jwt.clone(),
         );
         Shared {
             auth,
@@ -328,6 +332,7 @@ impl Shared {
             stall_bound: Duration::from_secs(3),
             auth_token_ttl: Duration::from_secs(300),
             bcrypt_cost: 4,
+            jwt: None,
         };
         let shared = Shared::new(me, limits, store, members, tx);
         (Arc::new(shared), inbox)

@@ -329,3 +329,67 @@ fn auth_errors_as_etcd_words_them() {
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
     assert_eq!(status.message(), "etcdserver: invalid auth token");
 }
+
+#[test]
+fn jwt_tokens_signed_by_one_member_are_accepted_by_another() {
+    if !have_etcdctl() {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap(); // ECDSA P-256
+    let (private, public) = (keys.path().join("jwt.pem"), keys.path().join("jwt.pub"));
+    std::fs::write(&private, key.serialize_pem()).unwrap();
+    std::fs::write(&public, key.public_key_pem()).unwrap();
+    let flag = format!(
+        "--auth-token=jwt,pub-key={},priv-key={},sign-method=ES256,ttl=5m",
+        public.display(),
+        private.display()
+    );
+    let mut c = Cluster::start_with_args(3, &[&flag]);
+    c.form = EndpointForm::Http;
+    set_up(&mut c);
+    ctl(&mut c, Some(ALICE), &["put", "app/j", "1"]).expect_ok("alice put with a JWT");
+    refused(ctl(&mut c, Some(ALICE), &["put", "cfg", "x"]), DENIED);
+    refused(
+        ctl(&mut c, Some("alice:wrong"), &["get", "cfg"]),
+        "etcdserver: authentication failed, invalid user ID or password",
+    );
+
+    // A token from member 1 works on member 3, which never saw it.
+    let (a, b) = (c.nodes[0].addr(), c.nodes[2].addr());
+    let read = block_on_thread(async move {
+        use concord_proto::etcdserverpb::{
+            auth_client::AuthClient, kv_client::KvClient, AuthenticateRequest, RangeRequest,
+        };
+        let mut auth = AuthClient::connect(format!("http://{a}")).await.ok()?;
+        let login = AuthenticateRequest {
+            name: "alice".into(),
+            password: "alicepw".into(),
+        };
+        let token = auth.authenticate(login).await.ok()?.into_inner().token;
+        let mut kv = KvClient::connect(format!("http://{b}")).await.ok()?;
+        let range = |key: &str, token: &str| {
+            let mut req = tonic::Request::new(RangeRequest {
+                key: key.as_bytes().to_vec().into(),
+                ..Default::default()
+            });
+            req.metadata_mut().insert("token", token.parse().unwrap());
+            req
+        };
+        let ok = kv
+            .range(range("app/j", &token))
+            .await
+            .ok()?
+            .into_inner()
+            .kvs
+            .len();
+        let mut forged = token.clone();
+        forged.pop();
+        let refused = kv.range(range("app/j", &forged)).await.err()?;
+        Some((ok, refused))
+    })
+    .expect("JWT calls");
+    assert_eq!(read.0, 1);
+    assert_eq!(read.1.code(), tonic::Code::Unauthenticated);
+    assert_eq!(read.1.message(), "etcdserver: invalid auth token");
+}

@@ -8,6 +8,7 @@
 //! alike (`etcdserver: revision of auth store is old`) and the client
 //! retries, as with etcd.
 
+pub(crate) mod jwt;
 pub(crate) mod tokens;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tonic::Status;
 
 use crate::error::ServerError;
 use crate::tls::ClientIdentity;
+use jwt::JwtTokens;
 use tokens::SimpleTokens;
 
 /// Metadata keys a token arrives under (etcd's clients send `token`).
@@ -36,16 +38,24 @@ pub(crate) struct Gate {
     pub tokens: SimpleTokens,
     /// `--bcrypt-cost`.
     pub bcrypt_cost: u32,
+    /// `--auth-token jwt,...`: used instead of the simple tokens.
+    pub jwt: Option<Arc<JwtTokens>>,
     failed_logins: Mutex<(Option<Instant>, u64)>,
 }
 
 impl Gate {
     /// A gate over the auth state the store holds at start-up.
-    pub(crate) fn new(initial: AuthState, token_ttl: Duration, bcrypt_cost: u32) -> Gate {
+    pub(crate) fn new(
+        initial: AuthState,
+        token_ttl: Duration,
+        bcrypt_cost: u32,
+        jwt: Option<Arc<JwtTokens>>,
+    ) -> Gate {
         Gate {
             view: RwLock::new(Arc::new(initial)),
             tokens: SimpleTokens::new(token_ttl),
             bcrypt_cost,
+            jwt,
             failed_logins: Mutex::new((None, 0)),
         }
     }
@@ -113,11 +123,13 @@ impl Gate {
                 .extensions()
                 .get::<ClientIdentity>()
                 .and_then(|c| c.0.clone()),
-            Some(t) => Some(
-                self.tokens
-                    .user_of(t, Instant::now())
-                    .ok_or_else(|| denied(AuthError::InvalidToken))?,
-            ),
+            Some(t) => {
+                let user = match &self.jwt {
+                    Some(jwt) => jwt.user_of(t),
+                    None => self.tokens.user_of(t, Instant::now()),
+                };
+                Some(user.ok_or_else(|| denied(AuthError::InvalidToken))?)
+            }
         };
         Ok(Caller { view, user })
     }
@@ -228,7 +240,7 @@ mod tests {
 
     #[test]
     fn the_caller_comes_from_a_live_token_once_auth_is_on() {
-        let gate = Gate::new(AuthState::default(), Duration::from_secs(60), 4);
+        let gate = Gate::new(AuthState::default(), Duration::from_secs(60), 4, None);
         let bogus = request(Some("bogus"), None);
         // Disabled: tokens are not even looked at.
         assert_eq!(gate.caller(&bogus).unwrap().user, None);
@@ -255,7 +267,7 @@ mod tests {
 
     #[test]
     fn without_a_token_the_certificate_names_the_user() {
-        let gate = Gate::new(enabled(), Duration::from_secs(60), 4);
+        let gate = Gate::new(enabled(), Duration::from_secs(60), 4, None);
         let c = gate.caller(&request(None, Some(ROOT))).unwrap();
         assert_eq!(c.user(), Some(ROOT));
         assert!(c.check_admin().is_ok());
@@ -269,7 +281,7 @@ mod tests {
 
     #[test]
     fn checked_commands_carry_the_revision_of_the_check() {
-        let gate = Gate::new(enabled(), Duration::from_secs(60), 4);
+        let gate = Gate::new(enabled(), Duration::from_secs(60), 4, None);
         let c = gate.caller(&request(None, None)).unwrap();
         match c.checked(Command::Noop) {
             Command::Checked { auth_revision, cmd } => {

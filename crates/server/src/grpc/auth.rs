@@ -154,6 +154,14 @@ impl Auth for AuthService {
             gate.log_failed_login(&r.name, "wrong password");
             return Err(denied(AuthError::AuthFailed));
         }
+        if let Some(jwt) = &gate.jwt {
+            // Signed and self-contained: nothing to tell the other members.
+            let token = jwt.sign(&r.name, view.revision)?;
+            return Ok(Response::new(AuthenticateResponse {
+                header: Some(current_header(&self.state)),
+                token,
+            }));
+        }
         let index = self.state.raft_status().applied;
         let token = SimpleTokens::generate(index)
             .map_err(|e| ServerError::Internal(format!("no randomness for a token: {e}")))?;
