@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure().bytes(".").compile_protos(
         &[
             "proto/etcd/kv.proto",
+            "proto/etcd/auth.proto",
             "proto/etcd/rpc.proto",
             "proto/etcd/v3lock.proto",
             "proto/etcd/v3election.proto",

@@ -60,6 +60,11 @@ pub struct Args {
     /// Send put/txn-put traffic to the leader only (found with Maintenance.Status).
     #[arg(long, global = true)]
     pub target_leader_only: bool,
+    /// Log in as `name:password` (etcd auth) before the run: one
+    /// Authenticate, then the token on every request, as etcd's clients
+    /// send it. For the KV workloads (`put`, `range`, `txn-put`).
+    #[arg(long, global = true)]
+    pub user: Option<String>,
     /// Per-request timeout in seconds (a timed-out request counts as an error).
     #[arg(long, global = true, default_value_t = 30.0)]
     pub request_timeout_secs: f64,
@@ -166,6 +171,17 @@ impl Args {
         }
         if !(self.request_timeout_secs > 0.0 && self.request_timeout_secs.is_finite()) {
             return fail("--request-timeout-secs must be positive".into());
+        }
+        if let Some(u) = &self.user {
+            if !u.contains(':') {
+                return fail("--user must be name:password".into());
+            }
+            if matches!(
+                self.workload,
+                Workload::Watch { .. } | Workload::LeaseKeepalive { .. }
+            ) {
+                return fail("--user applies to put, range and txn-put".into());
+            }
         }
         match &self.workload {
             Workload::Range { prefill, .. } if *prefill > self.key_space => fail(format!(

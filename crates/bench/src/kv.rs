@@ -11,6 +11,7 @@ use concord_proto::etcdserverpb::{
     Compare, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, TxnRequest,
     TxnResponse,
 };
+use http::HeaderValue;
 use tokio::task::JoinSet;
 
 use crate::control::{Control, Stats};
@@ -44,7 +45,11 @@ impl Kind {
 }
 
 /// Runs `put`, `range` or `txn-put` against `endpoints`.
-pub(crate) async fn run(args: &Args, endpoints: &[String]) -> Result<Report, BenchError> {
+pub(crate) async fn run(
+    args: &Args,
+    endpoints: &[String],
+    token: Option<HeaderValue>,
+) -> Result<Report, BenchError> {
     let keygen = KeyGen::new(Bytes::new(), args.key_size, args.key_space);
     let kind = match args.workload {
         Workload::Put => Kind::Put,
@@ -54,7 +59,7 @@ pub(crate) async fn run(args: &Args, endpoints: &[String]) -> Result<Report, Ben
             prefill,
         } => {
             let timeout = args.request_timeout();
-            let conns = unary::connect(endpoints, args.conns).await?;
+            let conns = unary::connect(endpoints, args.conns, token.clone()).await?;
             prefill_keys(&conns, &keygen, prefill, args.val_size, timeout).await?;
             Kind::Range {
                 serializable: consistency == Consistency::S,
@@ -86,6 +91,7 @@ pub(crate) async fn run(args: &Args, endpoints: &[String]) -> Result<Report, Ben
             keygen: keygen.clone(),
             seed,
             timeout: args.request_timeout(),
+            token: token.clone(),
             val_size: args.val_size,
             sequential: args.sequential_keys,
         };
@@ -152,6 +158,8 @@ struct Shard {
     keygen: KeyGen,
     seed: u64,
     timeout: Duration,
+    /// Sent with every request (`--user`).
+    token: Option<HeaderValue>,
     val_size: usize,
     sequential: bool,
 }
@@ -171,7 +179,7 @@ impl Shard {
             let mut conns = std::collections::HashMap::new();
             for (j, url) in &self.conns {
                 match UnaryConn::dial(url).await {
-                    Ok(c) => drop(conns.insert(*j, c)),
+                    Ok(c) => drop(conns.insert(*j, c.with_token(self.token.clone()))),
                     Err(e) => {
                         let _ = ready.send(Err(e.clone())).await;
                         return Err(e);

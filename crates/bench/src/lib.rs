@@ -74,7 +74,11 @@ pub async fn run(args: &Args) -> Result<Report, BenchError> {
     }
     let mut report = match &args.workload {
         Workload::Put | Workload::TxnPut | Workload::Range { .. } => {
-            kv::run(args, &endpoints).await?
+            let token = match &args.user {
+                Some(u) => Some(unary::authenticate(&endpoints[0], u).await?),
+                None => None,
+            };
+            kv::run(args, &endpoints, token).await?
         }
         Workload::Watch { watchers } => {
             watch::run(args, &connect(&endpoints, args.conns).await?, *watchers).await?

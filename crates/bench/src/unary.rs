@@ -35,6 +35,8 @@ const CONN_WINDOW: u32 = 5 << 20;
 pub struct UnaryConn {
     send: SendRequest<Bytes>,
     origin: String,
+    /// Sent as `token` metadata on every call (etcd auth).
+    token: Option<HeaderValue>,
 }
 
 /// A method's full URI on one connection (built once, cloned per call).
@@ -58,7 +60,14 @@ impl UnaryConn {
         Ok(UnaryConn {
             send,
             origin: url.trim_end_matches('/').to_string(),
+            token: None,
         })
+    }
+
+    /// This connection, sending `token` (if any) with every call.
+    pub fn with_token(mut self, token: Option<HeaderValue>) -> UnaryConn {
+        self.token = token;
+        self
     }
 
     /// The URI of `path` (`/package.Service/Method`) on this connection.
@@ -81,6 +90,9 @@ impl UnaryConn {
         let h = head.headers_mut();
         h.insert("content-type", HeaderValue::from_static("application/grpc"));
         h.insert("te", HeaderValue::from_static("trailers"));
+        if let Some(t) = &self.token {
+            h.insert("token", t.clone());
+        }
 
         std::future::poll_fn(|cx| self.send.poll_ready(cx))
             .await
@@ -119,13 +131,37 @@ impl UnaryConn {
     }
 }
 
-/// Opens `n` connections, connection `j` to `endpoints[j % endpoints.len()]`.
-pub async fn connect(endpoints: &[String], n: usize) -> Result<Vec<UnaryConn>, BenchError> {
+/// Opens `n` connections, connection `j` to `endpoints[j % endpoints.len()]`,
+/// each sending `token`.
+pub async fn connect(
+    endpoints: &[String],
+    n: usize,
+    token: Option<HeaderValue>,
+) -> Result<Vec<UnaryConn>, BenchError> {
     let mut conns = Vec::with_capacity(n);
     for j in 0..n {
-        conns.push(UnaryConn::dial(&endpoints[j % endpoints.len()]).await?);
+        let c = UnaryConn::dial(&endpoints[j % endpoints.len()]).await?;
+        conns.push(c.with_token(token.clone()));
     }
     Ok(conns)
+}
+
+/// Logs in as `user` (`name:password`) at `endpoint`; the token, valid on
+/// every member (etcd replicates logins).
+pub async fn authenticate(endpoint: &str, user: &str) -> Result<HeaderValue, BenchError> {
+    use concord_proto::etcdserverpb::{AuthenticateRequest, AuthenticateResponse};
+    let (name, password) = user
+        .split_once(':')
+        .ok_or_else(|| BenchError::new("--user must be name:password"))?;
+    let mut conn = UnaryConn::dial(endpoint).await?;
+    let uri = conn.method("/etcdserverpb.Auth/Authenticate");
+    let req = AuthenticateRequest {
+        name: name.to_string(),
+        password: password.to_string(),
+    };
+    let resp: AuthenticateResponse = conn.call(&uri, &req).await?;
+    HeaderValue::from_str(&resp.token)
+        .map_err(|_| BenchError::new("the server answered a token that is not a header value"))
 }
 
 fn transport(e: h2::Error) -> Status {

@@ -1,5 +1,6 @@
 //! Applying one command to the in-memory state: validate, then mutate.
 
+use crate::auth::AuthError;
 use crate::command::{Command, Response};
 use crate::error::{MvccError, Result};
 use crate::intervals::check_intervals;
@@ -57,6 +58,21 @@ impl State {
                 Ok(Response::Empty {
                     revision: self.current_rev,
                 })
+            }
+            Command::Auth(op) => self.auth.apply(op).map_err(MvccError::Auth).map(|()| {
+                self.changes.auth = Some(self.auth.clone());
+                Response::Empty {
+                    revision: self.current_rev,
+                }
+            }),
+            Command::Checked { auth_revision, cmd } => {
+                if matches!(**cmd, Command::Checked { .. }) {
+                    Err(MvccError::Codec("nested checked command".into()))
+                } else if self.auth.enabled && *auth_revision < self.auth.revision {
+                    Err(MvccError::Auth(AuthError::OldRevision))
+                } else {
+                    return self.apply_command(index, cmd);
+                }
             }
         };
         (r, events)

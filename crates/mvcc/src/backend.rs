@@ -7,6 +7,9 @@
 //!   values behind an offset table (read back one at a time). Compaction
 //!   rewrites the chunks it removes revisions from, in both tables.
 //! - `leases`: lease id -> postcard-encoded [`LeaseRecord`]
+//! - `auth`: one row, `state` -> postcard-encoded [`AuthState`] (users,
+//!   roles, permissions, the enabled flag and the auth revision; small, so
+//!   written whole when it changes)
 //! - `meta`: `applied_index`, `current_rev`, `compact_rev` (u64)
 //! - `history_chunks` and `history`: two earlier layouts (whole records in
 //!   chunks; one row per revision), moved to the current one on open.
@@ -17,6 +20,7 @@
 
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 
+use crate::auth::AuthState;
 use crate::chunk;
 use crate::error::{MvccError, Result};
 use crate::state::{Changes, HistRec, Lease, State};
@@ -30,6 +34,8 @@ const HISTORY: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("histor
 const HISTORY_CHUNKS: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("history_chunks");
 pub(crate) const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const AUTH: TableDefinition<&str, &[u8]> = TableDefinition::new("auth");
+const AUTH_ROW: &str = "state";
 
 pub(crate) const APPLIED: &str = "applied_index";
 pub(crate) const CURRENT: &str = "current_rev";
@@ -130,6 +136,15 @@ pub(crate) fn load(db: &Database, state: &mut State) -> Result<u64> {
         let (_, v) = item.map_err(MvccError::storage)?;
         let rec: LeaseRecord = decode(v.value())?;
         state.leases.insert(rec.id, Lease::restored(rec));
+    }
+    match tx.open_table(AUTH) {
+        Ok(t) => {
+            if let Some(v) = t.get(AUTH_ROW).map_err(MvccError::storage)? {
+                state.auth = decode::<AuthState>(v.value())?;
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(MvccError::storage(e)),
     }
     state.rebuild();
     Ok(applied)
@@ -276,6 +291,11 @@ pub(crate) fn write(tx: &WriteTransaction, ch: &Changes, meta: Meta) -> Result<(
             };
         }
     }
+    if let Some(auth) = &ch.auth {
+        let mut t = tx.open_table(AUTH).map_err(MvccError::storage)?;
+        t.insert(AUTH_ROW, enc(auth).as_slice())
+            .map_err(MvccError::storage)?;
+    }
     let Meta {
         applied,
         current_rev,
@@ -296,6 +316,7 @@ pub(crate) fn clear(tx: &WriteTransaction) -> Result<()> {
         tx.delete_table(t).map_err(MvccError::storage)?;
     }
     tx.delete_table(LEASES).map_err(MvccError::storage)?;
+    tx.delete_table(AUTH).map_err(MvccError::storage)?;
     tx.delete_table(META).map_err(MvccError::storage)?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! variants as varint tags). Decoding refuses an unknown version, malformed
 //! or truncated input and trailing bytes.
 
+use crate::auth::AuthOp;
 use crate::error::{MvccError, Result};
 use crate::request::{
     DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, TxnRequest, TxnResponse,
@@ -53,6 +54,29 @@ pub enum Command {
         /// `(lease id, remaining ttl seconds)`.
         checkpoints: Vec<(i64, i64)>,
     },
+    /// A change to the auth store.
+    Auth(AuthOp),
+    /// A client's command whose permissions were checked against the auth
+    /// store at `auth_revision`: refused with
+    /// [`crate::AuthError::OldRevision`] if auth is enabled and the
+    /// revision moved since (the permissions it was checked against may
+    /// be gone). Never nested.
+    Checked {
+        /// Auth revision at the check.
+        auth_revision: u64,
+        /// The command.
+        cmd: Box<Command>,
+    },
+}
+
+impl Command {
+    /// The command itself, without a [`Command::Checked`] wrapper.
+    pub fn inner(&self) -> &Command {
+        match self {
+            Command::Checked { cmd, .. } => cmd,
+            c => c,
+        }
+    }
 }
 
 /// The answer to a successfully applied command.
@@ -153,6 +177,11 @@ mod tests {
             },
             Command::LeaseCheckpoint {
                 checkpoints: vec![(1, 2)],
+            },
+            Command::Auth(AuthOp::RoleAdd { name: "r".into() }),
+            Command::Checked {
+                auth_revision: 3,
+                cmd: Box::new(sample()),
             },
         ] {
             assert_eq!(Command::decode(&c.encode()).unwrap(), c);

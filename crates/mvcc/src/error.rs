@@ -52,6 +52,9 @@ pub enum MvccError {
     /// A txn that writes was handed to the read path (a caller's bug).
     #[error("mvcc: txn writes; it cannot be served as a read")]
     NotReadOnly,
+    /// An auth store error or a refused permission check.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     /// A command could not be decoded (malformed, truncated, wrong version).
     #[error("mvcc: malformed command: {0}")]
     Codec(String),

@@ -11,6 +11,8 @@
 #![deny(missing_docs)]
 
 mod apply;
+mod auth;
+mod auth_check;
 mod backend;
 mod checkpoint;
 mod chunk;
@@ -36,6 +38,7 @@ mod values;
 mod watch;
 
 pub use apply::Applied;
+pub use auth::{Access, AuthError, AuthOp, AuthState, PermType, Permission, Role, User, ROOT};
 pub use command::{Command, Response, CODEC_VERSION};
 pub use config::{
     Limits, DEFAULT_BACKEND_CACHE_BYTES, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS,

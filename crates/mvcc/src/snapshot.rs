@@ -5,13 +5,15 @@
 //! byte, a 4-byte little-endian length and a postcard payload: one header
 //! (applied index, current and compaction revisions), every retained
 //! revision in revision order ([`Revision`], [`Record`]), every lease
-//! ([`LeaseRecord`]), then an end frame. It is written as a stream
+//! ([`LeaseRecord`]), the auth state ([`AuthState`]; absent from images
+//! written before auth existed), then an end frame. It is written as a stream
 //! ([`ImageWriter`]), from a read view in steps, so an image is never
 //! whole in memory where it is made. Format 1 (one postcard dump) is still
 //! read.
 
 use std::io::Write;
 
+use crate::auth::AuthState;
 use crate::backend;
 use crate::error::{MvccError, Result};
 use crate::state::{Changes, HistRec, Lease, State};
@@ -27,6 +29,7 @@ const TAG_HEADER: u8 = 1;
 const TAG_RECORD: u8 = 2;
 const TAG_LEASE: u8 = 3;
 const TAG_END: u8 = 4;
+const TAG_AUTH: u8 = 5;
 /// Values restored per backend transaction (the last one is durable).
 const RESTORE_BATCH_BYTES: usize = 32 << 20;
 
@@ -152,6 +155,11 @@ impl<W: Write> ImageWriter<W> {
         self.frame(TAG_LEASE, l)
     }
 
+    /// The auth state (once, after the leases).
+    pub fn auth(&mut self, a: &AuthState) -> std::io::Result<()> {
+        self.frame(TAG_AUTH, a)
+    }
+
     /// Ends the image (end frame, checksum) and returns the output.
     pub fn finish(mut self) -> std::io::Result<W> {
         self.frame(TAG_END, &())?;
@@ -166,6 +174,7 @@ enum Frame<'a> {
     Header(Header),
     Record(Revision, Record),
     Lease(LeaseRecord),
+    Auth(Box<AuthState>),
     End(&'a [u8]),
 }
 
@@ -197,6 +206,9 @@ fn frames(mut b: &[u8]) -> impl Iterator<Item = Result<Frame<'_>>> {
                 .map(|(r, rec)| Frame::Record(r, rec))
                 .map_err(dec),
             TAG_LEASE => postcard::from_bytes(payload).map(Frame::Lease).map_err(dec),
+            TAG_AUTH => postcard::from_bytes(payload)
+                .map(|a| Frame::Auth(Box::new(a)))
+                .map_err(dec),
             TAG_END => Ok(Frame::End(b)),
             t => Err(bad(format!("unknown frame {t}"))),
         })
@@ -219,6 +231,7 @@ impl Store {
         for l in s.leases.values() {
             w.lease(&l.rec).map_err(MvccError::storage)?;
         }
+        w.auth(&s.auth).map_err(MvccError::storage)?;
         w.finish().map_err(MvccError::storage)
     }
 
@@ -259,13 +272,15 @@ impl Store {
         let mut header = None;
         let mut last: Option<Revision> = None;
         let mut ended = false;
+        let mut authed = false;
         for f in frames(body) {
             match f? {
                 Frame::Header(h) if header.is_none() && last.is_none() => header = Some(h),
                 Frame::Record(r, _) if header.is_some() && last.is_none_or(|l| l < r) => {
                     last = Some(r)
                 }
-                Frame::Lease(_) if header.is_some() => {}
+                Frame::Lease(_) if header.is_some() && !authed => {}
+                Frame::Auth(_) if header.is_some() && !authed => authed = true,
                 Frame::End(rest) if header.is_some() && rest.is_empty() => ended = true,
                 _ => return Err(bad("frames out of order")),
             }
@@ -312,10 +327,12 @@ impl Store {
                     changes.leases.push((rec.id, Some(rec.clone())));
                     state.leases.insert(rec.id, Lease::restored(rec));
                 }
+                Frame::Auth(a) => state.auth = *a,
                 Frame::Header(_) | Frame::End(_) => {}
             }
         }
         changes.hist_put = batch;
+        changes.auth = Some(state.auth.clone());
         tx.set_durability(Durability::Immediate);
         backend::write(&tx, &changes, backend::Meta::of(&state, h.applied))?;
         tx.commit().map_err(MvccError::storage)?;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::auth::AuthState;
 use crate::chunk::MetaRow;
 use crate::config::Limits;
 use crate::error::{MvccError, Result};
@@ -89,6 +90,8 @@ pub(crate) struct Changes {
     pub(crate) hist_del: Vec<Revision>,
     /// `(id, Some(record))` = upsert, `(id, None)` = delete; in order.
     pub(crate) leases: Vec<(i64, Option<LeaseRecord>)>,
+    /// The auth state, once changed (it is small: written whole).
+    pub(crate) auth: Option<AuthState>,
 }
 
 impl Changes {
@@ -135,6 +138,8 @@ pub(crate) struct State {
     /// whose values all stay in memory).
     pub(crate) values: Option<Arc<ValueStore>>,
     pub(crate) leases: BTreeMap<i64, Lease>,
+    /// Users, roles, permissions, the enabled flag and the auth revision.
+    pub(crate) auth: AuthState,
     pub(crate) current_rev: i64,
     pub(crate) compact_rev: i64,
     pub(crate) limits: Limits,

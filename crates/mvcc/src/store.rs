@@ -131,7 +131,7 @@ impl Store {
     /// are written, durably, by the next [`Store::checkpoint`]).
     pub fn pending_changes(&self) -> usize {
         let c = &self.state.changes;
-        c.hist_put.len() + c.hist_del.len() + c.leases.len()
+        c.hist_put.len() + c.hist_del.len() + c.leases.len() + usize::from(c.auth.is_some())
     }
 
     /// Bytes of values held in memory: written since the last finished
@@ -286,6 +286,21 @@ impl Store {
     /// never more than granted), with attached keys when `keys`.
     pub fn lease_time_to_live(&self, id: i64, now_ms: i64, keys: bool) -> Result<LeaseTimeToLive> {
         self.state.lease_ttl(id, now_ms, keys)
+    }
+
+    /// The auth store: users, roles, permissions, the enabled flag and
+    /// the auth revision.
+    pub fn auth(&self) -> &crate::auth::AuthState {
+        &self.state.auth
+    }
+
+    /// Keys attached to lease `id` (empty for an unknown lease).
+    pub fn lease_keys(&self, id: i64) -> Vec<bytes::Bytes> {
+        self.state
+            .leases
+            .get(&id)
+            .map(|l| l.keys.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// All leases, in id order.

@@ -1,6 +1,6 @@
 //! Concord's wire formats.
 //!
-//! - [`etcdserverpb`], [`mvccpb`], [`v3lockpb`], [`v3electionpb`]: the etcd v3
+//! - [`etcdserverpb`], [`mvccpb`], [`authpb`], [`v3lockpb`], [`v3electionpb`]: the etcd v3
 //!   client API, from protos written for Concord whose names, field numbers
 //!   and enum values match etcd's, so real etcd clients work unchanged.
 //! - [`peer`]: Concord's peer protocol (Raft messages between members) and
@@ -11,6 +11,12 @@
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod mvccpb {
     include!(concat!(env!("OUT_DIR"), "/mvccpb.rs"));
+}
+
+/// etcd's `authpb` package: users, roles and key-range permissions.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod authpb {
+    include!(concat!(env!("OUT_DIR"), "/authpb.rs"));
 }
 
 /// etcd's `etcdserverpb` package: KV, Watch, Lease, Cluster, Maintenance, Auth.

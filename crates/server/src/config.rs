@@ -81,6 +81,18 @@ pub struct Config {
     /// as etcd counts them.
     #[arg(long, default_value_t = DEFAULT_MAX_TXN_OPS)]
     pub max_txn_ops: usize,
+    /// Auth token kind: `simple` (random tokens kept by every member,
+    /// valid for `--auth-token-ttl` seconds after their last use), or
+    /// `jwt,pub-key=PEM,priv-key=PEM,sign-method=ES256|RS256|...,ttl=5m`
+    /// (signed tokens any member holding the public key accepts).
+    #[arg(long, default_value = "simple")]
+    pub auth_token: String,
+    /// Seconds a simple token stays valid after its last use.
+    #[arg(long, default_value_t = 300)]
+    pub auth_token_ttl: u64,
+    /// bcrypt cost of password hashes (etcd's default: 10).
+    #[arg(long, default_value_t = 10)]
+    pub bcrypt_cost: u32,
     /// Most concurrent HTTP/2 streams per client connection.
     #[arg(long, default_value_t = u32::MAX)]
     pub max_concurrent_streams: u32,
@@ -236,6 +248,16 @@ impl Config {
         .map_err(ServerError::Config)?;
         if self.max_txn_ops == 0 {
             return bad("--max-txn-ops must be at least 1".into());
+        }
+        crate::auth::jwt::JwtTokens::from_flag(&self.auth_token)?;
+        if self.auth_token_ttl == 0 {
+            return bad("--auth-token-ttl must be at least 1".into());
+        }
+        if !(4..=31).contains(&self.bcrypt_cost) {
+            return bad(format!(
+                "--bcrypt-cost {} is outside bcrypt's 4..=31",
+                self.bcrypt_cost
+            ));
         }
         self.initial_members()?;
         self.client_listen_addrs()?;

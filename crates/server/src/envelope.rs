@@ -28,6 +28,15 @@ pub enum ServerOp {
         /// Peer URLs.
         peer_urls: Vec<String>,
     },
+    /// A user logged in on some member: every member learns its token
+    /// (if the user still exists when it applies), as etcd's simple
+    /// tokens are assigned through the log.
+    Authenticate {
+        /// User.
+        name: String,
+        /// The token the member that checked the password made.
+        token: String,
+    },
     /// Raise or clear an alarm.
     Alarm {
         /// True to raise.

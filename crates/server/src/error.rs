@@ -1,7 +1,7 @@
 //! Server errors, and their mapping to etcd's gRPC codes and messages
 //! (clients match on the message strings).
 
-use concord_mvcc::MvccError;
+use concord_mvcc::{AuthError, MvccError};
 use concord_raft::RaftError;
 use thiserror::Error;
 use tonic::{Code, Status};
@@ -124,6 +124,30 @@ fn mvcc_code(e: &MvccError) -> Code {
         MvccError::LeaseExists => Code::FailedPrecondition,
         MvccError::LeaseTtlTooLarge => Code::OutOfRange,
         MvccError::Storage(_) | MvccError::Corrupt(_) => Code::Internal,
+        MvccError::Auth(a) => auth_code(a),
+    }
+}
+
+/// etcd's gRPC codes for its auth errors (`rpctypes`).
+fn auth_code(e: &AuthError) -> Code {
+    match e {
+        AuthError::RootUserNotExist
+        | AuthError::RootRoleNotExist
+        | AuthError::UserAlreadyExist
+        | AuthError::UserNotFound
+        | AuthError::RoleAlreadyExist
+        | AuthError::RoleNotFound
+        | AuthError::RoleNotGranted
+        | AuthError::PermissionNotGranted
+        | AuthError::NotEnabled => Code::FailedPrecondition,
+        AuthError::UserEmpty
+        | AuthError::RoleEmpty
+        | AuthError::AuthFailed
+        | AuthError::PermissionNotGiven
+        | AuthError::InvalidAuthMgmt
+        | AuthError::OldRevision => Code::InvalidArgument,
+        AuthError::PermissionDenied => Code::PermissionDenied,
+        AuthError::InvalidToken => Code::Unauthenticated,
     }
 }
 

@@ -11,8 +11,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use concord_proto::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
-    maintenance_server::MaintenanceServer, watch_server::WatchServer,
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use concord_proto::v3electionpb::election_server::ElectionServer;
 use concord_proto::v3lockpb::lock_server::LockServer;
@@ -107,13 +107,15 @@ pub async fn serve_grpc(
             .max_encoding_message_size(usize::MAX);
     let lock = LockServer::new(grpc::lock::LockService { state: s.clone() });
     let election = ElectionServer::new(grpc::election::ElectionService { state: s.clone() });
+    let auth = AuthServer::new(grpc::auth::AuthService { state: s.clone() });
     let routes = tonic::service::Routes::new(kv)
         .add_service(watch)
         .add_service(lease)
         .add_service(cluster)
         .add_service(maintenance)
         .add_service(lock)
-        .add_service(election);
+        .add_service(election)
+        .add_service(auth);
     let app = routes.into_axum_router().merge(http_routes(s.clone()));
     let kv = grpc::kv::KvService { state: s };
     let svc = grpc::unary::ClientService::new(kv, tonic::service::Routes::from(app), max);

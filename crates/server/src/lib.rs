@@ -20,6 +20,7 @@ macro_rules! failpoint {
     ($name:expr) => {};
 }
 
+mod auth;
 mod authority;
 pub mod cli;
 mod compactor;

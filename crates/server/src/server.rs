@@ -134,6 +134,9 @@ fn wire(
         max_txn_ops: cfg.max_txn_ops,
         strict_reconfig: cfg.strict_reconfig_check,
         stall_bound: crate::failstop::stall_bound(Duration::from_millis(cfg.election_timeout)),
+        auth_token_ttl: Duration::from_secs(cfg.auth_token_ttl),
+        bcrypt_cost: cfg.bcrypt_cost,
+        jwt: crate::auth::jwt::JwtTokens::from_flag(&cfg.auth_token)?.map(Arc::new),
     };
     let members = Arc::new(RwLock::new(s.members));
     let screen = Screen {

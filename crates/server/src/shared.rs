@@ -14,6 +14,8 @@ use concord_raft::{ConfChange, Role};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
+use crate::auth::jwt::JwtTokens;
+use crate::auth::Gate;
 use crate::datadir::DataDir;
 use crate::envelope::{self, Payload};
 use crate::error::ServerError;
@@ -53,6 +55,12 @@ pub(crate) struct Limits {
     pub strict_reconfig: bool,
     /// A driver silent for longer is stuck (`/livez`; `failstop.rs`).
     pub stall_bound: Duration,
+    /// `--auth-token-ttl`.
+    pub auth_token_ttl: Duration,
+    /// `--bcrypt-cost`.
+    pub bcrypt_cost: u32,
+    /// `--auth-token jwt,...`: signed tokens instead of simple ones.
+    pub jwt: Option<Arc<JwtTokens>>,
 }
 
 /// This member's Raft status, refreshed by the driver after every `Ready`.
@@ -85,6 +93,8 @@ pub(crate) struct Shared {
     pub proposer: Proposer,
     /// The state machine.
     pub store: RwLock<Store>,
+    /// The auth store's view, tokens and callers.
+    pub auth: Gate,
     /// The member table (shared with the transport's screen).
     pub members: Arc<RwLock<MemberTable>>,
     /// Live watches.
@@ -121,7 +131,14 @@ impl Shared {
         inbox: InboxSender,
     ) -> Shared {
         let (leader_tx, leader_rx) = watch::channel(0);
+        let auth = Gate::new(
+            store.auth().clone(),
+            limits.auth_token_ttl,
+            limits.bcrypt_cost,
+            limits.jwt.clone(),
+        );
         Shared {
+            auth,
             proposer: Proposer::new(me.id, inbox),
             me,
             limits,
@@ -313,6 +330,9 @@ impl Shared {
             max_txn_ops: 128,
             strict_reconfig: true,
             stall_bound: Duration::from_secs(3),
+            auth_token_ttl: Duration::from_secs(300),
+            bcrypt_cost: 4,
+            jwt: None,
         };
         let shared = Shared::new(me, limits, store, members, tx);
         (Arc::new(shared), inbox)

@@ -232,11 +232,40 @@ pub async fn accept_peer(tcp: TcpStream, tls: Option<&TlsAcceptor>) -> io::Resul
 
 /// A client connection after its TLS handshake, as the gRPC server takes it.
 #[derive(Debug)]
-pub struct TlsConn(tokio_rustls::server::TlsStream<TcpStream>);
+pub struct TlsConn(tokio_rustls::server::TlsStream<TcpStream>, ClientIdentity);
+
+/// Who the client's verified certificate names (`--client-cert-auth`): its
+/// subject's common name. With auth enabled it is the user of a request
+/// that carries no token, as in etcd. Every request of the connection
+/// carries it in its extensions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientIdentity(pub Option<String>);
+
+impl ClientIdentity {
+    /// The common name of the first certificate the client showed.
+    fn of(s: &tokio_rustls::server::TlsStream<TcpStream>) -> ClientIdentity {
+        let cn = s
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|der| common_name(der.as_ref()));
+        ClientIdentity(cn)
+    }
+}
+
+/// The subject common name of a DER certificate, if it has one.
+pub fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_string)
+}
 
 impl tonic::transport::server::Connected for TlsConn {
-    type ConnectInfo = ();
-    fn connect_info(&self) -> Self::ConnectInfo {}
+    type ConnectInfo = ClientIdentity;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.1.clone()
+    }
 }
 
 impl AsyncRead for TlsConn {
@@ -307,7 +336,8 @@ pub fn incoming(
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => {
                         drop(permit);
-                        let _ = tx.send(Ok(TlsConn(s))).await;
+                        let id = ClientIdentity::of(&s);
+                        let _ = tx.send(Ok(TlsConn(s, id))).await;
                     }
                     Ok(Err(e)) => tracing::debug!(error = %e, "client TLS handshake failed"),
                     Err(_) => tracing::debug!("client TLS handshake timed out"),
@@ -334,6 +364,21 @@ mod tests {
         assert!(e.to_string().contains("no PEM certificate"), "{e}");
         let e = client_config("c", "k", "").unwrap_err();
         assert!(e.to_string().contains("--peer-trusted-ca-file"), "{e}");
+    }
+
+    #[test]
+    fn the_common_name_is_read_from_a_certificate() {
+        let mut p = rcgen::CertificateParams::new(vec!["client".into()]).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "alice");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = p.self_signed(&key).unwrap();
+        assert_eq!(common_name(cert.der()).as_deref(), Some("alice"));
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        let cert = p.self_signed(&key).unwrap();
+        assert_eq!(common_name(cert.der()), None);
+        assert_eq!(common_name(b"not a certificate"), None);
     }
 
     #[test]

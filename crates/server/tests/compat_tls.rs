@@ -1,6 +1,8 @@
 //! TLS: a 3-member cluster with `https://` client and peer URLs and
 //! certificate authentication on both, driven by the real `etcdctl`; and
-//! the peer handshake refusing a certificate from another CA.
+//! the peer handshake refusing a certificate from another CA; and, with
+//! auth enabled, the client certificate's common name as the user of
+//! requests that send no token.
 
 mod common;
 
@@ -30,13 +32,18 @@ fn write_pki(dir: &Path, tag: &str) -> TlsFiles {
     let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
     let issuer = Issuer::new(ca_params, ca_key);
 
-    let leaf = |sans: Vec<String>, usages: Vec<ExtendedKeyUsagePurpose>| {
+    let leaf_named = |sans: Vec<String>, usages: Vec<ExtendedKeyUsagePurpose>, cn: &str| {
         let mut p = CertificateParams::new(sans).expect("leaf params");
         p.extended_key_usages = usages;
+        if !cn.is_empty() {
+            p.distinguished_name = rcgen::DistinguishedName::new();
+            p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        }
         let key = KeyPair::generate().expect("leaf key");
         let cert = p.signed_by(&key, &issuer).expect("sign leaf");
         (cert.pem(), key.serialize_pem())
     };
+    let leaf = |sans, usages| leaf_named(sans, usages, "");
     let (member_cert, member_key) = leaf(
         vec!["127.0.0.1".into(), "localhost".into()],
         vec![
@@ -53,6 +60,14 @@ fn write_pki(dir: &Path, tag: &str) -> TlsFiles {
         std::fs::write(&p, text).expect("write pem");
         p
     };
+    // A client certificate whose common name is a user (`<tag>-alice.pem`).
+    let (alice_cert, alice_key) = leaf_named(
+        vec!["client".into()],
+        vec![ExtendedKeyUsagePurpose::ClientAuth],
+        "alice",
+    );
+    write("alice.pem", &alice_cert);
+    write("alice-key.pem", &alice_key);
     TlsFiles {
         ca: write("ca.pem", &ca_cert.pem()),
         member_cert: write("member.pem", &member_cert),
@@ -135,6 +150,61 @@ fn tls_cluster_serves_etcdctl_with_client_certificates() {
     let o = ctl(&https[0], &tls, &["get", "tls-key", "--print-value-only"]);
     assert_eq!(o.expect_ok("get").stdout.trim(), "over-tls");
     c.wait_all_healthy(Duration::from_secs(10));
+}
+
+#[test]
+fn with_auth_the_certificate_common_name_is_the_user() {
+    if !have_etcdctl() {
+        return;
+    }
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = write_pki(pki_dir.path(), "cn");
+    let c = Cluster::start_with(1, Some(pki.clone()));
+    let ep = format!("https://{}", c.addrs()[0]);
+    let tls = pki.ctl_args();
+    let alice = vec![
+        format!("--cacert={}", pki.ca.display()),
+        format!("--cert={}", pki_dir.path().join("cn-alice.pem").display()),
+        format!(
+            "--key={}",
+            pki_dir.path().join("cn-alice-key.pem").display()
+        ),
+    ];
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["role", "add", "root"],
+        &["user", "grant-role", "root", "root"],
+        &["role", "add", "app"],
+        &[
+            "role",
+            "grant-permission",
+            "app",
+            "readwrite",
+            "app/",
+            "--prefix",
+        ],
+        &["user", "add", "alice", "--no-password"],
+        &["user", "grant-role", "alice", "app"],
+        &["auth", "enable"],
+    ] {
+        ctl(&ep, &tls, args).expect_ok(&args.join(" "));
+    }
+    // No token: the certificate's common name is the user.
+    ctl(&ep, &alice, &["put", "app/1", "v"]).expect_ok("alice by certificate");
+    let o = ctl(&ep, &alice, &["get", "app/1", "--print-value-only"]).expect_ok("get");
+    assert_eq!(o.stdout, "v\n");
+    let o = ctl(&ep, &alice, &["put", "other", "v"]);
+    assert!(!o.ok() && o.stderr.contains("permission denied"), "{o:#?}");
+    // A certificate naming no user may do nothing; a password still works.
+    let o = ctl(&ep, &tls, &["put", "app/2", "v"]);
+    assert!(!o.ok() && o.stderr.contains("permission denied"), "{o:#?}");
+    ctl(&ep, &tls, &["--user=root:rootpw", "put", "other", "v"]).expect_ok("root by password");
+    // A user without a password cannot log in with one.
+    let o = ctl(&ep, &tls, &["--user=alice:guess", "get", "app/1"]);
+    assert!(
+        !o.ok() && o.stderr.contains("authentication failed"),
+        "{o:#?}"
+    );
 }
 
 /// Serves `acceptor` on a loopback port, echoing one byte on every

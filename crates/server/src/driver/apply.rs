@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use concord_mvcc::Command;
+use concord_mvcc::{AuthOp, Command};
 use concord_raft::{ConfChange, ConfChangeStep, Entry, EntryKind, Snapshot};
 
 use super::Driver;
@@ -26,8 +26,11 @@ impl Driver {
                         self.apply_run(&mut run)?;
                         self.apply_server_op(op)?;
                         self.shared.proposer.respond(id, Ok(Outcome::Done));
+                        // The store's applied index follows every entry, so
+                        // that a snapshot's image and metadata agree.
+                        run.push((e.index, 0, Command::Noop));
                     }
-                    Ok(None) => self.apply_run(&mut run)?,
+                    Ok(None) => run.push((e.index, 0, Command::Noop)),
                     Err(err) => {
                         // Only a bug puts an undecodable entry in the log;
                         // every member skips it the same way.
@@ -38,6 +41,7 @@ impl Driver {
                 EntryKind::ConfChange(cc) => {
                     self.apply_run(&mut run)?;
                     self.apply_conf_change(cc, &e.data)?;
+                    run.push((e.index, 0, Command::Noop));
                 }
             }
             self.applied = e.index;
@@ -51,6 +55,13 @@ impl Driver {
         }
         let mut meta = run_meta(run).into_iter();
         let batch: Vec<(u64, Command)> = run.drain(..).map(|(i, _, c)| (i, c)).collect();
+        let auth_ops: Vec<AuthOp> = batch
+            .iter()
+            .filter_map(|(_, c)| match c.inner() {
+                Command::Auth(op) => Some(op.clone()),
+                _ => None,
+            })
+            .collect();
         // Events only when someone watches: building them was an
         // allocation per put that nobody read. A watcher added meanwhile is
         // sent to history for the revisions it missed (`skipped`).
@@ -59,7 +70,11 @@ impl Driver {
             let mut store = self.shared.store.write();
             store.set_events(watched);
             store.set_clock(self.shared.now_ms());
-            store.apply_batch(&batch)?
+            let applied = store.apply_batch(&batch)?;
+            if !auth_ops.is_empty() {
+                self.shared.auth.applied(store.auth(), &auth_ops);
+            }
+            applied
         };
         let mut events = Vec::new();
         let (mut committed, mut failed) = (0u64, 0u64);
@@ -102,8 +117,17 @@ impl Driver {
     }
 
     fn apply_server_op(&mut self, op: ServerOp) -> Result<(), ServerError> {
+        if let ServerOp::Authenticate { name, token } = op {
+            // Tokens live in memory only; nothing to save.
+            if self.shared.auth.view().users.contains_key(&name) {
+                let now = std::time::Instant::now();
+                self.shared.auth.tokens.assign(token, name, now);
+            }
+            return Ok(());
+        }
         let mut t = self.shared.members.write();
         match op {
+            ServerOp::Authenticate { .. } => unreachable!("handled above"),
             ServerOp::SetAttributes {
                 id,
                 name,
@@ -180,7 +204,11 @@ impl Driver {
         // The received file is saved and marked in the WAL by now.
         failpoint!("raft-before-restore");
         let (members, image) = snapshot::decode(&s.data).map_err(ServerError::Internal)?;
-        self.shared.store.write().restore(image)?;
+        {
+            let mut store = self.shared.store.write();
+            store.restore(image)?;
+            self.shared.auth.restored(store.auth());
+        }
         failpoint!("raft-during-restore");
         self.shared.data_dir().save_members(&members)?;
         for m in members.members.values() {
@@ -201,7 +229,7 @@ impl Driver {
 fn run_meta(run: &[(u64, u64, Command)]) -> Vec<(u64, u64, Option<i64>)> {
     run.iter()
         .map(|(i, id, c)| {
-            let revoked = match c {
+            let revoked = match c.inner() {
                 Command::LeaseRevoke { id } => Some(*id),
                 _ => None,
             };

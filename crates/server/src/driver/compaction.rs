@@ -65,6 +65,7 @@ impl Driver {
                 history: store.history_read(0)?,
                 header: store.image_header(),
                 leases: store.leases(),
+                auth: store.auth().clone(),
                 members: self.shared.members.read().clone(),
             }
         };

@@ -78,7 +78,8 @@ impl Cluster for ClusterService {
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
         count("MemberAdd");
-        let r = req.into_inner();
+        self.state.auth.caller(&req)?.check_admin()?;
+        let (meta, _, r) = req.into_parts();
         if r.peer_ur_ls.is_empty() {
             return Err(Status::invalid_argument(
                 "etcdserver: member peer URLs are not provided",
@@ -98,7 +99,7 @@ impl Cluster for ClusterService {
             return Err(ServerError::PeerUrlExists.into());
         }
         if let Some(mut leader) = self.leader().await? {
-            return leader.member_add(r).await;
+            return leader.member_add(crate::auth::forwarded(&meta, r)).await;
         }
         self.check(|v| may_add(v, r.is_learner))?;
         let salt = std::time::SystemTime::now()
@@ -134,13 +135,14 @@ impl Cluster for ClusterService {
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         count("MemberRemove");
-        let r = req.into_inner();
+        self.state.auth.caller(&req)?.check_admin()?;
+        let (meta, _, r) = req.into_parts();
         let id = r.id;
         if !self.state.members.read().members.contains_key(&id) {
             return Err(ServerError::MemberNotFound.into());
         }
         if let Some(mut leader) = self.leader().await? {
-            return leader.member_remove(r).await;
+            return leader.member_remove(crate::auth::forwarded(&meta, r)).await;
         }
         self.check(|v| may_remove(v, id))?;
         self.state
@@ -157,6 +159,7 @@ impl Cluster for ClusterService {
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
         count("MemberUpdate");
+        self.state.auth.caller(&req)?.check_admin()?;
         let r = req.into_inner();
         if !self.state.members.read().members.contains_key(&r.id) {
             return Err(ServerError::MemberNotFound.into());
@@ -197,7 +200,8 @@ impl Cluster for ClusterService {
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         count("MemberPromote");
-        let r = req.into_inner();
+        self.state.auth.caller(&req)?.check_admin()?;
+        let (meta, _, r) = req.into_parts();
         let id = r.id;
         match self.state.members.read().members.get(&id) {
             None => return Err(ServerError::MemberNotFound.into()),
@@ -205,7 +209,9 @@ impl Cluster for ClusterService {
             Some(_) => {}
         }
         if let Some(mut leader) = self.leader().await? {
-            return leader.member_promote(r).await;
+            return leader
+                .member_promote(crate::auth::forwarded(&meta, r))
+                .await;
         }
         self.check(|v| may_promote(v, id))?;
         self.state

@@ -6,8 +6,8 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use concord_mvcc::{
-    Command, PutRequest, RangeRequest, RequestOp, Response as MvccResponse, SortOrder, SortTarget,
-    TxnRequest,
+    Access, Command, PutRequest, RangeRequest, RequestOp, Response as MvccResponse, SortOrder,
+    SortTarget, TxnRequest,
 };
 use concord_proto::v3electionpb::election_server::Election;
 use concord_proto::v3electionpb::*;
@@ -82,10 +82,12 @@ impl Election for ElectionService {
         req: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
         count("Campaign");
+        let caller = self.state.auth.caller(&req)?;
         let r = req.into_inner();
         if r.name.is_empty() {
             return Err(Status::invalid_argument("election: name is not provided"));
         }
+        caller.check_prefix(&name_prefix(&r.name))?;
         require_lease(&self.state, r.lease).await?;
         let prefix = name_prefix(&r.name);
         let key = lease_key(&prefix, r.lease);
@@ -113,8 +115,10 @@ impl Election for ElectionService {
         req: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
         count("Proclaim");
+        let caller = self.state.auth.caller(&req)?;
         let r = req.into_inner();
         let leader = r.leader.ok_or_else(not_leader)?;
+        caller.check_range(&leader.key, &Bytes::new(), Access::Write)?;
         let rev = guarded_put(&self.state, &leader, r.value).await?;
         Ok(Response::new(ProclaimResponse {
             header: Some(header(&self.state, rev)),
@@ -126,7 +130,10 @@ impl Election for ElectionService {
         req: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
         count("Leader");
+        let caller = self.state.auth.caller(&req)?;
         let name = req.into_inner().name;
+        let prefix = name_prefix(&name);
+        caller.check_range(&prefix, &prefix_end(&prefix), Access::Read)?;
         self.state.read_barrier().await?;
         match leader_kv(&self.state, &name)? {
             Some(kv) => Ok(Response::new(LeaderResponse {
@@ -144,7 +151,10 @@ impl Election for ElectionService {
         req: Request<LeaderRequest>,
     ) -> Result<Response<ObserveStream>, Status> {
         count("Observe");
+        let caller = self.state.auth.caller(&req)?;
         let name = req.into_inner().name;
+        let prefix = name_prefix(&name);
+        caller.check_range(&prefix, &prefix_end(&prefix), Access::Read)?;
         let state = self.state.clone();
         let (out, rx) = mpsc::channel(16);
         tokio::spawn(async move {
@@ -198,7 +208,9 @@ impl Election for ElectionService {
         req: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
         count("Resign");
+        let caller = self.state.auth.caller(&req)?;
         let leader = req.into_inner().leader.ok_or_else(not_leader)?;
+        caller.check_range(&leader.key, &Bytes::new(), Access::Write)?;
         let txn = TxnRequest {
             compare: vec![created_at(&leader.key, leader.rev)],
             success: vec![RequestOp::DeleteRange(concord_mvcc::DeleteRangeRequest {

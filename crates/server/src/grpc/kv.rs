@@ -7,13 +7,14 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use concord_mvcc::{Command, Response as MvccResponse};
+use concord_mvcc::{Access, Command, Response as MvccResponse};
 use concord_proto::etcdserverpb::kv_server::Kv;
 use concord_proto::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::{current_header, header, State};
+use crate::auth::denied;
 use crate::envelope::Payload;
 use crate::error::ServerError;
 use crate::proposer::Outcome;
@@ -201,16 +202,34 @@ async fn read_txn(
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let started = Instant::now();
-        let r = range(&self.state, req.into_inner()).await;
+        let caller = self.state.auth.caller(&req)?;
+        let r = req.into_inner();
+        let user = caller.user();
+        caller
+            .view
+            .check_range(user, &r.key, &r.range_end, Access::Read)
+            .map_err(denied)?;
+        let r = range(&self.state, r).await;
         observe(KvMethod::Range, started);
         r.map(Response::new)
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let started = Instant::now();
+        let caller = self.state.auth.caller(&req)?;
         let r = req.into_inner();
         check_size(&self.state, r.key.len() + r.value.len())?;
-        let resp = write(&self.state, Command::Put(convert::put_request(r))).await;
+        let p = convert::put_request(r);
+        caller.view.check_put(caller.user(), &p).map_err(denied)?;
+        if p.lease != 0 && caller.view.enabled {
+            // Attaching to a lease needs write on the keys already on it.
+            let keys = self.state.store.read().lease_keys(p.lease);
+            caller
+                .view
+                .check_keys_writable(caller.user(), &keys)
+                .map_err(denied)?;
+        }
+        let resp = write(&self.state, caller.checked(Command::Put(p))).await;
         observe(KvMethod::Put, started);
         match resp? {
             MvccResponse::Put(p) => Ok(Response::new(convert::put_response(
@@ -226,6 +245,7 @@ impl Kv for KvService {
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let started = Instant::now();
+        let caller = self.state.auth.caller(&req)?;
         let r = req.into_inner();
         check_size(&self.state, r.key.len() + r.range_end.len())?;
         if convert::is_backwards(&r.key, &r.range_end) {
@@ -234,11 +254,12 @@ impl Kv for KvService {
                 ..Default::default()
             }));
         }
-        let resp = write(
-            &self.state,
-            Command::DeleteRange(convert::delete_request(r)),
-        )
-        .await;
+        let d = convert::delete_request(r);
+        caller
+            .view
+            .check_delete(caller.user(), &d)
+            .map_err(denied)?;
+        let resp = write(&self.state, caller.checked(Command::DeleteRange(d))).await;
         observe(KvMethod::DeleteRange, started);
         match resp? {
             MvccResponse::DeleteRange(d) => Ok(Response::new(convert::delete_response(
@@ -251,15 +272,17 @@ impl Kv for KvService {
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let started = Instant::now();
+        let caller = self.state.auth.caller(&req)?;
         let r = req.into_inner();
         check_size(&self.state, prost::Message::encoded_len(&r))?;
         check_txn_ops(&r, self.state.limits.max_txn_ops)?;
         let serializable = txn_is_serializable(&r);
         let t = convert::txn_request(r)?;
+        caller.view.check_txn(caller.user(), &t).map_err(denied)?;
         let resp = if t.is_read_only() {
             read_txn(&self.state, &t, serializable).await
         } else {
-            write(&self.state, Command::Txn(t)).await
+            write(&self.state, caller.checked(Command::Txn(t))).await
         };
         observe(KvMethod::Txn, started);
         match resp? {
@@ -276,14 +299,13 @@ impl Kv for KvService {
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let started = Instant::now();
+        let caller = self.state.auth.caller(&req)?;
+        caller.check_admin()?;
         let r = req.into_inner();
-        let resp = write(
-            &self.state,
-            Command::Compact {
-                revision: r.revision,
-            },
-        )
-        .await;
+        let cmd = Command::Compact {
+            revision: r.revision,
+        };
+        let resp = write(&self.state, caller.checked(cmd)).await;
         observe(KvMethod::Compact, started);
         match resp? {
             MvccResponse::Compact { revision } => Ok(Response::new(CompactionResponse {

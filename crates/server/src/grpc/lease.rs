@@ -82,6 +82,8 @@ impl Lease for LeaseService {
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         count("LeaseGrant");
+        // Any caller may grant (as in etcd), but a token must be live.
+        self.state.auth.caller(&req)?;
         let r = req.into_inner();
         let ttl = r.ttl.max(self.min_ttl);
         let cmd = Command::LeaseGrant {
@@ -107,8 +109,18 @@ impl Lease for LeaseService {
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         count("LeaseRevoke");
+        let caller = self.state.auth.caller(&req)?;
         let id = req.into_inner().id;
-        match write(&self.state, Command::LeaseRevoke { id }).await? {
+        if caller.view.enabled {
+            // Revoking deletes the lease's keys: write on each, as etcd checks.
+            let keys = self.state.store.read().lease_keys(id);
+            caller
+                .view
+                .check_keys_writable(caller.user(), &keys)
+                .map_err(crate::auth::denied)?;
+        }
+        let cmd = caller.checked(Command::LeaseRevoke { id });
+        match write(&self.state, cmd).await? {
             MvccResponse::LeaseRevoke { revision } => Ok(Response::new(LeaseRevokeResponse {
                 header: Some(header(&self.state, revision)),
             })),

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use concord_mvcc::{
-    Command, Compare, CompareResult, CompareTarget, PutRequest, RangeRequest, RequestOp,
+    Access, Command, Compare, CompareResult, CompareTarget, PutRequest, RangeRequest, RequestOp,
     Response as MvccResponse, ResponseOp, SortOrder, SortTarget, TxnRequest,
 };
 use concord_proto::v3lockpb::lock_server::Lock;
@@ -221,10 +221,12 @@ pub async fn require_lease(state: &State, lease: i64) -> Result<(), Status> {
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         count("Lock");
+        let caller = self.state.auth.caller(&req)?;
         let r = req.into_inner();
         if r.name.is_empty() {
             return Err(Status::invalid_argument("etcdserver: key is not provided"));
         }
+        caller.check_prefix(&name_prefix(&r.name))?;
         require_lease(&self.state, r.lease).await?;
         let prefix = name_prefix(&r.name);
         let key = lease_key(&prefix, r.lease);
@@ -250,7 +252,10 @@ impl Lock for LockService {
         req: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
         count("Unlock");
-        let rev = delete_key(&self.state, req.into_inner().key).await?;
+        let caller = self.state.auth.caller(&req)?;
+        let key = req.into_inner().key;
+        caller.check_range(&key, &Bytes::new(), Access::Write)?;
+        let rev = delete_key(&self.state, key).await?;
         Ok(Response::new(UnlockResponse {
             header: Some(header(&self.state, rev)),
         }))

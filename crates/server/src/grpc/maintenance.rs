@@ -78,10 +78,13 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         count("Alarm");
+        let caller = self.state.auth.caller(&req)?;
         let r = req.into_inner();
         let action = AlarmAction::try_from(r.action)
             .map_err(|_| Status::invalid_argument("etcdserver: invalid alarm action"))?;
         if action != AlarmAction::Get {
+            // Raising or clearing an alarm is an admin's; listing is anyone's.
+            caller.check_admin()?;
             let activate = action == AlarmAction::Activate;
             let op = ServerOp::Alarm {
                 activate,
@@ -139,9 +142,10 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _req: Request<DefragmentRequest>,
+        req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         count("Defragment");
+        self.state.auth.caller(&req)?.check_admin()?;
         // Like etcd's, a defragment holds the backend (writes wait) while
         // it moves live pages down and truncates the file.
         let state = self.state.clone();
@@ -158,8 +162,9 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         count("Hash");
+        self.state.auth.caller(&req)?.check_admin()?;
         let h = hash_history(&self.state, 0).await?;
         Ok(Response::new(HashResponse {
             header: Some(current_header(&self.state)),
@@ -172,6 +177,7 @@ impl Maintenance for MaintenanceService {
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         count("HashKV");
+        self.state.auth.caller(&req)?.check_admin()?;
         let rev = req.into_inner().revision;
         let h = hash_history(&self.state, rev).await?;
         Ok(Response::new(HashKvResponse {
@@ -186,9 +192,10 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _req: Request<SnapshotRequest>,
+        req: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
         count("Snapshot");
+        self.state.auth.caller(&req)?.check_admin()?;
         let mut snap = crate::snapshot::bolt::build(&self.state).await?;
         let state = self.state.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -220,6 +227,7 @@ impl Maintenance for MaintenanceService {
         req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         count("MoveLeader");
+        self.state.auth.caller(&req)?.check_admin()?;
         let target = req.into_inner().target_id;
         if !self.state.is_leader() {
             return Err(Status::failed_precondition("etcdserver: not leader"));

@@ -22,7 +22,7 @@ const LEASE_OVERHEAD: u64 = 64;
 
 /// What `cmd` would add to the backend, as etcd estimates it.
 pub fn cost(cmd: &Command) -> u64 {
-    match cmd {
+    match cmd.inner() {
         Command::Put(p) => KV_OVERHEAD + (p.key.len() + p.value.len()) as u64,
         Command::Txn(t) => txn_cost(t),
         Command::LeaseGrant { .. } => LEASE_OVERHEAD,

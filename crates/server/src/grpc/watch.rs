@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::time::Duration;
 
+use concord_mvcc::Access;
+
 use concord_proto::etcdserverpb::watch_create_request::FilterType;
 use concord_proto::etcdserverpb::watch_server::Watch;
 use concord_proto::etcdserverpb::*;
@@ -51,16 +53,19 @@ impl Watch for WatchService {
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<WatchStream>, Status> {
         count("Watch");
+        // The stream's caller; each watch is checked when it is created.
+        let user = self.state.auth.caller(&req)?.user;
         let (out_tx, out_rx) = mpsc::channel(256);
         let state = self.state.clone();
         let interval = self.progress_interval;
-        tokio::spawn(run_stream(state, req.into_inner(), out_tx, interval));
+        tokio::spawn(run_stream(state, user, req.into_inner(), out_tx, interval));
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
 }
 
 async fn run_stream(
     state: State,
+    user: Option<String>,
     mut input: Streaming<WatchRequest>,
     out: mpsc::Sender<Result<WatchResponse, Status>>,
     progress_interval: Duration,
@@ -82,7 +87,7 @@ async fn run_stream(
                 let Some(r) = req.request_union else { continue };
                 let resp = match r {
                     watch_request::RequestUnion::CreateRequest(c) => {
-                        create(&state, c, &tx, &mut watches, &mut next_watch_id)
+                        create(&state, user.as_deref(), c, &tx, &mut watches, &mut next_watch_id)
                     }
                     watch_request::RequestUnion::CancelRequest(c) => {
                         if let Some(w) = watches.remove(&c.watch_id) {
@@ -173,6 +178,7 @@ async fn run_stream(
 
 fn create(
     state: &State,
+    user: Option<&str>,
     c: WatchCreateRequest,
     tx: &mpsc::Sender<Delivery>,
     watches: &mut HashMap<i64, StreamWatch>,
@@ -205,6 +211,14 @@ fn create(
     }
     if convert::is_backwards(&c.key, &c.range_end) {
         return fail(wid, "etcdserver: range end is before key");
+    }
+    let view = state.auth.view();
+    if view
+        .check_range(user, &c.key, &c.range_end, Access::Read)
+        .is_err()
+    {
+        // etcd answers a refused watch with the invalid watch id.
+        return fail(-1, "etcdserver: permission denied");
     }
     let spec = WatchSpec {
         key: c.key,

@@ -1,6 +1,6 @@
 //! Making a Raft snapshot without stalling the driver or holding the state
 //! in memory: the driver takes a read view of the store (`HistoryRead`),
-//! the leases and the member table at the applied index, and asks the core
+//! the leases, the auth store and the member table at the applied index, and asks the core
 //! for the snapshot's metadata; a background thread reads the history in
 //! steps (values from the backend, a short hold of the store's lock per
 //! step) and streams the image into the snapshot file (`SnapshotWriter`);
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use concord_mvcc::{HistoryRead, ImageWriter, LeaseRecord};
+use concord_mvcc::{AuthState, HistoryRead, ImageWriter, LeaseRecord};
 use concord_raft::SnapshotMeta;
 use concord_storage::{FsDisk, SnapshotStore, SnapshotWriter};
 
@@ -47,6 +47,8 @@ pub struct SnapshotSource {
     pub header: (u64, i64, i64),
     /// Every lease.
     pub leases: Vec<LeaseRecord>,
+    /// Users, roles and permissions.
+    pub auth: AuthState,
     /// The member table.
     pub members: MemberTable,
 }
@@ -121,6 +123,7 @@ fn write_image(
         mut history,
         header: (applied, current, compacted),
         leases,
+        auth,
         members,
     } = source;
     let io = |e: std::io::Error| ServerError::Internal(format!("snapshot image: {e}"));
@@ -146,6 +149,7 @@ fn write_image(
     for l in &leases {
         image.lease(l).map_err(io)?;
     }
+    image.auth(&auth).map_err(io)?;
     image.finish().map_err(io)?;
     let len = file.data_len();
     // The image is written, not yet synced or renamed into place.
