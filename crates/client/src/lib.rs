@@ -11,6 +11,8 @@
 //! happen only where they are safe: reads, and writes the caller marks
 //! idempotent. A plain write is sent once; a connection that breaks under
 //! it surfaces as [`Error::Transport`], since the write may have applied.
+//! A [`Session`] ([`Client::session`]) tags writes with a request id that
+//! a Concord server applies at most once, so its writes are retried too.
 //!
 //! Streams: [`Client::watch`] resumes on another endpoint after a broken
 //! stream from the last revision seen + 1; [`Client::keep_alive`] keeps a
@@ -27,6 +29,7 @@ mod keepalive;
 mod kv;
 mod lease;
 mod retry;
+mod session;
 mod tls;
 mod txn;
 mod watch;
@@ -39,6 +42,7 @@ pub use error::Error;
 pub use keepalive::{KeepAlive, LeaseState};
 pub use kv::{prefix_end, GetOptions, PutOptions};
 pub use retry::{Backoff, RetryPolicy};
+pub use session::{Session, SEQ_KEY, SESSION_KEY};
 pub use tls::TlsConfig;
 pub use txn::{Cmp, Op, Txn, When};
 pub use watch::{WatchBatch, WatchOptions, Watcher};

@@ -7,6 +7,8 @@
 //!   values behind an offset table (read back one at a time). Compaction
 //!   rewrites the chunks it removes revisions from, in both tables.
 //! - `leases`: lease id -> postcard-encoded [`LeaseRecord`]
+//! - `sessions`: client session id -> postcard-encoded
+//!   [`crate::SessionRecord`] (exactly-once writes)
 //! - `meta`: `applied_index`, `current_rev`, `compact_rev` (u64)
 //! - `history_chunks` and `history`: two earlier layouts (whole records in
 //!   chunks; one row per revision), moved to the current one on open.
@@ -29,6 +31,8 @@ const HISTORY: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("histor
 /// Earlier layout: whole records in chunks (read only to migrate).
 const HISTORY_CHUNKS: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("history_chunks");
 pub(crate) const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
+/// Client sessions: session id -> postcard-encoded [`crate::SessionRecord`].
+pub(crate) const SESSIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("sessions");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub(crate) const APPLIED: &str = "applied_index";
@@ -130,6 +134,17 @@ pub(crate) fn load(db: &Database, state: &mut State) -> Result<u64> {
         let (_, v) = item.map_err(MvccError::storage)?;
         let rec: LeaseRecord = decode(v.value())?;
         state.leases.insert(rec.id, Lease::restored(rec));
+    }
+    match tx.open_table(SESSIONS) {
+        Ok(t) => {
+            for item in t.iter().map_err(MvccError::storage)? {
+                let (_, v) = item.map_err(MvccError::storage)?;
+                state.sessions.insert(decode(v.value())?);
+            }
+        }
+        // A backend written before sessions existed.
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(MvccError::storage(e)),
     }
     state.rebuild();
     Ok(applied)
@@ -276,6 +291,17 @@ pub(crate) fn write(tx: &WriteTransaction, ch: &Changes, meta: Meta) -> Result<(
             };
         }
     }
+    if !ch.sessions.is_empty() {
+        let mut sessions = tx.open_table(SESSIONS).map_err(MvccError::storage)?;
+        for (id, rec) in &ch.sessions {
+            match rec {
+                Some(r) => sessions
+                    .insert(*id, enc(r).as_slice())
+                    .map_err(MvccError::storage)?,
+                None => sessions.remove(*id).map_err(MvccError::storage)?,
+            };
+        }
+    }
     let Meta {
         applied,
         current_rev,
@@ -296,6 +322,7 @@ pub(crate) fn clear(tx: &WriteTransaction) -> Result<()> {
         tx.delete_table(t).map_err(MvccError::storage)?;
     }
     tx.delete_table(LEASES).map_err(MvccError::storage)?;
+    tx.delete_table(SESSIONS).map_err(MvccError::storage)?;
     tx.delete_table(META).map_err(MvccError::storage)?;
     Ok(())
 }

@@ -53,10 +53,25 @@ pub enum Command {
         /// `(lease id, remaining ttl seconds)`.
         checkpoints: Vec<(i64, i64)>,
     },
+    /// A Put, DeleteRange, Txn or LeaseGrant carrying a client's request id:
+    /// applied at most once per `(session, seq)`; a retry is answered from
+    /// the session table (`session.rs`). Last, so that older entries keep
+    /// their encoding.
+    Once {
+        /// The client's session id.
+        session: u64,
+        /// The request's sequence number in the session (increasing).
+        seq: u64,
+        /// The proposing member's clock (ms): the session table's clock is
+        /// the largest of these seen, so every member expires alike.
+        now_ms: i64,
+        /// The write itself.
+        command: Box<Command>,
+    },
 }
 
 /// The answer to a successfully applied command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// For [`Command::Noop`] and [`Command::LeaseCheckpoint`].
     Empty {

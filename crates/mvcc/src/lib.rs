@@ -27,6 +27,7 @@ mod lease;
 mod range;
 mod read;
 mod request;
+mod session;
 mod snapshot;
 mod state;
 mod store;
@@ -49,6 +50,7 @@ pub use request::{
     LeaseTimeToLive, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseOp,
     SortOrder, SortTarget, TxnRequest, TxnResponse,
 };
+pub use session::{SessionRecord, MAX_SESSIONS, SESSION_TTL_MS};
 pub use snapshot::ImageWriter;
 pub use store::Store;
 pub use types::{Event, EventType, KeyValue, LeaseRecord, Record, Revision};

@@ -5,7 +5,8 @@
 //! byte, a 4-byte little-endian length and a postcard payload: one header
 //! (applied index, current and compaction revisions), every retained
 //! revision in revision order ([`Revision`], [`Record`]), every lease
-//! ([`LeaseRecord`]), then an end frame. It is written as a stream
+//! ([`LeaseRecord`]), every client session ([`SessionRecord`]; images
+//! written before sessions have none), then an end frame. It is written as a stream
 //! ([`ImageWriter`]), from a read view in steps, so an image is never
 //! whole in memory where it is made. Format 1 (one postcard dump) is still
 //! read.
@@ -17,6 +18,7 @@ use crate::error::{MvccError, Result};
 use crate::state::{Changes, HistRec, Lease, State};
 use crate::store::Store;
 use crate::types::{LeaseRecord, Record, Revision};
+use crate::SessionRecord;
 use redb::Durability;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +29,7 @@ const TAG_HEADER: u8 = 1;
 const TAG_RECORD: u8 = 2;
 const TAG_LEASE: u8 = 3;
 const TAG_END: u8 = 4;
+const TAG_SESSION: u8 = 5;
 /// Values restored per backend transaction (the last one is durable).
 const RESTORE_BATCH_BYTES: usize = 32 << 20;
 
@@ -152,6 +155,11 @@ impl<W: Write> ImageWriter<W> {
         self.frame(TAG_LEASE, l)
     }
 
+    /// A client session (after the leases).
+    pub fn session(&mut self, s: &SessionRecord) -> std::io::Result<()> {
+        self.frame(TAG_SESSION, s)
+    }
+
     /// Ends the image (end frame, checksum) and returns the output.
     pub fn finish(mut self) -> std::io::Result<W> {
         self.frame(TAG_END, &())?;
@@ -166,6 +174,7 @@ enum Frame<'a> {
     Header(Header),
     Record(Revision, Record),
     Lease(LeaseRecord),
+    Session(SessionRecord),
     End(&'a [u8]),
 }
 
@@ -197,6 +206,9 @@ fn frames(mut b: &[u8]) -> impl Iterator<Item = Result<Frame<'_>>> {
                 .map(|(r, rec)| Frame::Record(r, rec))
                 .map_err(dec),
             TAG_LEASE => postcard::from_bytes(payload).map(Frame::Lease).map_err(dec),
+            TAG_SESSION => postcard::from_bytes(payload)
+                .map(Frame::Session)
+                .map_err(dec),
             TAG_END => Ok(Frame::End(b)),
             t => Err(bad(format!("unknown frame {t}"))),
         })
@@ -218,6 +230,9 @@ impl Store {
         }
         for l in s.leases.values() {
             w.lease(&l.rec).map_err(MvccError::storage)?;
+        }
+        for r in s.sessions.records() {
+            w.session(r).map_err(MvccError::storage)?;
         }
         w.finish().map_err(MvccError::storage)
     }
@@ -265,7 +280,7 @@ impl Store {
                 Frame::Record(r, _) if header.is_some() && last.is_none_or(|l| l < r) => {
                     last = Some(r)
                 }
-                Frame::Lease(_) if header.is_some() => {}
+                Frame::Lease(_) | Frame::Session(_) if header.is_some() => {}
                 Frame::End(rest) if header.is_some() && rest.is_empty() => ended = true,
                 _ => return Err(bad("frames out of order")),
             }
@@ -311,6 +326,10 @@ impl Store {
                 Frame::Lease(rec) => {
                     changes.leases.push((rec.id, Some(rec.clone())));
                     state.leases.insert(rec.id, Lease::restored(rec));
+                }
+                Frame::Session(rec) => {
+                    changes.sessions.push((rec.id, Some(rec.clone())));
+                    state.sessions.insert(rec);
                 }
                 Frame::Header(_) | Frame::End(_) => {}
             }

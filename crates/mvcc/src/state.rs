@@ -89,6 +89,8 @@ pub(crate) struct Changes {
     pub(crate) hist_del: Vec<Revision>,
     /// `(id, Some(record))` = upsert, `(id, None)` = delete; in order.
     pub(crate) leases: Vec<(i64, Option<LeaseRecord>)>,
+    /// Client sessions, as leases: upsert or delete, in order.
+    pub(crate) sessions: Vec<(u64, Option<crate::SessionRecord>)>,
 }
 
 impl Changes {
@@ -135,6 +137,8 @@ pub(crate) struct State {
     /// whose values all stay in memory).
     pub(crate) values: Option<Arc<ValueStore>>,
     pub(crate) leases: BTreeMap<i64, Lease>,
+    /// Client sessions of exactly-once writes (`session.rs`).
+    pub(crate) sessions: crate::session::Sessions,
     pub(crate) current_rev: i64,
     pub(crate) compact_rev: i64,
     pub(crate) limits: Limits,

@@ -131,7 +131,7 @@ impl Store {
     /// are written, durably, by the next [`Store::checkpoint`]).
     pub fn pending_changes(&self) -> usize {
         let c = &self.state.changes;
-        c.hist_put.len() + c.hist_del.len() + c.leases.len()
+        c.hist_put.len() + c.hist_del.len() + c.leases.len() + c.sessions.len()
     }
 
     /// Bytes of values held in memory: written since the last finished
@@ -286,6 +286,11 @@ impl Store {
     /// never more than granted), with attached keys when `keys`.
     pub fn lease_time_to_live(&self, id: i64, now_ms: i64, keys: bool) -> Result<LeaseTimeToLive> {
         self.state.lease_ttl(id, now_ms, keys)
+    }
+
+    /// The client sessions of exactly-once writes, in id order.
+    pub fn sessions(&self) -> Vec<crate::SessionRecord> {
+        self.state.sessions.records().cloned().collect()
     }
 
     /// All leases, in id order.

@@ -121,7 +121,7 @@ fn mvcc_code(e: &MvccError) -> Code {
         | MvccError::Codec(_) => Code::InvalidArgument,
         MvccError::Compacted | MvccError::FutureRevision => Code::OutOfRange,
         MvccError::LeaseNotFound | MvccError::KeyNotFound => Code::NotFound,
-        MvccError::LeaseExists => Code::FailedPrecondition,
+        MvccError::LeaseExists | MvccError::AlreadyApplied => Code::FailedPrecondition,
         MvccError::LeaseTtlTooLarge => Code::OutOfRange,
         MvccError::Storage(_) | MvccError::Corrupt(_) => Code::Internal,
     }

@@ -65,6 +65,7 @@ impl Driver {
                 history: store.history_read(0)?,
                 header: store.image_header(),
                 leases: store.leases(),
+                sessions: store.sessions(),
                 members: self.shared.members.read().clone(),
             }
         };

@@ -12,7 +12,7 @@ use concord_proto::etcdserverpb::kv_server::Kv;
 use concord_proto::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
-use super::convert;
+use super::{convert, once};
 use super::{current_header, header, State};
 use crate::envelope::Payload;
 use crate::error::ServerError;
@@ -208,9 +208,11 @@ impl Kv for KvService {
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let started = Instant::now();
+        let id = once::request_id(req.metadata())?;
         let r = req.into_inner();
         check_size(&self.state, r.key.len() + r.value.len())?;
-        let resp = write(&self.state, Command::Put(convert::put_request(r))).await;
+        let cmd = once::tag(id, Command::Put(convert::put_request(r)));
+        let resp = write(&self.state, cmd).await;
         observe(KvMethod::Put, started);
         match resp? {
             MvccResponse::Put(p) => Ok(Response::new(convert::put_response(
@@ -226,6 +228,7 @@ impl Kv for KvService {
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let started = Instant::now();
+        let id = once::request_id(req.metadata())?;
         let r = req.into_inner();
         check_size(&self.state, r.key.len() + r.range_end.len())?;
         if convert::is_backwards(&r.key, &r.range_end) {
@@ -234,11 +237,8 @@ impl Kv for KvService {
                 ..Default::default()
             }));
         }
-        let resp = write(
-            &self.state,
-            Command::DeleteRange(convert::delete_request(r)),
-        )
-        .await;
+        let cmd = once::tag(id, Command::DeleteRange(convert::delete_request(r)));
+        let resp = write(&self.state, cmd).await;
         observe(KvMethod::DeleteRange, started);
         match resp? {
             MvccResponse::DeleteRange(d) => Ok(Response::new(convert::delete_response(
@@ -251,6 +251,7 @@ impl Kv for KvService {
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let started = Instant::now();
+        let id = once::request_id(req.metadata())?;
         let r = req.into_inner();
         check_size(&self.state, prost::Message::encoded_len(&r))?;
         check_txn_ops(&r, self.state.limits.max_txn_ops)?;
@@ -259,7 +260,7 @@ impl Kv for KvService {
         let resp = if t.is_read_only() {
             read_txn(&self.state, &t, serializable).await
         } else {
-            write(&self.state, Command::Txn(t)).await
+            write(&self.state, once::tag(id, Command::Txn(t))).await
         };
         observe(KvMethod::Txn, started);
         match resp? {

@@ -26,6 +26,7 @@ pub fn cost(cmd: &Command) -> u64 {
         Command::Put(p) => KV_OVERHEAD + (p.key.len() + p.value.len()) as u64,
         Command::Txn(t) => txn_cost(t),
         Command::LeaseGrant { .. } => LEASE_OVERHEAD,
+        Command::Once { command, .. } => cost(command),
         _ => 0,
     }
 }

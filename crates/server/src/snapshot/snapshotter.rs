@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use concord_mvcc::{HistoryRead, ImageWriter, LeaseRecord};
+use concord_mvcc::{HistoryRead, ImageWriter, LeaseRecord, SessionRecord};
 use concord_raft::SnapshotMeta;
 use concord_storage::{FsDisk, SnapshotStore, SnapshotWriter};
 
@@ -47,6 +47,8 @@ pub struct SnapshotSource {
     pub header: (u64, i64, i64),
     /// Every lease.
     pub leases: Vec<LeaseRecord>,
+    /// The client sessions of exactly-once writes at the same index.
+    pub sessions: Vec<SessionRecord>,
     /// The member table.
     pub members: MemberTable,
 }
@@ -121,6 +123,7 @@ fn write_image(
         mut history,
         header: (applied, current, compacted),
         leases,
+        sessions,
         members,
     } = source;
     let io = |e: std::io::Error| ServerError::Internal(format!("snapshot image: {e}"));
@@ -145,6 +148,9 @@ fn write_image(
     }
     for l in &leases {
         image.lease(l).map_err(io)?;
+    }
+    for s in &sessions {
+        image.session(s).map_err(io)?;
     }
     image.finish().map_err(io)?;
     let len = file.data_len();
