@@ -1,5 +1,6 @@
 //! The [`Client`]: endpoints, discovery of members and of the leader.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub(crate) struct Inner {
     pub(crate) endpoints: Endpoints,
     /// Seeds of backoffs, drawn from the policy's seed.
     seeds: Mutex<SplitMix64>,
+    /// The highest revision any response showed this client.
+    seen_revision: AtomicI64,
 }
 
 impl Client {
@@ -46,6 +49,7 @@ impl Client {
             timeout: config.request_timeout,
             inner: Arc::new(Inner {
                 seeds: Mutex::new(SplitMix64::new(config.retry.seed)),
+                seen_revision: AtomicI64::new(0),
                 endpoints,
                 config,
             }),
@@ -78,6 +82,21 @@ impl Client {
     /// The leader's client URL as last learned.
     pub fn leader_endpoint(&self) -> Option<String> {
         self.inner.endpoints.leader()
+    }
+
+    /// The highest revision this client has seen in a KV response (what
+    /// its serializable reads ask a member to have applied).
+    pub fn seen_revision(&self) -> i64 {
+        self.inner.seen_revision.load(Ordering::Relaxed)
+    }
+
+    /// Notes a response header's revision.
+    pub(crate) fn saw(&self, header: Option<&concord_proto::etcdserverpb::ResponseHeader>) {
+        if let Some(h) = header {
+            self.inner
+                .seen_revision
+                .fetch_max(h.revision, Ordering::Relaxed);
+        }
     }
 
     /// A fresh seed for one call's backoff.

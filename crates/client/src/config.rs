@@ -21,11 +21,17 @@ pub struct ClientConfig {
     pub discover: bool,
     /// Send writes to the leader's client URL when it is known.
     pub leader_routing: bool,
+    /// Session guarantees: serializable reads carry the highest revision
+    /// this client has seen, and a Concord member serves them only once it
+    /// has applied it (read-your-writes and monotonic reads from any
+    /// member). An etcd server ignores it.
+    pub session_guarantees: bool,
 }
 
 impl ClientConfig {
     /// Defaults for these endpoints: 2 s to connect, 5 s per attempt,
-    /// [`RetryPolicy::default`], discovery and leader routing on.
+    /// [`RetryPolicy::default`], discovery, leader routing and session
+    /// guarantees on.
     pub fn new<S: Into<String>>(endpoints: impl IntoIterator<Item = S>) -> ClientConfig {
         ClientConfig {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
@@ -35,6 +41,7 @@ impl ClientConfig {
             tls: None,
             discover: true,
             leader_routing: true,
+            session_guarantees: true,
         }
     }
 
@@ -65,6 +72,12 @@ impl ClientConfig {
     /// Turns endpoint discovery at connect on or off.
     pub fn discover(mut self, on: bool) -> ClientConfig {
         self.discover = on;
+        self
+    }
+
+    /// Turns session guarantees on or off.
+    pub fn session_guarantees(mut self, on: bool) -> ClientConfig {
+        self.session_guarantees = on;
         self
     }
 

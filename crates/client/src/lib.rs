@@ -40,7 +40,7 @@ pub use config::ClientConfig;
 pub use endpoint::normalize;
 pub use error::Error;
 pub use keepalive::{KeepAlive, LeaseState};
-pub use kv::{prefix_end, GetOptions, PutOptions};
+pub use kv::{prefix_end, GetOptions, PutOptions, MIN_REVISION_KEY};
 pub use retry::{Backoff, RetryPolicy};
 pub use session::{Session, SEQ_KEY, SESSION_KEY};
 pub use tls::TlsConfig;

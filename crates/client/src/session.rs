@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use concord_proto::etcdserverpb::kv_client::KvClient;
 use concord_proto::etcdserverpb::{
-    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, TxnResponse,
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, ResponseHeader, TxnResponse,
 };
 use concord_rng::SplitMix64;
 use tonic::metadata::MetadataValue;
@@ -70,6 +70,27 @@ fn tagged<T>(msg: T, id: u64, seq: u64) -> tonic::Request<T> {
     req
 }
 
+/// A response with an etcd header.
+trait HasHeader {
+    fn header(&self) -> Option<&ResponseHeader>;
+}
+
+macro_rules! has_header {
+    ($($t:ty),*) => {$(
+        impl HasHeader for $t {
+            fn header(&self) -> Option<&ResponseHeader> {
+                self.header.as_ref()
+            }
+        }
+    )*};
+}
+
+has_header!(PutResponse, DeleteRangeResponse, TxnResponse);
+
+fn header<T: HasHeader>(r: &T) -> Option<&ResponseHeader> {
+    r.header()
+}
+
 impl Session {
     /// The session id.
     pub fn id(&self) -> u64 {
@@ -85,6 +106,7 @@ impl Session {
     async fn write<M, T, F, Fut>(&self, msg: M, mut send: F) -> Result<T, Error>
     where
         M: Clone,
+        T: HasHeader,
         F: FnMut(KvClient<tonic::transport::Channel>, tonic::Request<M>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
@@ -92,11 +114,14 @@ impl Session {
         *last += 1;
         let seq = *last;
         let id = self.id;
-        self.client
+        let resp = self
+            .client
             .call(Safety::IdempotentWrite, |ch| {
                 send(KvClient::new(ch), tagged(msg.clone(), id, seq))
             })
-            .await
+            .await?;
+        self.client.saw(header(&resp));
+        Ok(resp)
     }
 
     /// Put, exactly once (`opts.idempotent` is not needed).

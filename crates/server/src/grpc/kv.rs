@@ -2,7 +2,8 @@
 //!
 //! Writes go through the log (a follower forwards them to the leader);
 //! linearizable reads wait for a ReadIndex barrier and are then served from
-//! the local store; serializable reads are served locally at once.
+//! the local store; serializable reads are served locally at once (after
+//! the client's minimum revision, if it sent one: `min_revision.rs`).
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -12,7 +13,7 @@ use concord_proto::etcdserverpb::kv_server::Kv;
 use concord_proto::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
-use super::{convert, once};
+use super::{convert, min_revision, once};
 use super::{current_header, header, State};
 use crate::envelope::Payload;
 use crate::error::ServerError;
@@ -201,7 +202,12 @@ async fn read_txn(
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let started = Instant::now();
-        let r = range(&self.state, req.into_inner()).await;
+        let min = min_revision::min_revision(req.metadata())?;
+        let r = req.into_inner();
+        if let (Some(rev), true) = (min, r.serializable) {
+            min_revision::wait_applied(&self.state, rev).await?;
+        }
+        let r = range(&self.state, r).await;
         observe(KvMethod::Range, started);
         r.map(Response::new)
     }
@@ -252,11 +258,15 @@ impl Kv for KvService {
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let started = Instant::now();
         let id = once::request_id(req.metadata())?;
+        let min = min_revision::min_revision(req.metadata())?;
         let r = req.into_inner();
         check_size(&self.state, prost::Message::encoded_len(&r))?;
         check_txn_ops(&r, self.state.limits.max_txn_ops)?;
         let serializable = txn_is_serializable(&r);
         let t = convert::txn_request(r)?;
+        if let (Some(rev), true) = (min, serializable && t.is_read_only()) {
+            min_revision::wait_applied(&self.state, rev).await?;
+        }
         let resp = if t.is_read_only() {
             read_txn(&self.state, &t, serializable).await
         } else {
