@@ -9,6 +9,7 @@ use concord_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use concord_proto::etcdserverpb::{MemberListRequest, StatusRequest};
 use concord_rng::SplitMix64;
 
+use crate::breaker::Breakers;
 use crate::endpoint::{normalize, Endpoints};
 use crate::{ClientConfig, Error};
 
@@ -25,6 +26,7 @@ pub struct Client {
 pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) endpoints: Endpoints,
+    pub(crate) breakers: Breakers,
     /// Seeds of backoffs, drawn from the policy's seed.
     seeds: Mutex<SplitMix64>,
     /// The highest revision any response showed this client.
@@ -50,6 +52,7 @@ impl Client {
             inner: Arc::new(Inner {
                 seeds: Mutex::new(SplitMix64::new(config.retry.seed)),
                 seen_revision: AtomicI64::new(0),
+                breakers: Breakers::new(config.breaker.clone()),
                 endpoints,
                 config,
             }),
@@ -82,6 +85,12 @@ impl Client {
     /// The leader's client URL as last learned.
     pub fn leader_endpoint(&self) -> Option<String> {
         self.inner.endpoints.leader()
+    }
+
+    /// The circuit breaker's state of `url` (an endpoint as
+    /// [`Client::endpoints`] spells it).
+    pub fn breaker_state(&self, url: &str) -> crate::BreakerState {
+        self.inner.breakers.state(url)
     }
 
     /// The highest revision this client has seen in a KV response (what

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{RetryPolicy, TlsConfig};
+use crate::{BreakerConfig, RetryPolicy, TlsConfig};
 
 /// Endpoints, timeouts, retries and TLS of a client.
 #[derive(Debug, Clone)]
@@ -26,6 +26,8 @@ pub struct ClientConfig {
     /// has applied it (read-your-writes and monotonic reads from any
     /// member). An etcd server ignores it.
     pub session_guarantees: bool,
+    /// The circuit breaker of each endpoint.
+    pub breaker: BreakerConfig,
 }
 
 impl ClientConfig {
@@ -42,6 +44,7 @@ impl ClientConfig {
             discover: true,
             leader_routing: true,
             session_guarantees: true,
+            breaker: BreakerConfig::default(),
         }
     }
 
@@ -72,6 +75,12 @@ impl ClientConfig {
     /// Turns endpoint discovery at connect on or off.
     pub fn discover(mut self, on: bool) -> ClientConfig {
         self.discover = on;
+        self
+    }
+
+    /// Sets the endpoints' circuit breakers.
+    pub fn breaker(mut self, breaker: BreakerConfig) -> ClientConfig {
+        self.breaker = breaker;
         self
     }
 

@@ -14,11 +14,16 @@
 //! A [`Session`] ([`Client::session`]) tags writes with a request id that
 //! a Concord server applies at most once, so its writes are retried too.
 //!
+//! A circuit breaker per endpoint ([`BreakerConfig`]) keeps calls away
+//! from a member that fails or answers slowly, lets a bounded number of
+//! probes through after a while, and closes again when they succeed.
+//!
 //! Streams: [`Client::watch`] resumes on another endpoint after a broken
 //! stream from the last revision seen + 1; [`Client::keep_alive`] keeps a
 //! lease alive across leader changes and says when it is lost.
 #![deny(missing_docs)]
 
+mod breaker;
 mod call;
 mod client;
 mod cluster;
@@ -34,6 +39,7 @@ mod tls;
 mod txn;
 mod watch;
 
+pub use breaker::{BreakerConfig, BreakerState};
 pub use call::Safety;
 pub use client::Client;
 pub use config::ClientConfig;
