@@ -185,5 +185,11 @@ mod tests {
         let s: Status = ServerError::NoSpace.into();
         assert_eq!(s.code(), Code::ResourceExhausted);
         assert_eq!(s.message(), "etcdserver: mvcc: database space exceeded");
+        let s: Status = ServerError::Mvcc(MvccError::AlreadyApplied).into();
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(
+            s.message(),
+            "concord: request already applied, response discarded"
+        );
     }
 }
