@@ -278,4 +278,27 @@ mod tests {
             "all open: try anyway"
         );
     }
+
+    #[test]
+    fn the_state_is_a_gauge_per_endpoint() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshots = recorder.snapshotter();
+        let bs = Breakers::new(cfg());
+        metrics::with_local_recorder(&recorder, || {
+            bs.record("a", true, Duration::ZERO);
+            bs.record("a", true, Duration::ZERO);
+        });
+        let gauges: Vec<_> = snapshots
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(k, ..)| k.key().name() == "concord_client_breaker_state")
+            .collect();
+        assert_eq!(gauges.len(), 1);
+        let (key, _, _, value) = &gauges[0];
+        let label = key.key().labels().next().unwrap();
+        assert_eq!((label.key(), label.value()), ("endpoint", "a"));
+        assert_eq!(*value, DebugValue::Gauge(2.0.into()));
+    }
 }
