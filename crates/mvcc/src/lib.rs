@@ -1,6 +1,7 @@
 //! Concord's state machine: the etcd v3 data model (revisions, ranges,
-//! txns with compares, leases, watch events, compaction, HashKV) applied
-//! from the Raft log and persisted in redb.
+//! txns with compares, leases, watch events, compaction, HashKV) and the
+//! client sessions of exactly-once writes, applied from the Raft log and
+//! persisted in redb.
 //!
 //! The key index and every retained revision's metadata live in memory
 //! (rebuilt from redb on open); values stay in memory only until a
