@@ -61,8 +61,17 @@ impl Client {
         let start = Instant::now();
         let mut attempt = 0u32;
         loop {
-            let url = self.route(safety).await;
-            let err = match self.attempt(&url, &mut f).await {
+            let url = self.route_call(safety).await;
+            let started = Instant::now();
+            let result = self.attempt(&url, &mut f).await;
+            let no_answer = matches!(
+                result,
+                Err(Error::Connect { .. } | Error::Transport { .. } | Error::Timeout { .. })
+            );
+            self.inner
+                .breakers
+                .record(&url, no_answer, started.elapsed());
+            let err = match result {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
@@ -99,8 +108,25 @@ impl Client {
     }
 
     /// Where the next attempt goes: writes to the leader when known (asked
-    /// for when not), everything else to the current endpoint.
+    /// for when not), everything else to the current endpoint; then the
+    /// breakers have their say.
     pub(crate) async fn route(&self, safety: Safety) -> String {
+        let preferred = self.preferred(safety).await;
+        let urls = self.inner.endpoints.urls();
+        self.inner.breakers.pick(preferred, &urls, false)
+    }
+
+    /// As [`Client::route`], for a call whose outcome the breakers learn:
+    /// a read may be a half-open breaker's probe.
+    async fn route_call(&self, safety: Safety) -> String {
+        let preferred = self.preferred(safety).await;
+        let urls = self.inner.endpoints.urls();
+        self.inner
+            .breakers
+            .pick(preferred, &urls, safety == Safety::Read)
+    }
+
+    async fn preferred(&self, safety: Safety) -> String {
         let eps = &self.inner.endpoints;
         if safety.is_write() && self.inner.config.leader_routing {
             if let Some(leader) = eps.leader() {

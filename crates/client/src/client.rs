@@ -1,5 +1,6 @@
 //! The [`Client`]: endpoints, discovery of members and of the leader.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use concord_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use concord_proto::etcdserverpb::{MemberListRequest, StatusRequest};
 use concord_rng::SplitMix64;
 
+use crate::breaker::Breakers;
 use crate::endpoint::{normalize, Endpoints};
 use crate::{ClientConfig, Error};
 
@@ -24,8 +26,11 @@ pub struct Client {
 pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) endpoints: Endpoints,
+    pub(crate) breakers: Breakers,
     /// Seeds of backoffs, drawn from the policy's seed.
     seeds: Mutex<SplitMix64>,
+    /// The highest revision any response showed this client.
+    seen_revision: AtomicI64,
 }
 
 impl Client {
@@ -46,6 +51,8 @@ impl Client {
             timeout: config.request_timeout,
             inner: Arc::new(Inner {
                 seeds: Mutex::new(SplitMix64::new(config.retry.seed)),
+                seen_revision: AtomicI64::new(0),
+                breakers: Breakers::new(config.breaker.clone()),
                 endpoints,
                 config,
             }),
@@ -78,6 +85,27 @@ impl Client {
     /// The leader's client URL as last learned.
     pub fn leader_endpoint(&self) -> Option<String> {
         self.inner.endpoints.leader()
+    }
+
+    /// The circuit breaker's state of `url` (an endpoint as
+    /// [`Client::endpoints`] spells it).
+    pub fn breaker_state(&self, url: &str) -> crate::BreakerState {
+        self.inner.breakers.state(url)
+    }
+
+    /// The highest revision this client has seen in a KV response (what
+    /// its serializable reads ask a member to have applied).
+    pub fn seen_revision(&self) -> i64 {
+        self.inner.seen_revision.load(Ordering::Relaxed)
+    }
+
+    /// Notes a response header's revision.
+    pub(crate) fn saw(&self, header: Option<&concord_proto::etcdserverpb::ResponseHeader>) {
+        if let Some(h) = header {
+            self.inner
+                .seen_revision
+                .fetch_max(h.revision, Ordering::Relaxed);
+        }
     }
 
     /// A fresh seed for one call's backoff.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{RetryPolicy, TlsConfig};
+use crate::{BreakerConfig, RetryPolicy, TlsConfig};
 
 /// Endpoints, timeouts, retries and TLS of a client.
 #[derive(Debug, Clone)]
@@ -21,11 +21,19 @@ pub struct ClientConfig {
     pub discover: bool,
     /// Send writes to the leader's client URL when it is known.
     pub leader_routing: bool,
+    /// Session guarantees: serializable reads carry the highest revision
+    /// this client has seen, and a Concord member serves them only once it
+    /// has applied it (read-your-writes and monotonic reads from any
+    /// member). An etcd server ignores it.
+    pub session_guarantees: bool,
+    /// The circuit breaker of each endpoint.
+    pub breaker: BreakerConfig,
 }
 
 impl ClientConfig {
     /// Defaults for these endpoints: 2 s to connect, 5 s per attempt,
-    /// [`RetryPolicy::default`], discovery and leader routing on.
+    /// [`RetryPolicy::default`], discovery, leader routing and session
+    /// guarantees on.
     pub fn new<S: Into<String>>(endpoints: impl IntoIterator<Item = S>) -> ClientConfig {
         ClientConfig {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
@@ -35,6 +43,8 @@ impl ClientConfig {
             tls: None,
             discover: true,
             leader_routing: true,
+            session_guarantees: true,
+            breaker: BreakerConfig::default(),
         }
     }
 
@@ -65,6 +75,18 @@ impl ClientConfig {
     /// Turns endpoint discovery at connect on or off.
     pub fn discover(mut self, on: bool) -> ClientConfig {
         self.discover = on;
+        self
+    }
+
+    /// Sets the endpoints' circuit breakers.
+    pub fn breaker(mut self, breaker: BreakerConfig) -> ClientConfig {
+        self.breaker = breaker;
+        self
+    }
+
+    /// Turns session guarantees on or off.
+    pub fn session_guarantees(mut self, on: bool) -> ClientConfig {
+        self.session_guarantees = on;
         self
     }
 

@@ -106,6 +106,13 @@ impl Error {
     pub(crate) fn class(&self) -> Class {
         match self {
             Error::Connect { .. } => Class::NotSent,
+            // A read refused before it was served (session guarantees):
+            // another member may serve it.
+            Error::Status { code, message, .. }
+                if *code == Code::Unavailable && message.starts_with(BEHIND) =>
+            {
+                Class::NotSent
+            }
             Error::Transport { .. } | Error::Timeout { .. } => Class::Broken,
             Error::Status { code, message, .. } if member_alive_busy(*code, message) => {
                 Class::AliveBusy
@@ -130,6 +137,10 @@ pub(crate) enum Class {
     Final,
 }
 
+/// How a Concord member refuses a serializable read it is too far behind
+/// for (`concord-min-revision`).
+const BEHIND: &str = "concord: member is behind";
+
 /// A status made by the transport (tonic attaches the cause), not by the
 /// server: etcd's own errors carry the `etcdserver: ` prefix and no source.
 fn is_transport(status: &Status) -> bool {
@@ -140,6 +151,7 @@ fn is_transport(status: &Status) -> bool {
         status.code(),
         Code::Unavailable | Code::Unknown | Code::Cancelled
     ) && !status.message().starts_with("etcdserver")
+        && !status.message().starts_with(BEHIND)
 }
 
 /// etcd's answers from a member that is alive but cannot serve right now.
@@ -169,5 +181,14 @@ mod tests {
         );
         assert_eq!(fin.class(), Class::Final);
         assert_eq!(fin.code(), Some(Code::OutOfRange));
+        let behind = Error::from_status(
+            "e",
+            Status::unavailable(format!("{BEHIND} the revision the client has seen")),
+        );
+        assert_eq!(
+            behind.class(),
+            Class::NotSent,
+            "another member may serve it"
+        );
     }
 }

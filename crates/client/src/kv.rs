@@ -7,8 +7,14 @@ use concord_proto::etcdserverpb::{
     PutResponse, RangeRequest, RangeResponse, TxnResponse,
 };
 
+use tonic::metadata::MetadataValue;
+
 use crate::call::Safety;
 use crate::{Client, Error, Txn};
+
+/// Metadata key of the revision a serializable read must not go below
+/// (the highest this client has seen; see [`crate::ClientConfig`]).
+pub const MIN_REVISION_KEY: &str = "concord-min-revision";
 
 /// The end of the range holding every key that starts with `prefix`.
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
@@ -125,11 +131,23 @@ impl Client {
         opts: GetOptions,
     ) -> Result<RangeResponse, Error> {
         let req = opts.to_request(key.as_ref());
-        self.read(|ch| {
-            let req = req.clone();
-            async move { KvClient::new(ch).range(req).await }
-        })
-        .await
+        // Serializable reads say what this client has seen (session
+        // guarantees); linearizable ones need not.
+        let min = (req.serializable && self.inner.config.session_guarantees)
+            .then(|| self.seen_revision())
+            .filter(|rev| *rev > 0);
+        let resp = self
+            .read(|ch| {
+                let mut r = tonic::Request::new(req.clone());
+                if let Some(rev) = min {
+                    r.metadata_mut()
+                        .insert(MIN_REVISION_KEY, MetadataValue::from(rev));
+                }
+                async move { KvClient::new(ch).range(r).await }
+            })
+            .await?;
+        self.saw(resp.header.as_ref());
+        Ok(resp)
     }
 
     /// Put; sent once unless `opts.idempotent`.
@@ -146,11 +164,14 @@ impl Client {
             prev_kv: opts.prev_kv,
             ..Default::default()
         };
-        self.call(write_safety(opts.idempotent), |ch| {
-            let req = req.clone();
-            async move { KvClient::new(ch).put(req).await }
-        })
-        .await
+        let resp = self
+            .call(write_safety(opts.idempotent), |ch| {
+                let req = req.clone();
+                async move { KvClient::new(ch).put(req).await }
+            })
+            .await?;
+        self.saw(resp.header.as_ref());
+        Ok(resp)
     }
 
     /// Deletes the key (or the range `opts` names); sent once.
@@ -166,11 +187,14 @@ impl Client {
             range_end: opts.end_for(key),
             prev_kv,
         };
-        self.call(Safety::Write, |ch| {
-            let req = req.clone();
-            async move { KvClient::new(ch).delete_range(req).await }
-        })
-        .await
+        let resp = self
+            .call(Safety::Write, |ch| {
+                let req = req.clone();
+                async move { KvClient::new(ch).delete_range(req).await }
+            })
+            .await?;
+        self.saw(resp.header.as_ref());
+        Ok(resp)
     }
 
     /// A transaction; retried only when it has no writes, or the caller
@@ -182,11 +206,14 @@ impl Client {
             write_safety(txn.idempotent)
         };
         let req = txn.into_request();
-        self.call(safety, |ch| {
-            let req = req.clone();
-            async move { KvClient::new(ch).txn(req).await }
-        })
-        .await
+        let resp = self
+            .call(safety, |ch| {
+                let req = req.clone();
+                async move { KvClient::new(ch).txn(req).await }
+            })
+            .await?;
+        self.saw(resp.header.as_ref());
+        Ok(resp)
     }
 
     /// Compacts history below `revision` (retried: compacting twice is

@@ -11,6 +11,12 @@
 //! happen only where they are safe: reads, and writes the caller marks
 //! idempotent. A plain write is sent once; a connection that breaks under
 //! it surfaces as [`Error::Transport`], since the write may have applied.
+//! A [`WriteSession`] ([`Client::write_session`]) tags writes with a request id that
+//! a Concord server applies at most once, so its writes are retried too.
+//!
+//! A circuit breaker per endpoint ([`BreakerConfig`]) keeps calls away
+//! from a member that fails or answers slowly, lets a bounded number of
+//! probes through after a while, and closes again when they succeed.
 //!
 //! Streams: [`Client::watch`] resumes on another endpoint after a broken
 //! stream from the last revision seen + 1; [`Client::keep_alive`] keeps a
@@ -25,6 +31,7 @@
 //! algorithm over its own transport ([`BullyElector`]).
 #![deny(missing_docs)]
 
+mod breaker;
 mod call;
 mod client;
 mod cluster;
@@ -42,7 +49,9 @@ mod session;
 mod tls;
 mod txn;
 mod watch;
+mod write_session;
 
+pub use breaker::{BreakerConfig, BreakerState};
 pub use call::Safety;
 pub use client::Client;
 pub use config::ClientConfig;
@@ -54,10 +63,11 @@ pub use endpoint::normalize;
 pub use error::Error;
 pub use fencing::{FencingError, FencingGuard};
 pub use keepalive::{KeepAlive, LeaseState};
-pub use kv::{prefix_end, GetOptions, PutOptions};
+pub use kv::{prefix_end, GetOptions, PutOptions, MIN_REVISION_KEY};
 pub use lock::{Fence, LockError, LockGuard, Mutex};
 pub use retry::{Backoff, RetryPolicy};
 pub use session::Session;
+pub use write_session::{WriteSession, SEQ_KEY, SESSION_KEY};
 pub use tls::TlsConfig;
 pub use txn::{Cmp, Op, Txn, When};
 pub use watch::{WatchBatch, WatchOptions, Watcher};

@@ -53,6 +53,12 @@ impl State {
                     revision: self.current_rev,
                 }
             }),
+            Command::Once {
+                session,
+                seq,
+                now_ms,
+                command,
+            } => return self.apply_once(index, *session, *seq, *now_ms, command),
             Command::LeaseCheckpoint { checkpoints } => {
                 self.lease_checkpoint(checkpoints);
                 Ok(Response::Empty {

@@ -22,7 +22,7 @@ pub const ROOT: &str = "root";
 
 /// Errors of the auth store, worded as etcd words them (clients match on
 /// the strings).
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum AuthError {
     /// `auth enable` without a `root` user.
     #[error("etcdserver: root user does not exist")]

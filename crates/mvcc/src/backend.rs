@@ -10,6 +10,8 @@
 //! - `auth`: one row, `state` -> postcard-encoded [`AuthState`] (users,
 //!   roles, permissions, the enabled flag and the auth revision; small, so
 //!   written whole when it changes)
+//! - `sessions`: client session id -> postcard-encoded
+//!   [`crate::SessionRecord`] (exactly-once writes)
 //! - `meta`: `applied_index`, `current_rev`, `compact_rev` (u64)
 //! - `history_chunks` and `history`: two earlier layouts (whole records in
 //!   chunks; one row per revision), moved to the current one on open.
@@ -33,6 +35,8 @@ const HISTORY: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("histor
 /// Earlier layout: whole records in chunks (read only to migrate).
 const HISTORY_CHUNKS: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("history_chunks");
 pub(crate) const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
+/// Client sessions: session id -> postcard-encoded [`crate::SessionRecord`].
+pub(crate) const SESSIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("sessions");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const AUTH: TableDefinition<&str, &[u8]> = TableDefinition::new("auth");
 const AUTH_ROW: &str = "state";
@@ -143,6 +147,17 @@ pub(crate) fn load(db: &Database, state: &mut State) -> Result<u64> {
                 state.auth = decode::<AuthState>(v.value())?;
             }
         }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(MvccError::storage(e)),
+    }
+    match tx.open_table(SESSIONS) {
+        Ok(t) => {
+            for item in t.iter().map_err(MvccError::storage)? {
+                let (_, v) = item.map_err(MvccError::storage)?;
+                state.sessions.insert(decode(v.value())?);
+            }
+        }
+        // A backend written before sessions existed.
         Err(redb::TableError::TableDoesNotExist(_)) => {}
         Err(e) => return Err(MvccError::storage(e)),
     }
@@ -296,6 +311,17 @@ pub(crate) fn write(tx: &WriteTransaction, ch: &Changes, meta: Meta) -> Result<(
         t.insert(AUTH_ROW, enc(auth).as_slice())
             .map_err(MvccError::storage)?;
     }
+    if !ch.sessions.is_empty() {
+        let mut sessions = tx.open_table(SESSIONS).map_err(MvccError::storage)?;
+        for (id, rec) in &ch.sessions {
+            match rec {
+                Some(r) => sessions
+                    .insert(*id, enc(r).as_slice())
+                    .map_err(MvccError::storage)?,
+                None => sessions.remove(*id).map_err(MvccError::storage)?,
+            };
+        }
+    }
     let Meta {
         applied,
         current_rev,
@@ -317,6 +343,7 @@ pub(crate) fn clear(tx: &WriteTransaction) -> Result<()> {
     }
     tx.delete_table(LEASES).map_err(MvccError::storage)?;
     tx.delete_table(AUTH).map_err(MvccError::storage)?;
+    tx.delete_table(SESSIONS).map_err(MvccError::storage)?;
     tx.delete_table(META).map_err(MvccError::storage)?;
     Ok(())
 }

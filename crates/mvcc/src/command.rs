@@ -67,12 +67,29 @@ pub enum Command {
         /// The command.
         cmd: Box<Command>,
     },
+    /// A Put, DeleteRange, Txn or LeaseGrant carrying a client's request id:
+    /// applied at most once per `(session, seq)`; a retry is answered from
+    /// the session table (`session.rs`). Last, so that older entries keep
+    /// their encoding.
+    Once {
+        /// The client's session id.
+        session: u64,
+        /// The request's sequence number in the session (increasing).
+        seq: u64,
+        /// The proposing member's clock (ms): the session table's clock is
+        /// the largest of these seen, so every member expires alike.
+        now_ms: i64,
+        /// The write itself.
+        command: Box<Command>,
+    },
 }
 
 impl Command {
-    /// The command itself, without a [`Command::Checked`] wrapper.
+    /// The command itself, without its [`Command::Once`] and
+    /// [`Command::Checked`] wrappers (a request id around an auth check).
     pub fn inner(&self) -> &Command {
         match self {
+            Command::Once { command, .. } => command.inner(),
             Command::Checked { cmd, .. } => cmd,
             c => c,
         }
@@ -80,7 +97,7 @@ impl Command {
 }
 
 /// The answer to a successfully applied command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// For [`Command::Noop`] and [`Command::LeaseCheckpoint`].
     Empty {

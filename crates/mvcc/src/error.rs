@@ -8,7 +8,7 @@ use thiserror::Error;
 /// A request error (everything but [`MvccError::Storage`] and
 /// [`MvccError::Corrupt`]) is returned *instead of* applying the request: the
 /// state, the revision and the hash are unchanged.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
 pub enum MvccError {
     /// The request names no key.
     #[error("etcdserver: key is not provided")]
@@ -55,6 +55,10 @@ pub enum MvccError {
     /// An auth store error or a refused permission check.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    /// A request id below its session's last applied one: that request was
+    /// applied earlier and its response is no longer kept.
+    #[error("concord: request already applied, response discarded")]
+    AlreadyApplied,
     /// A command could not be decoded (malformed, truncated, wrong version).
     #[error("mvcc: malformed command: {0}")]
     Codec(String),

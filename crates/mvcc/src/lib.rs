@@ -1,6 +1,7 @@
 //! Concord's state machine: the etcd v3 data model (revisions, ranges,
-//! txns with compares, leases, watch events, compaction, HashKV) applied
-//! from the Raft log and persisted in redb.
+//! txns with compares, leases, watch events, compaction, HashKV) and the
+//! client sessions of exactly-once writes, applied from the Raft log and
+//! persisted in redb.
 //!
 //! The key index and every retained revision's metadata live in memory
 //! (rebuilt from redb on open); values stay in memory only until a
@@ -29,6 +30,7 @@ mod lease;
 mod range;
 mod read;
 mod request;
+mod session;
 mod snapshot;
 mod state;
 mod store;
@@ -52,6 +54,7 @@ pub use request::{
     LeaseTimeToLive, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseOp,
     SortOrder, SortTarget, TxnRequest, TxnResponse,
 };
+pub use session::{SessionRecord, MAX_SESSIONS, SESSION_TTL_MS};
 pub use snapshot::ImageWriter;
 pub use store::Store;
 pub use types::{Event, EventType, KeyValue, LeaseRecord, Record, Revision};

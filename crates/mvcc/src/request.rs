@@ -62,7 +62,7 @@ pub struct RangeRequest {
 }
 
 /// etcd's `RangeResponse`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RangeResponse {
     /// Header revision (the store's current revision).
     pub revision: i64,
@@ -92,7 +92,7 @@ pub struct PutRequest {
 }
 
 /// etcd's `PutResponse`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PutResponse {
     /// Header revision.
     pub revision: i64,
@@ -112,7 +112,7 @@ pub struct DeleteRangeRequest {
 }
 
 /// etcd's `DeleteRangeResponse`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DeleteRangeResponse {
     /// Header revision.
     pub revision: i64,
@@ -177,7 +177,7 @@ pub enum RequestOp {
 }
 
 /// etcd's `ResponseOp`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ResponseOp {
     /// Range.
     Range(RangeResponse),
@@ -213,7 +213,7 @@ impl TxnRequest {
 }
 
 /// etcd's `TxnResponse`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TxnResponse {
     /// Header revision.
     pub revision: i64,

@@ -6,7 +6,9 @@
 //! (applied index, current and compaction revisions), every retained
 //! revision in revision order ([`Revision`], [`Record`]), every lease
 //! ([`LeaseRecord`]), the auth state ([`AuthState`]; absent from images
-//! written before auth existed), then an end frame. It is written as a stream
+//! written before auth existed), every client session ([`SessionRecord`];
+//! images written before sessions have none), then an end frame. It is
+//! written as a stream
 //! ([`ImageWriter`]), from a read view in steps, so an image is never
 //! whole in memory where it is made. Format 1 (one postcard dump) is still
 //! read.
@@ -19,6 +21,7 @@ use crate::error::{MvccError, Result};
 use crate::state::{Changes, HistRec, Lease, State};
 use crate::store::Store;
 use crate::types::{LeaseRecord, Record, Revision};
+use crate::SessionRecord;
 use redb::Durability;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +33,7 @@ const TAG_RECORD: u8 = 2;
 const TAG_LEASE: u8 = 3;
 const TAG_END: u8 = 4;
 const TAG_AUTH: u8 = 5;
+const TAG_SESSION: u8 = 6;
 /// Values restored per backend transaction (the last one is durable).
 const RESTORE_BATCH_BYTES: usize = 32 << 20;
 
@@ -160,6 +164,11 @@ impl<W: Write> ImageWriter<W> {
         self.frame(TAG_AUTH, a)
     }
 
+    /// A client session (after the leases).
+    pub fn session(&mut self, s: &SessionRecord) -> std::io::Result<()> {
+        self.frame(TAG_SESSION, s)
+    }
+
     /// Ends the image (end frame, checksum) and returns the output.
     pub fn finish(mut self) -> std::io::Result<W> {
         self.frame(TAG_END, &())?;
@@ -175,6 +184,7 @@ enum Frame<'a> {
     Record(Revision, Record),
     Lease(LeaseRecord),
     Auth(Box<AuthState>),
+    Session(SessionRecord),
     End(&'a [u8]),
 }
 
@@ -209,6 +219,9 @@ fn frames(mut b: &[u8]) -> impl Iterator<Item = Result<Frame<'_>>> {
             TAG_AUTH => postcard::from_bytes(payload)
                 .map(|a| Frame::Auth(Box::new(a)))
                 .map_err(dec),
+            TAG_SESSION => postcard::from_bytes(payload)
+                .map(Frame::Session)
+                .map_err(dec),
             TAG_END => Ok(Frame::End(b)),
             t => Err(bad(format!("unknown frame {t}"))),
         })
@@ -232,6 +245,9 @@ impl Store {
             w.lease(&l.rec).map_err(MvccError::storage)?;
         }
         w.auth(&s.auth).map_err(MvccError::storage)?;
+        for r in s.sessions.records() {
+            w.session(r).map_err(MvccError::storage)?;
+        }
         w.finish().map_err(MvccError::storage)
     }
 
@@ -273,14 +289,16 @@ impl Store {
         let mut last: Option<Revision> = None;
         let mut ended = false;
         let mut authed = false;
+        let mut sessions = false;
         for f in frames(body) {
             match f? {
                 Frame::Header(h) if header.is_none() && last.is_none() => header = Some(h),
                 Frame::Record(r, _) if header.is_some() && last.is_none_or(|l| l < r) => {
                     last = Some(r)
                 }
-                Frame::Lease(_) if header.is_some() && !authed => {}
-                Frame::Auth(_) if header.is_some() && !authed => authed = true,
+                Frame::Lease(_) if header.is_some() && !authed && !sessions => {}
+                Frame::Auth(_) if header.is_some() && !authed && !sessions => authed = true,
+                Frame::Session(_) if header.is_some() => sessions = true,
                 Frame::End(rest) if header.is_some() && rest.is_empty() => ended = true,
                 _ => return Err(bad("frames out of order")),
             }
@@ -328,6 +346,10 @@ impl Store {
                     state.leases.insert(rec.id, Lease::restored(rec));
                 }
                 Frame::Auth(a) => state.auth = *a,
+                Frame::Session(rec) => {
+                    changes.sessions.push((rec.id, Some(rec.clone())));
+                    state.sessions.insert(rec);
+                }
                 Frame::Header(_) | Frame::End(_) => {}
             }
         }

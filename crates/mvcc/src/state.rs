@@ -92,6 +92,8 @@ pub(crate) struct Changes {
     pub(crate) leases: Vec<(i64, Option<LeaseRecord>)>,
     /// The auth state, once changed (it is small: written whole).
     pub(crate) auth: Option<AuthState>,
+    /// Client sessions, as leases: upsert or delete, in order.
+    pub(crate) sessions: Vec<(u64, Option<crate::SessionRecord>)>,
 }
 
 impl Changes {
@@ -140,6 +142,8 @@ pub(crate) struct State {
     pub(crate) leases: BTreeMap<i64, Lease>,
     /// Users, roles, permissions, the enabled flag and the auth revision.
     pub(crate) auth: AuthState,
+    /// Client sessions of exactly-once writes (`session.rs`).
+    pub(crate) sessions: crate::session::Sessions,
     pub(crate) current_rev: i64,
     pub(crate) compact_rev: i64,
     pub(crate) limits: Limits,

@@ -131,7 +131,11 @@ impl Store {
     /// are written, durably, by the next [`Store::checkpoint`]).
     pub fn pending_changes(&self) -> usize {
         let c = &self.state.changes;
-        c.hist_put.len() + c.hist_del.len() + c.leases.len() + usize::from(c.auth.is_some())
+        c.hist_put.len()
+            + c.hist_del.len()
+            + c.leases.len()
+            + usize::from(c.auth.is_some())
+            + c.sessions.len()
     }
 
     /// Bytes of values held in memory: written since the last finished
@@ -301,6 +305,11 @@ impl Store {
             .get(&id)
             .map(|l| l.keys.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The client sessions of exactly-once writes, in id order.
+    pub fn sessions(&self) -> Vec<crate::SessionRecord> {
+        self.state.sessions.records().cloned().collect()
     }
 
     /// All leases, in id order.

@@ -121,7 +121,7 @@ fn mvcc_code(e: &MvccError) -> Code {
         | MvccError::Codec(_) => Code::InvalidArgument,
         MvccError::Compacted | MvccError::FutureRevision => Code::OutOfRange,
         MvccError::LeaseNotFound | MvccError::KeyNotFound => Code::NotFound,
-        MvccError::LeaseExists => Code::FailedPrecondition,
+        MvccError::LeaseExists | MvccError::AlreadyApplied => Code::FailedPrecondition,
         MvccError::LeaseTtlTooLarge => Code::OutOfRange,
         MvccError::Storage(_) | MvccError::Corrupt(_) => Code::Internal,
         MvccError::Auth(a) => auth_code(a),
@@ -209,5 +209,11 @@ mod tests {
         let s: Status = ServerError::NoSpace.into();
         assert_eq!(s.code(), Code::ResourceExhausted);
         assert_eq!(s.message(), "etcdserver: mvcc: database space exceeded");
+        let s: Status = ServerError::Mvcc(MvccError::AlreadyApplied).into();
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(
+            s.message(),
+            "concord: request already applied, response discarded"
+        );
     }
 }

@@ -44,7 +44,23 @@ fn free_port() -> u16 {
 pub struct Cluster {
     pub client_urls: Vec<String>,
     children: Vec<Option<Child>>,
+    /// Each member's flags, to start it again.
+    args: Vec<Vec<String>>,
     _dir: tempfile::TempDir,
+}
+
+fn spawn(dir: &std::path::Path, i: usize, args: &[String]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("m{}.log", i + 1)))
+        .unwrap();
+    Command::new(concord_binary())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn concord")
 }
 
 impl Cluster {
@@ -56,36 +72,32 @@ impl Cluster {
             .enumerate()
             .map(|(i, p)| format!("m{}=http://127.0.0.1:{}", i + 1, p.1))
             .collect();
-        let bin = concord_binary();
         let mut children = Vec::new();
         let mut client_urls = Vec::new();
+        let mut all_args = Vec::new();
         for (i, (c, p)) in ports.iter().enumerate() {
             let curl = format!("http://127.0.0.1:{c}");
-            let log = std::fs::File::create(dir.path().join(format!("m{}.log", i + 1))).unwrap();
-            let child = Command::new(&bin)
-                .arg(format!("--name=m{}", i + 1))
-                .arg(format!(
+            let args = vec![
+                format!("--name=m{}", i + 1),
+                format!(
                     "--data-dir={}",
                     dir.path().join(format!("m{}", i + 1)).display()
-                ))
-                .arg(format!("--listen-client-urls={curl}"))
-                .arg(format!("--advertise-client-urls={curl}"))
-                .arg(format!("--listen-peer-urls=http://127.0.0.1:{p}"))
-                .arg(format!(
-                    "--initial-advertise-peer-urls=http://127.0.0.1:{p}"
-                ))
-                .arg(format!("--initial-cluster={}", initial.join(",")))
-                .arg("--initial-cluster-state=new")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("spawn concord");
-            children.push(Some(child));
+                ),
+                format!("--listen-client-urls={curl}"),
+                format!("--advertise-client-urls={curl}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{p}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{p}"),
+                format!("--initial-cluster={}", initial.join(",")),
+                "--initial-cluster-state=new".to_string(),
+            ];
+            children.push(Some(spawn(dir.path(), i, &args)));
+            all_args.push(args);
             client_urls.push(curl);
         }
         let cluster = Cluster {
             client_urls,
             children,
+            args: all_args,
             _dir: dir,
         };
         cluster.wait_leader().await;
@@ -139,12 +151,39 @@ impl Cluster {
         None
     }
 
-    /// SIGKILLs member `i`.
+    /// SIGKILLs member `i` (a paused one too).
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.children[i].take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Starts member `i` again (after [`Cluster::kill`]) on its data dir.
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.children[i].is_none(), "member {i} is running");
+        self.children[i] = Some(spawn(self._dir.path(), i, &self.args[i]));
+    }
+
+    /// SIGSTOPs member `i` (it stays connected but answers nothing).
+    pub fn pause(&self, i: usize) {
+        self.signal(i, "-STOP");
+    }
+
+    /// SIGCONTs member `i`.
+    pub fn resume(&self, i: usize) {
+        self.signal(i, "-CONT");
+    }
+
+    fn signal(&self, i: usize, sig: &str) {
+        let pid = self.children[i].as_ref().expect("member running").id();
+        let ok = Command::new("kill")
+            .arg(sig)
+            .arg(pid.to_string())
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig} {pid}");
     }
 
     /// The index of the member behind `url`.

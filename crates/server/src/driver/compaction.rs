@@ -66,6 +66,7 @@ impl Driver {
                 header: store.image_header(),
                 leases: store.leases(),
                 auth: store.auth().clone(),
+                sessions: store.sessions(),
                 members: self.shared.members.read().clone(),
             }
         };

@@ -2,7 +2,8 @@
 //!
 //! Writes go through the log (a follower forwards them to the leader);
 //! linearizable reads wait for a ReadIndex barrier and are then served from
-//! the local store; serializable reads are served locally at once.
+//! the local store; serializable reads are served locally at once (after
+//! the client's minimum revision, if it sent one: `min_revision.rs`).
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -12,7 +13,7 @@ use concord_proto::etcdserverpb::kv_server::Kv;
 use concord_proto::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
-use super::convert;
+use super::{convert, min_revision, once};
 use super::{current_header, header, State};
 use crate::auth::denied;
 use crate::envelope::Payload;
@@ -203,12 +204,16 @@ impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let started = Instant::now();
         let caller = self.state.auth.caller(&req)?;
+        let min = min_revision::min_revision(req.metadata())?;
         let r = req.into_inner();
         let user = caller.user();
         caller
             .view
             .check_range(user, &r.key, &r.range_end, Access::Read)
             .map_err(denied)?;
+        if let (Some(rev), true) = (min, r.serializable) {
+            min_revision::wait_applied(&self.state, rev).await?;
+        }
         let r = range(&self.state, r).await;
         observe(KvMethod::Range, started);
         r.map(Response::new)
@@ -217,6 +222,7 @@ impl Kv for KvService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let started = Instant::now();
         let caller = self.state.auth.caller(&req)?;
+        let id = once::request_id(req.metadata())?;
         let r = req.into_inner();
         check_size(&self.state, r.key.len() + r.value.len())?;
         let p = convert::put_request(r);
@@ -229,7 +235,8 @@ impl Kv for KvService {
                 .check_keys_writable(caller.user(), &keys)
                 .map_err(denied)?;
         }
-        let resp = write(&self.state, caller.checked(Command::Put(p))).await;
+        let cmd = once::tag(id, caller.checked(Command::Put(p)));
+        let resp = write(&self.state, cmd).await;
         observe(KvMethod::Put, started);
         match resp? {
             MvccResponse::Put(p) => Ok(Response::new(convert::put_response(
@@ -246,6 +253,7 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let started = Instant::now();
         let caller = self.state.auth.caller(&req)?;
+        let id = once::request_id(req.metadata())?;
         let r = req.into_inner();
         check_size(&self.state, r.key.len() + r.range_end.len())?;
         if convert::is_backwards(&r.key, &r.range_end) {
@@ -259,7 +267,8 @@ impl Kv for KvService {
             .view
             .check_delete(caller.user(), &d)
             .map_err(denied)?;
-        let resp = write(&self.state, caller.checked(Command::DeleteRange(d))).await;
+        let cmd = once::tag(id, caller.checked(Command::DeleteRange(d)));
+        let resp = write(&self.state, cmd).await;
         observe(KvMethod::DeleteRange, started);
         match resp? {
             MvccResponse::DeleteRange(d) => Ok(Response::new(convert::delete_response(
@@ -273,16 +282,21 @@ impl Kv for KvService {
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let started = Instant::now();
         let caller = self.state.auth.caller(&req)?;
+        let id = once::request_id(req.metadata())?;
+        let min = min_revision::min_revision(req.metadata())?;
         let r = req.into_inner();
         check_size(&self.state, prost::Message::encoded_len(&r))?;
         check_txn_ops(&r, self.state.limits.max_txn_ops)?;
         let serializable = txn_is_serializable(&r);
         let t = convert::txn_request(r)?;
         caller.view.check_txn(caller.user(), &t).map_err(denied)?;
+        if let (Some(rev), true) = (min, serializable && t.is_read_only()) {
+            min_revision::wait_applied(&self.state, rev).await?;
+        }
         let resp = if t.is_read_only() {
             read_txn(&self.state, &t, serializable).await
         } else {
-            write(&self.state, caller.checked(Command::Txn(t))).await
+            write(&self.state, once::tag(id, caller.checked(Command::Txn(t)))).await
         };
         observe(KvMethod::Txn, started);
         match resp? {

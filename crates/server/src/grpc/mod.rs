@@ -9,6 +9,8 @@ pub mod kv;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
+pub mod min_revision;
+pub mod once;
 pub mod quota;
 pub mod reconfig;
 pub mod unary;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use concord_mvcc::{AuthState, HistoryRead, ImageWriter, LeaseRecord};
+use concord_mvcc::{AuthState, HistoryRead, ImageWriter, LeaseRecord, SessionRecord};
 use concord_raft::SnapshotMeta;
 use concord_storage::{FsDisk, SnapshotStore, SnapshotWriter};
 
@@ -49,6 +49,8 @@ pub struct SnapshotSource {
     pub leases: Vec<LeaseRecord>,
     /// Users, roles and permissions.
     pub auth: AuthState,
+    /// The client sessions of exactly-once writes at the same index.
+    pub sessions: Vec<SessionRecord>,
     /// The member table.
     pub members: MemberTable,
 }
@@ -124,6 +126,7 @@ fn write_image(
         header: (applied, current, compacted),
         leases,
         auth,
+        sessions,
         members,
     } = source;
     let io = |e: std::io::Error| ServerError::Internal(format!("snapshot image: {e}"));
@@ -150,6 +153,9 @@ fn write_image(
         image.lease(l).map_err(io)?;
     }
     image.auth(&auth).map_err(io)?;
+    for s in &sessions {
+        image.session(s).map_err(io)?;
+    }
     image.finish().map_err(io)?;
     let len = file.data_len();
     // The image is written, not yet synced or renamed into place.
