@@ -67,10 +67,10 @@ pub use kv::{prefix_end, GetOptions, PutOptions, MIN_REVISION_KEY};
 pub use lock::{Fence, LockError, LockGuard, Mutex};
 pub use retry::{Backoff, RetryPolicy};
 pub use session::Session;
-pub use write_session::{WriteSession, SEQ_KEY, SESSION_KEY};
 pub use tls::TlsConfig;
 pub use txn::{Cmp, Op, Txn, When};
 pub use watch::{WatchBatch, WatchOptions, Watcher};
+pub use write_session::{WriteSession, SEQ_KEY, SESSION_KEY};
 
 /// The generated etcd v3 types the client speaks.
 pub use concord_proto::{etcdserverpb as pb, mvccpb};
