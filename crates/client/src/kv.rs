@@ -157,13 +157,7 @@ impl Client {
         value: impl AsRef<[u8]>,
         opts: PutOptions,
     ) -> Result<PutResponse, Error> {
-        let req = PutRequest {
-            key: Bytes::copy_from_slice(key.as_ref()),
-            value: Bytes::copy_from_slice(value.as_ref()),
-            lease: opts.lease,
-            prev_kv: opts.prev_kv,
-            ..Default::default()
-        };
+        let req = put_request(key.as_ref(), value.as_ref(), &opts);
         let resp = self
             .call(write_safety(opts.idempotent), |ch| {
                 let req = req.clone();
@@ -236,6 +230,17 @@ fn write_safety(idempotent: bool) -> Safety {
         Safety::IdempotentWrite
     } else {
         Safety::Write
+    }
+}
+
+/// The request of a put of `value` at `key` with `opts`.
+pub(crate) fn put_request(key: &[u8], value: &[u8], opts: &PutOptions) -> PutRequest {
+    PutRequest {
+        key: Bytes::copy_from_slice(key),
+        value: Bytes::copy_from_slice(value),
+        lease: opts.lease,
+        prev_kv: opts.prev_kv,
+        ..Default::default()
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use concord_proto::etcdserverpb::kv_client::KvClient;
 use concord_proto::etcdserverpb::{
-    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, ResponseHeader, TxnResponse,
+    DeleteRangeRequest, DeleteRangeResponse, PutResponse, ResponseHeader, TxnResponse,
 };
 use concord_rng::SplitMix64;
 use tonic::metadata::MetadataValue;
@@ -131,13 +131,7 @@ impl WriteSession {
         value: impl AsRef<[u8]>,
         opts: PutOptions,
     ) -> Result<PutResponse, Error> {
-        let req = PutRequest {
-            key: Bytes::copy_from_slice(key.as_ref()),
-            value: Bytes::copy_from_slice(value.as_ref()),
-            lease: opts.lease,
-            prev_kv: opts.prev_kv,
-            ..Default::default()
-        };
+        let req = crate::kv::put_request(key.as_ref(), value.as_ref(), &opts);
         self.write(req, |mut kv, r| async move { kv.put(r).await })
             .await
     }

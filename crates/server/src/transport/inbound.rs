@@ -296,31 +296,44 @@ mod tests {
         peer
     }
 
-    /// Reads until `want` messages came or 300 ms passed.
-    fn read_n(inbound: &mut Inbound, reg: &mio::Registry, want: usize) -> Vec<Message> {
-        let mut got = Vec::new();
+    /// Reads until `done` says so or 300 ms passed: the messages handed
+    /// on and the members reported lost.
+    fn read_until(
+        inbound: &mut Inbound,
+        reg: &mio::Registry,
+        done: impl Fn(&[Message], &[u64]) -> bool,
+    ) -> (Vec<Message>, Vec<u64>) {
+        let (mut got, mut lost) = (Vec::new(), Vec::new());
         let start = Instant::now();
-        while got.len() < want && start.elapsed() < std::time::Duration::from_millis(300) {
-            inbound.read(reg, 1000, &mut Vec::new(), |m| got.push(m));
+        while !done(&got, &lost) && start.elapsed() < std::time::Duration::from_millis(300) {
+            inbound.read(reg, 1000, &mut lost, |m| got.push(m));
             // Edge-triggered: without the poll, treat every socket as readable.
             for c in inbound.conns.values_mut() {
                 c.readable = true;
             }
         }
-        got
+        (got, lost)
     }
 
-    #[test]
-    fn frames_from_real_sockets_are_screened_and_connections_bounded() {
-        let (_tx, inbox) = crate::mailbox::channel(16).unwrap();
+    /// Reads until `want` messages came or 300 ms passed.
+    fn read_n(inbound: &mut Inbound, reg: &mio::Registry, want: usize) -> Vec<Message> {
+        read_until(inbound, reg, |got, _| got.len() >= want).0
+    }
+
+    /// Reads for up to 300 ms; the members reported lost.
+    fn read_lost(inbound: &mut Inbound, reg: &mio::Registry) -> Vec<u64> {
+        read_until(inbound, reg, |_, lost| !lost.is_empty()).1
+    }
+
+    /// A screen of cluster [`CLUSTER`] for member [`ME`] whose other
+    /// members are `ids`.
+    fn screen_with(ids: &[u64]) -> Screen {
         let screen = Screen {
             cluster_id: CLUSTER,
             own_id: ME,
             members: Default::default(),
         };
-        screen.members.write().removed.insert(9);
-        // Members 2 and 4 send; anyone else is not a member and refused.
-        for id in [2, 4] {
+        for &id in ids {
             screen.members.write().add(crate::members::Member {
                 id,
                 name: format!("m{id}"),
@@ -329,6 +342,15 @@ mod tests {
                 is_learner: false,
             });
         }
+        screen
+    }
+
+    #[test]
+    fn frames_from_real_sockets_are_screened_and_connections_bounded() {
+        let (_tx, inbox) = crate::mailbox::channel(16).unwrap();
+        // Members 2 and 4 send; anyone else is not a member and refused.
+        let screen = screen_with(&[2, 4]);
+        screen.members.write().removed.insert(9);
         let reg = inbox.registry();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut inbound = Inbound::new(screen);
@@ -395,34 +417,10 @@ mod tests {
         ));
     }
 
-    /// Reads for up to 300 ms; the members reported lost.
-    fn read_lost(inbound: &mut Inbound, reg: &mio::Registry) -> Vec<u64> {
-        let mut lost = Vec::new();
-        let start = Instant::now();
-        while lost.is_empty() && start.elapsed() < std::time::Duration::from_millis(300) {
-            inbound.read(reg, 1000, &mut lost, |_| {});
-            for c in inbound.conns.values_mut() {
-                c.readable = true;
-            }
-        }
-        lost
-    }
-
     #[test]
     fn a_member_is_lost_only_when_its_last_connection_closes() {
         let (_tx, inbox) = crate::mailbox::channel(16).unwrap();
-        let screen = Screen {
-            cluster_id: CLUSTER,
-            own_id: ME,
-            members: Default::default(),
-        };
-        screen.members.write().add(crate::members::Member {
-            id: 2,
-            name: "m2".into(),
-            peer_urls: vec![],
-            client_urls: vec![],
-            is_learner: false,
-        });
+        let screen = screen_with(&[2]);
         let reg = inbox.registry();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut inbound = Inbound::new(screen);
