@@ -9,6 +9,7 @@
 //! file `etcdctl snapshot save` receives ([`bolt`]).
 
 pub(crate) mod bolt;
+mod bolt_auth;
 pub(crate) mod snapshotter;
 
 use crate::members::MemberTable;

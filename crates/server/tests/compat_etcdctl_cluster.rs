@@ -433,6 +433,137 @@ fn strict_reconfig_protects_the_quorum() {
     assert!(!o.stdout.contains(&down_id), "{o:#?}");
 }
 
+/// Restores the snapshot `file` with `etcdctl snapshot restore` into a new
+/// data directory `dir` and starts a one-member real etcd on it; the
+/// process (killed on drop) and its client endpoint.
+fn restore_into_etcd(c: &Cluster, file: &str, dir: &str) -> (Reaped, String) {
+    let one = c.addrs()[0].clone();
+    let data = c.path(dir).display().to_string();
+    let (client, peer) = (free_port(), free_port());
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let initial = format!("r1={peer_url}");
+    run(
+        &mut etcdctl_cmd(
+            &one,
+            &[
+                "snapshot",
+                "restore",
+                file,
+                "--data-dir",
+                &data,
+                "--name",
+                "r1",
+                "--initial-cluster",
+                &initial,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ],
+        ),
+        None,
+        CTL_TIMEOUT,
+    )
+    .expect_ok("snapshot restore");
+    let client_url = format!("http://127.0.0.1:{client}");
+    let log = std::fs::File::create(c.path(&format!("{dir}-etcd.log"))).expect("log file");
+    let etcd = Reaped(
+        std::process::Command::new("etcd")
+            .args(["--name", "r1", "--data-dir", &data])
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &initial])
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start etcd"),
+    );
+    (etcd, format!("127.0.0.1:{client}"))
+}
+
+/// etcd is installed, or the test may be skipped (not where
+/// `CONCORD_REQUIRE_ETCDCTL=1`).
+fn have_etcd() -> bool {
+    if std::process::Command::new("etcd")
+        .arg("--version")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        assert!(
+            std::env::var("CONCORD_REQUIRE_ETCDCTL").as_deref() != Ok("1"),
+            "etcd (Debian etcd-server) not found and CONCORD_REQUIRE_ETCDCTL=1"
+        );
+        println!("skipped: etcd not found");
+        return false;
+    }
+    true
+}
+
+/// Users, roles, permissions and the enabled flag travel in the snapshot
+/// file: restored into real etcd, auth is on, alice reads and writes her
+/// prefix only, a wrong password and an anonymous request are refused.
+#[test]
+fn snapshot_restores_into_real_etcd_with_users_and_roles() {
+    if !have_etcd() {
+        return;
+    }
+    let Some(mut c) = cluster(EndpointForm::Http) else {
+        return;
+    };
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["user", "grant-role", "root", "root"],
+        &["role", "add", "app"],
+        &[
+            "role",
+            "grant-permission",
+            "app",
+            "--prefix=true",
+            "readwrite",
+            "app/",
+        ],
+        &["user", "add", "alice:alicepw"],
+        &["user", "grant-role", "alice", "app"],
+        &["auth", "enable"],
+        &["--user", "alice:alicepw", "put", "app/x", "1"],
+    ] {
+        c.ctl(args).expect_ok(&args.join(" "));
+    }
+    let file = c.path("auth.db").display().to_string();
+    let one = c.addrs()[0].clone();
+    run(
+        &mut etcdctl_cmd(&one, &["--user", "root:rootpw", "snapshot", "save", &file]),
+        None,
+        CTL_TIMEOUT,
+    )
+    .expect_ok("snapshot save");
+    let (_etcd, ep) = restore_into_etcd(&c, &file, "restored-auth");
+    let ctl = |args: &[&str]| run(&mut etcdctl_cmd(&ep, args), None, CTL_TIMEOUT);
+    let got = wait_until(Duration::from_secs(20), || {
+        let o = ctl(&[
+            "--user",
+            "alice:alicepw",
+            "get",
+            "app/x",
+            "--print-value-only",
+        ]);
+        o.ok().then(|| o.stdout.trim().to_string())
+    });
+    assert_eq!(got.as_deref(), Some("1"), "alice reads her key in etcd");
+    ctl(&["--user", "alice:alicepw", "put", "app/y", "2"]).expect_ok("alice writes her prefix");
+    let o = ctl(&["--user", "alice:alicepw", "put", "other", "2"]);
+    assert!(!o.ok() && o.stderr.contains("permission denied"), "{o:#?}");
+    let o = ctl(&["--user", "alice:wrong", "get", "app/x"]);
+    assert!(
+        !o.ok() && o.stderr.contains("authentication failed"),
+        "{o:#?}"
+    );
+    let o = ctl(&["get", "app/x"]);
+    assert!(!o.ok() && o.stderr.contains("user name is empty"), "{o:#?}");
+    let o = ctl(&["--user", "root:rootpw", "role", "get", "app"]).expect_ok("role get");
+    assert!(o.stdout.contains("[app/, app0)"), "{o:#?}");
+}
+
 /// Kills and reaps a process on drop.
 struct Reaped(std::process::Child);
 
@@ -447,16 +578,7 @@ impl Drop for Reaped {
 /// etcd then serves reads at the old revisions, deletions included.
 #[test]
 fn snapshot_restores_into_real_etcd_with_history() {
-    if std::process::Command::new("etcd")
-        .arg("--version")
-        .output()
-        .map_or(true, |o| !o.status.success())
-    {
-        assert!(
-            std::env::var("CONCORD_REQUIRE_ETCDCTL").as_deref() != Ok("1"),
-            "etcd (Debian etcd-server) not found and CONCORD_REQUIRE_ETCDCTL=1"
-        );
-        println!("skipped: etcd not found");
+    if !have_etcd() {
         return;
     }
     let Some(mut c) = cluster(EndpointForm::Http) else {
@@ -476,47 +598,7 @@ fn snapshot_restores_into_real_etcd_with_history() {
     )
     .expect_ok("snapshot save");
 
-    let data = c.path("restored").display().to_string();
-    let (client, peer) = (free_port(), free_port());
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let initial = format!("r1={peer_url}");
-    run(
-        &mut etcdctl_cmd(
-            &one,
-            &[
-                "snapshot",
-                "restore",
-                &file,
-                "--data-dir",
-                &data,
-                "--name",
-                "r1",
-                "--initial-cluster",
-                &initial,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ],
-        ),
-        None,
-        CTL_TIMEOUT,
-    )
-    .expect_ok("snapshot restore");
-    let client_url = format!("http://127.0.0.1:{client}");
-    let log = std::fs::File::create(c.path("restored-etcd.log")).expect("log file");
-    let _etcd = Reaped(
-        std::process::Command::new("etcd")
-            .args(["--name", "r1", "--data-dir", &data])
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &initial])
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start etcd"),
-    );
-    let ep = format!("127.0.0.1:{client}");
+    let (_etcd, ep) = restore_into_etcd(&c, &file, "restored");
     let get = |rev: i64| {
         let rev = format!("--rev={rev}");
         let o = run(

@@ -1,6 +1,7 @@
 //! The file streamed by Maintenance.Snapshot: a bbolt database in etcd's
 //! layout (bucket `key` with revision keys and `mvccpb.KeyValue` values,
-//! `meta` with the consistent index, `lease` with `leasepb.Lease` values),
+//! `meta` with the consistent index, `lease` with `leasepb.Lease` values,
+//! and the auth buckets, `bolt_auth.rs`),
 //! followed by the sha256 trailer etcd appends, so `etcdctl snapshot save`,
 //! `snapshot status` and `snapshot restore` accept it.
 //!
@@ -124,11 +125,12 @@ pub async fn build(state: &State) -> Result<SnapshotFile, ServerError> {
         .await
         .map_err(|_| ServerError::Stopped)?;
     let internal = |e: concord_bolt::BoltError| ServerError::Internal(e.to_string());
-    let (mut read, leases, applied, compacted) = {
+    let (mut read, leases, auth, applied, compacted) = {
         let store = state.store.read();
         (
             store.history_read(0)?,
             store.leases(),
+            store.auth().clone(),
             store.applied_index(),
             store.compact_revision(),
         )
@@ -185,10 +187,11 @@ pub async fn build(state: &State) -> Result<SnapshotFile, ServerError> {
         meta.push((etcd::FINISHED_COMPACT_REV.to_vec(), rev.clone()));
         meta.push((etcd::SCHEDULED_COMPACT_REV.to_vec(), rev));
     }
-    let others = vec![
+    let mut others = vec![
         Bucket::new(etcd::META, meta),
         Bucket::new(etcd::LEASE, lease_items),
     ];
+    others.extend(super::bolt_auth::auth_buckets(&auth));
     let db_len = tokio::task::spawn_blocking(move || {
         let (out, len) = writer.finish(&others).map_err(internal)?;
         let file = out
