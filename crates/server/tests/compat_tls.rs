@@ -309,3 +309,58 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
     tokio::time::sleep(CHECK_INTERVAL + Duration::from_millis(200)).await;
     assert!(trusts(&new.ca, &new).await, "the last good pair stays");
 }
+
+/// Concord's own client over TLS: `https://` endpoints, the cluster's CA
+/// and a client certificate (the members require one). It writes through
+/// one member and reads through another, and discovers the members'
+/// `https://` URLs; a client trusting another CA cannot connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concord_client_over_tls_with_a_client_certificate() {
+    use concord_client::{Client, ClientConfig, GetOptions, PutOptions, TlsConfig};
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = write_pki(pki_dir.path(), "good");
+    let rogue = write_pki(pki_dir.path(), "rogue");
+    let c = Cluster::start_with(3, Some(good.clone()));
+    let https: Vec<String> = c.addrs().iter().map(|a| format!("https://{a}")).collect();
+    let tls = |f: &TlsFiles| {
+        TlsConfig::from_files(&f.ca, Some((&f.client_cert, &f.client_key))).expect("pem files")
+    };
+    let config = |eps: &[String], f: &TlsFiles| {
+        ClientConfig::new(eps.to_vec())
+            .tls(tls(f))
+            .connect_timeout(Duration::from_secs(3))
+            .request_timeout(Duration::from_secs(5))
+    };
+
+    let writer = Client::connect(config(&https[..1], &good))
+        .await
+        .expect("connect over TLS");
+    writer
+        .put("tls/client", "yes", PutOptions::default())
+        .await
+        .expect("put over TLS");
+    let members = writer.member_list(true).await.expect("member list");
+    assert_eq!(members.members.len(), 3);
+    assert!(members
+        .members
+        .iter()
+        .all(|m| m.client_ur_ls.iter().all(|u| u.starts_with("https://"))));
+    let reader = Client::connect(config(&https[2..], &good).discover(false))
+        .await
+        .expect("connect over TLS");
+    let got = reader
+        .get("tls/client", GetOptions::new())
+        .await
+        .expect("get over TLS");
+    assert_eq!(&got.kvs[0].value[..], b"yes");
+
+    // The members' certificates are not signed by the rogue CA.
+    let refused = async {
+        let rogue_client = Client::connect(config(&https[..1], &rogue).discover(false)).await?;
+        rogue_client.get("tls/client", GetOptions::new()).await
+    };
+    assert!(
+        refused.await.is_err(),
+        "a client trusting another CA got in"
+    );
+}
