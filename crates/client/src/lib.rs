@@ -31,6 +31,7 @@
 //! algorithm over its own transport ([`BullyElector`]).
 #![deny(missing_docs)]
 
+mod auth;
 mod breaker;
 mod call;
 mod client;
@@ -51,6 +52,7 @@ mod txn;
 mod watch;
 mod write_session;
 
+pub use auth::{Credentials, TOKEN_KEY};
 pub use breaker::{BreakerConfig, BreakerState};
 pub use call::Safety;
 pub use client::Client;
@@ -67,10 +69,10 @@ pub use kv::{prefix_end, GetOptions, PutOptions, MIN_REVISION_KEY};
 pub use lock::{Fence, LockError, LockGuard, Mutex};
 pub use retry::{Backoff, RetryPolicy};
 pub use session::Session;
-pub use write_session::{WriteSession, SEQ_KEY, SESSION_KEY};
 pub use tls::TlsConfig;
 pub use txn::{Cmp, Op, Txn, When};
 pub use watch::{WatchBatch, WatchOptions, Watcher};
+pub use write_session::{WriteSession, SEQ_KEY, SESSION_KEY};
 
 /// The generated etcd v3 types the client speaks.
 pub use concord_proto::{etcdserverpb as pb, mvccpb};

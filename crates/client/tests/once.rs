@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{Cluster, Relay};
 use concord_client::{
-    Client, ClientConfig, Cmp, GetOptions, Op, PutOptions, RetryPolicy, WriteSession, Txn, When,
+    Client, ClientConfig, Cmp, GetOptions, Op, PutOptions, RetryPolicy, Txn, When, WriteSession,
 };
 
 /// The counter's value and modification revision.

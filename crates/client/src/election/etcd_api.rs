@@ -146,7 +146,7 @@ impl Elector for EtcdElector {
 async fn observe(client: Client, name: Bytes, tx: watch::Sender<Option<Leader>>) {
     while !tx.is_closed() {
         let url = client.route(Safety::Read).await;
-        if let Ok(ch) = client.inner.endpoints.channel(&url).await {
+        if let Ok(ch) = client.channel(&url).await {
             let req = LeaderRequest { name: name.clone() };
             if let Ok(resp) = ElectionClient::new(ch).observe(req).await {
                 let mut stream = resp.into_inner();
