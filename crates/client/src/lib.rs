@@ -18,6 +18,11 @@
 //! from a member that fails or answers slowly, lets a bounded number of
 //! probes through after a while, and closes again when they succeed.
 //!
+//! Auth: with [`ClientConfig::credentials`] the client logs in (etcd's
+//! `Authenticate`), sends the token with every request and stream, and
+//! after `etcdserver: invalid auth token` logs in again and sends the call
+//! once more; wrong credentials are [`Error::AuthFailed`].
+//!
 //! Streams: [`Client::watch`] resumes on another endpoint after a broken
 //! stream from the last revision seen + 1; [`Client::keep_alive`] keeps a
 //! lease alive across leader changes and says when it is lost.

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::Cluster;
 use concord_client::{
-    Client, ClientConfig, Error, GetOptions, LeaseState, Mutex, PutOptions, Session, WatchOptions,
+    Client, ClientConfig, Elector, Error, EtcdElector, GetOptions, LeaseState, Mutex, PutOptions,
+    Session, WatchOptions,
 };
 use tonic::Code;
 
@@ -232,4 +233,25 @@ async fn the_lock_recipe_works_with_readwrite_on_its_prefix() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("permission denied"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_election_observer_logs_in_again_when_its_token_is_dropped() {
+    let cluster = cluster_with_alice().await;
+    let alice = login(&cluster, "alice", "pw").await.unwrap();
+    let session = Session::new(&alice, 10).await.unwrap();
+    let mut candidate = EtcdElector::new(session, "app/el", "a");
+    candidate.campaign().await.unwrap();
+    // The observer's client makes no other call that could log it in.
+    let watching = login(&cluster, "alice", "pw").await.unwrap();
+    let session = Session::new(&watching, 10).await.unwrap();
+    let mut observer = EtcdElector::new(session, "app/el", "o");
+    drop_tokens_of_alice(&cluster);
+    let mut changes = observer.changes();
+    let seen = tokio::time::timeout(
+        Duration::from_secs(5),
+        changes.wait_for(|l| l.as_ref().is_some_and(|l| &l.value[..] == b"a")),
+    )
+    .await;
+    assert!(seen.is_ok(), "the observer never saw the leader");
 }
