@@ -4,9 +4,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use tonic::transport::Channel;
 use tonic::{Response, Status};
 
+use crate::auth::Chan;
 use crate::error::Class;
 use crate::retry::Backoff;
 use crate::{Client, Error};
@@ -42,7 +42,7 @@ impl Client {
     /// A read through the retry loop.
     pub(crate) async fn read<T, F, Fut>(&self, f: F) -> Result<T, Error>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Chan) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         self.call(Safety::Read, f).await
@@ -50,20 +50,23 @@ impl Client {
 
     /// Runs `f` on an endpoint's channel under the deadline, and again on
     /// another (or the same, after a pause) while `safety` allows it, the
-    /// policy's attempts and budget last.
+    /// policy's attempts and budget last. A call refused for its token
+    /// goes again once after a fresh login, whatever `safety` says: the
+    /// refusal came before anything applied.
     pub(crate) async fn call<T, F, Fut>(&self, safety: Safety, mut f: F) -> Result<T, Error>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Chan) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let policy = self.inner.config.retry.clone();
         let mut backoff = Backoff::new(&policy, self.backoff_seed());
         let start = Instant::now();
         let mut attempt = 0u32;
+        let mut relogged = false;
         loop {
             let url = self.route_call(safety).await;
             let started = Instant::now();
-            let result = self.attempt(&url, &mut f).await;
+            let (result, serial) = self.attempt(&url, &mut f).await;
             let no_answer = matches!(
                 result,
                 Err(Error::Connect { .. } | Error::Transport { .. } | Error::Timeout { .. })
@@ -75,6 +78,10 @@ impl Client {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
+            if !relogged && self.relogin(&err, serial) {
+                relogged = true;
+                continue;
+            }
             let class = err.class();
             self.note_failure(&url, class, safety);
             attempt += 1;
@@ -90,13 +97,24 @@ impl Client {
         }
     }
 
-    /// One attempt on `url` under the deadline.
-    async fn attempt<T, F, Fut>(&self, url: &str, f: &mut F) -> Result<T, Error>
+    /// One attempt on `url` under the deadline, and the serial of the
+    /// token it carried.
+    async fn attempt<T, F, Fut>(&self, url: &str, f: &mut F) -> (Result<T, Error>, u64)
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Chan) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        let ch = self.inner.endpoints.channel(url).await?;
+        match self.channel_and_serial(url).await {
+            Ok((ch, serial)) => (self.attempt_on(url, ch, f).await, serial),
+            Err(e) => (Err(e), 0),
+        }
+    }
+
+    async fn attempt_on<T, F, Fut>(&self, url: &str, ch: Chan, f: &mut F) -> Result<T, Error>
+    where
+        F: FnMut(Chan) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
         match tokio::time::timeout(self.timeout, f(ch)).await {
             Ok(Ok(resp)) => Ok(resp.into_inner()),
             Ok(Err(status)) => Err(Error::from_status(url, status)),

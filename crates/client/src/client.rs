@@ -9,6 +9,7 @@ use concord_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use concord_proto::etcdserverpb::{MemberListRequest, StatusRequest};
 use concord_rng::SplitMix64;
 
+use crate::auth::Login;
 use crate::breaker::Breakers;
 use crate::endpoint::{normalize, Endpoints};
 use crate::{ClientConfig, Error};
@@ -27,6 +28,8 @@ pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) endpoints: Endpoints,
     pub(crate) breakers: Breakers,
+    /// The token and how to get one.
+    pub(crate) login: Login,
     /// Seeds of backoffs, drawn from the policy's seed.
     seeds: Mutex<SplitMix64>,
     /// The highest revision any response showed this client.
@@ -53,10 +56,12 @@ impl Client {
                 seeds: Mutex::new(SplitMix64::new(config.retry.seed)),
                 seen_revision: AtomicI64::new(0),
                 breakers: Breakers::new(config.breaker.clone()),
+                login: Login::new(config.credentials.clone()),
                 endpoints,
                 config,
             }),
         };
+        client.login_at_connect().await?;
         if client.inner.config.discover {
             let _ = client.refresh_endpoints().await;
         }
@@ -163,7 +168,7 @@ impl Client {
 
     async fn leader_from(&self, url: &str) -> Result<Option<String>, Error> {
         type Found = Result<Option<Result<String, u64>>, tonic::Status>;
-        let ch = self.inner.endpoints.channel(url).await?;
+        let ch = self.channel(url).await?;
         let ask = async {
             let status = MaintenanceClient::new(ch.clone())
                 .status(StatusRequest {})

@@ -65,7 +65,7 @@ impl Client {
     /// The status of one endpoint, asked once.
     pub async fn status_of(&self, endpoint: &str) -> Result<StatusResponse, Error> {
         let url = crate::normalize(endpoint, self.inner.config.tls.is_some())?;
-        let ch = self.inner.endpoints.channel(&url).await?;
+        let ch = self.channel(&url).await?;
         let mut maintenance = MaintenanceClient::new(ch);
         let call = maintenance.status(StatusRequest {});
         match tokio::time::timeout(self.timeout, call).await {

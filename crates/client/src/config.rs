@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{BreakerConfig, RetryPolicy, TlsConfig};
+use crate::{BreakerConfig, Credentials, RetryPolicy, TlsConfig};
 
 /// Endpoints, timeouts, retries and TLS of a client.
 #[derive(Debug, Clone)]
@@ -28,6 +28,9 @@ pub struct ClientConfig {
     pub session_guarantees: bool,
     /// The circuit breaker of each endpoint.
     pub breaker: BreakerConfig,
+    /// Log in as this user (etcd's Auth); none: send no token (a server
+    /// with `--client-cert-auth` then takes the certificate's name).
+    pub credentials: Option<Credentials>,
 }
 
 impl ClientConfig {
@@ -45,6 +48,7 @@ impl ClientConfig {
             leader_routing: true,
             session_guarantees: true,
             breaker: BreakerConfig::default(),
+            credentials: None,
         }
     }
 
@@ -87,6 +91,16 @@ impl ClientConfig {
     /// Turns session guarantees on or off.
     pub fn session_guarantees(mut self, on: bool) -> ClientConfig {
         self.session_guarantees = on;
+        self
+    }
+
+    /// Logs in as `user` with `password`.
+    pub fn credentials(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> ClientConfig {
+        self.credentials = Some(Credentials::new(user, password));
         self
     }
 

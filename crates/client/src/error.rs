@@ -56,6 +56,17 @@ pub enum Error {
     /// The TLS configuration could not be used.
     #[error("tls: {0}")]
     Tls(String),
+    /// Logging in was refused: wrong user name or password.
+    #[error("{endpoint}: logging in as {user:?}: {message}")]
+    AuthFailed {
+        /// The endpoint that refused.
+        endpoint: String,
+        /// The user name.
+        user: String,
+        /// etcd's text: `etcdserver: authentication failed, invalid user
+        /// ID or password`.
+        message: String,
+    },
     /// A watch's start revision has been compacted away.
     #[error("watch: revision compacted (compact revision {compact_revision})")]
     Compacted {
@@ -80,6 +91,7 @@ impl Error {
     pub fn code(&self) -> Option<Code> {
         match self {
             Error::Status { code, .. } => Some(*code),
+            Error::AuthFailed { .. } => Some(Code::InvalidArgument),
             _ => None,
         }
     }

@@ -111,7 +111,7 @@ async fn stream(
     deadline: &mut Instant,
     state: &watch::Sender<LeaseState>,
 ) -> Result<(), ()> {
-    let ch = client.inner.endpoints.channel(url).await.map_err(|_| ())?;
+    let ch = client.channel(url).await.map_err(|_| ())?;
     let (req_tx, req_rx) = mpsc::channel(4);
     // Queued before the call opens: a grpc-go server (etcd) sends its
     // response headers only with its first answer, so opening would wait

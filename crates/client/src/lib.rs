@@ -18,6 +18,11 @@
 //! from a member that fails or answers slowly, lets a bounded number of
 //! probes through after a while, and closes again when they succeed.
 //!
+//! Auth: with [`ClientConfig::credentials`] the client logs in (etcd's
+//! `Authenticate`), sends the token with every request and stream, and
+//! after `etcdserver: invalid auth token` logs in again and sends the call
+//! once more; wrong credentials are [`Error::AuthFailed`].
+//!
 //! Streams: [`Client::watch`] resumes on another endpoint after a broken
 //! stream from the last revision seen + 1; [`Client::keep_alive`] keeps a
 //! lease alive across leader changes and says when it is lost.
@@ -31,6 +36,7 @@
 //! algorithm over its own transport ([`BullyElector`]).
 #![deny(missing_docs)]
 
+mod auth;
 mod breaker;
 mod call;
 mod client;
@@ -51,6 +57,7 @@ mod txn;
 mod watch;
 mod write_session;
 
+pub use auth::{Credentials, TOKEN_KEY};
 pub use breaker::{BreakerConfig, BreakerState};
 pub use call::Safety;
 pub use client::Client;

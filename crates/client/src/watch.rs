@@ -11,6 +11,7 @@ use concord_proto::mvccpb::Event;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
+use crate::error::Class;
 use crate::retry::Backoff;
 use crate::{Client, Error, GetOptions};
 
@@ -99,6 +100,9 @@ struct Run {
 enum End {
     /// Broken: open another.
     Broken,
+    /// Refused at open with this answer, sent with the token of this
+    /// serial.
+    Refused(Error, u64),
     /// Over: the error was sent, or nobody listens.
     Over,
 }
@@ -108,12 +112,22 @@ impl Run {
         let policy = self.client.inner.config.retry.clone();
         let mut backoff = Backoff::new(&policy, self.client.backoff_seed());
         let mut failures = 0u32;
+        let mut relogged = false;
         loop {
             let url = self.client.route(crate::Safety::Read).await;
             *self.endpoint.lock().unwrap_or_else(|e| e.into_inner()) = Some(url.clone());
             match self.stream(&url).await {
                 End::Over => return,
+                // A refused token: log in again and reopen, once in a row.
+                End::Refused(err, serial) if !relogged && self.client.relogin(&err, serial) => {
+                    relogged = true;
+                }
+                End::Refused(err, _) => {
+                    let _ = self.tx.send(Err(err)).await;
+                    return;
+                }
                 End::Broken => {
+                    relogged = false;
                     self.client.endpoint_failed(&url);
                     tokio::time::sleep(backoff.delay(failures.min(10))).await;
                     failures += 1;
@@ -136,8 +150,10 @@ impl Run {
 
     /// One stream on `url`, until it breaks or the watch is over.
     async fn stream(&mut self, url: &str) -> End {
-        let Ok(ch) = self.client.inner.endpoints.channel(url).await else {
-            return End::Broken;
+        let (ch, serial) = match self.client.channel_and_serial(url).await {
+            Ok(c) => c,
+            Err(e @ Error::AuthFailed { .. }) => return End::Refused(e, 0),
+            Err(_) => return End::Broken,
         };
         let (req_tx, req_rx) = mpsc::channel(4);
         let _ = req_tx.send(self.create()).await;
@@ -148,7 +164,15 @@ impl Run {
         .await;
         let mut stream = match opened {
             Ok(Ok(resp)) => resp.into_inner(),
-            _ => return End::Broken,
+            Ok(Err(status)) => match Error::from_status(url, status) {
+                // The server's own refusal (no token, a refused one): no
+                // other endpoint answers differently.
+                e @ Error::Status { .. } if e.class() == Class::Final => {
+                    return End::Refused(e, serial)
+                }
+                _ => return End::Broken,
+            },
+            Err(_) => return End::Broken,
         };
         // `req_tx` lives as long as the stream: dropping it half-closes.
         while let Some(msg) = stream.next().await {

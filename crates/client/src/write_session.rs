@@ -107,7 +107,7 @@ impl WriteSession {
     where
         M: Clone,
         T: HasHeader,
-        F: FnMut(KvClient<tonic::transport::Channel>, tonic::Request<M>) -> Fut,
+        F: FnMut(KvClient<crate::auth::Chan>, tonic::Request<M>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut last = self.seq.lock().await;

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use concord_client::{Client, ClientConfig};
+use concord_client::{Client, ClientConfig, Credentials};
 
 /// Exit codes, as `--help` lists them (bad usage is clap's 2).
 pub mod exit {
@@ -62,6 +62,13 @@ struct Cli {
     /// Deadline of each request, in milliseconds.
     #[arg(long, global = true, default_value_t = 5_000)]
     command_timeout_ms: u64,
+    /// Log in as `name[:password]` (etcd's Auth); without the password,
+    /// from `--password` or the `CONCORD_PASSWORD` environment variable.
+    #[arg(long, global = true)]
+    user: Option<String>,
+    /// The password of `--user`.
+    #[arg(long, global = true)]
+    password: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -93,16 +100,46 @@ pub struct Global {
     pub format: Format,
     dial_timeout: Duration,
     command_timeout: Duration,
+    credentials: Option<Credentials>,
 }
 
 impl Global {
-    /// A client of the endpoints.
+    /// A client of the endpoints, logged in when `--user` was given.
     pub async fn client(&self) -> anyhow::Result<Client> {
-        let config = ClientConfig::new(self.endpoints.clone())
+        let mut config = ClientConfig::new(self.endpoints.clone())
             .connect_timeout(self.dial_timeout)
             .request_timeout(self.command_timeout);
+        config.credentials = self.credentials.clone();
         Ok(Client::connect(config).await?)
     }
+}
+
+/// `--user name[:password]`, `--password`, `CONCORD_PASSWORD`, as etcdctl
+/// reads them (no prompt).
+fn credentials(
+    user: Option<String>,
+    password: Option<String>,
+    env: Option<String>,
+) -> anyhow::Result<Option<Credentials>> {
+    let Some(user) = user else {
+        if password.is_some() {
+            anyhow::bail!("--password needs --user");
+        }
+        return Ok(None);
+    };
+    let (name, inline) = match user.split_once(':') {
+        Some((name, pw)) => (name.to_string(), Some(pw.to_string())),
+        None => (user, None),
+    };
+    if name.is_empty() {
+        anyhow::bail!("--user needs a user name");
+    }
+    let Some(pw) = inline.or(password).or(env) else {
+        anyhow::bail!(
+            "no password for user {name:?}: give --user {name}:PASSWORD, --password or CONCORD_PASSWORD"
+        );
+    };
+    Ok(Some(Credentials::new(name, pw)))
 }
 
 fn main() -> ExitCode {
@@ -110,7 +147,13 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    let env = std::env::var("CONCORD_PASSWORD").ok();
+    let credentials = match credentials(cli.user, cli.password, env) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
     let global = Global {
+        credentials,
         endpoints: cli.endpoints,
         format: cli.write_out,
         dial_timeout: Duration::from_millis(cli.dial_timeout_ms),
@@ -159,4 +202,26 @@ pub async fn interrupted() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_flags_as_etcdctl_reads_them() {
+        let s = |v: &str| Some(v.to_string());
+        let c = credentials(s("root:pw:x"), None, None).unwrap().unwrap();
+        assert_eq!(c, Credentials::new("root", "pw:x"));
+        let c = credentials(s("alice"), s("flag"), s("env"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c, Credentials::new("alice", "flag"));
+        let c = credentials(s("alice"), None, s("env")).unwrap().unwrap();
+        assert_eq!(c, Credentials::new("alice", "env"));
+        let err = credentials(s("alice"), None, None).unwrap_err().to_string();
+        assert!(err.contains("no password") && !err.contains('\n'), "{err}");
+        assert!(credentials(None, s("pw"), None).is_err());
+        assert!(credentials(None, None, s("env")).unwrap().is_none());
+    }
 }

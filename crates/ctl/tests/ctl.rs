@@ -328,3 +328,70 @@ async fn lock_kills_the_command_and_exits_5_when_the_lock_is_lost() {
     let alive = std::path::Path::new("/proc").join(pid).exists();
     assert!(!alive, "the command outlived the lock");
 }
+
+/// Stderr of a failed run: one line, exit code 1.
+fn one_line_failure(out: &std::process::Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_logs_in_with_user_and_fails_in_one_line_without_it() {
+    let cluster = Cluster::start_with(&["--bcrypt-cost=4"]).await;
+    cluster.enable_auth("alice", "pw", "job/");
+    let echo = [
+        "lock",
+        "job",
+        "--",
+        "sh",
+        "-c",
+        "echo $CONCORD_FENCING_TOKEN",
+    ];
+    let out = ctl(&cluster)
+        .args(["--user", "alice:pw"])
+        .args(echo)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token: u64 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(token > 0);
+    // The name alone: the password from the environment.
+    let out = ctl(&cluster)
+        .args(["--user", "alice"])
+        .env("CONCORD_PASSWORD", "pw")
+        .args(echo)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let without = ctl(&cluster).args(echo).output().await.unwrap();
+    let err = one_line_failure(&without);
+    assert!(err.contains("etcdserver: user name is empty"), "{err}");
+    let wrong = ctl(&cluster)
+        .args(["--user", "alice:nope"])
+        .args(echo)
+        .output()
+        .await
+        .unwrap();
+    let err = one_line_failure(&wrong);
+    assert!(
+        err.contains("etcdserver: authentication failed, invalid user ID or password"),
+        "{err}"
+    );
+    let no_password = ctl(&cluster)
+        .args(["--user", "alice"])
+        .env_remove("CONCORD_PASSWORD")
+        .args(echo)
+        .output()
+        .await
+        .unwrap();
+    let err = one_line_failure(&no_password);
+    assert!(err.contains("no password for user \"alice\""), "{err}");
+}

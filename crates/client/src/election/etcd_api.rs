@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 
 use super::{ElectionError, Elector, Leader};
-use crate::{Client, Safety, Session};
+use crate::{Client, Error, Safety, Session};
 
 /// How long one Campaign call may wait for its turn.
 const CAMPAIGN_DEADLINE: Duration = Duration::from_secs(24 * 3600);
@@ -142,22 +142,31 @@ impl Elector for EtcdElector {
     }
 }
 
-/// Follows the Observe stream, re-opened on another endpoint when it breaks.
+/// Follows the Observe stream, re-opened on another endpoint when it
+/// breaks (on the same one after a fresh login when its token was refused).
 async fn observe(client: Client, name: Bytes, tx: watch::Sender<Option<Leader>>) {
     while !tx.is_closed() {
         let url = client.route(Safety::Read).await;
-        if let Ok(ch) = client.inner.endpoints.channel(&url).await {
+        let mut relogged = false;
+        if let Ok((ch, serial)) = client.channel_and_serial(&url).await {
             let req = LeaderRequest { name: name.clone() };
-            if let Ok(resp) = ElectionClient::new(ch).observe(req).await {
-                let mut stream = resp.into_inner();
-                while let Some(Ok(r)) = stream.next().await {
-                    if tx.send(r.kv.map(leader_of)).is_err() {
-                        return;
+            match ElectionClient::new(ch).observe(req).await {
+                Ok(resp) => {
+                    let mut stream = resp.into_inner();
+                    while let Some(Ok(r)) = stream.next().await {
+                        if tx.send(r.kv.map(leader_of)).is_err() {
+                            return;
+                        }
                     }
+                }
+                Err(status) => {
+                    relogged = client.relogin(&Error::from_status(&url, status), serial);
                 }
             }
         }
-        client.endpoint_failed(&url);
+        if !relogged {
+            client.endpoint_failed(&url);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

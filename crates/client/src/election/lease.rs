@@ -225,7 +225,7 @@ async fn renew(
 /// One renewal: the TTL granted (0: the lease is gone), `None` on failure.
 async fn renew_once(client: &Client, lease: i64) -> Option<i64> {
     let url = client.route(Safety::Read).await;
-    let ch = client.inner.endpoints.channel(&url).await.ok()?;
+    let ch = client.channel(&url).await.ok()?;
     let reqs = tokio_stream::iter([LeaseKeepAliveRequest { id: lease }]);
     let once = async {
         let mut resps = LeaseClient::new(ch)

@@ -63,8 +63,16 @@ fn spawn(dir: &std::path::Path, i: usize, args: &[String]) -> Child {
         .expect("spawn concord")
 }
 
+/// The password `enable_auth` gives `root`.
+pub const ROOT_PASSWORD: &str = "rootpw";
+
 impl Cluster {
     pub async fn start() -> Cluster {
+        Cluster::start_with(&[]).await
+    }
+
+    /// As [`Cluster::start`], with more flags for every member.
+    pub async fn start_with(extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> = ports
@@ -90,6 +98,10 @@ impl Cluster {
                 format!("--initial-cluster={}", initial.join(",")),
                 "--initial-cluster-state=new".to_string(),
             ];
+            let args = args
+                .into_iter()
+                .chain(extra.iter().map(|a| a.to_string()))
+                .collect::<Vec<_>>();
             children.push(Some(spawn(dir.path(), i, &args)));
             all_args.push(args);
             client_urls.push(curl);
@@ -184,6 +196,59 @@ impl Cluster {
             .expect("kill")
             .success();
         assert!(ok, "kill {sig} {pid}");
+    }
+
+    /// Runs the real `etcdctl` (API v3) against the members; its stdout,
+    /// or a panic with its stderr.
+    pub fn etcdctl(&self, args: &[&str]) -> String {
+        self.etcdctl_input(args, "")
+    }
+
+    /// As [`Cluster::etcdctl`], with `input` on its stdin.
+    pub fn etcdctl_input(&self, args: &[&str], input: &str) -> String {
+        use std::io::Write;
+        let mut child = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.client_urls.join(",")))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("etcdctl is installed");
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(input.as_bytes()).expect("etcdctl's stdin");
+        drop(stdin);
+        let out = child.wait_with_output().expect("etcdctl ran");
+        assert!(out.status.success(), "etcdctl {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Turns auth on with `root` ([`ROOT_PASSWORD`]) and `user` (its
+    /// `password`) granted readwrite on every key under `prefix`.
+    pub fn enable_auth(&self, user: &str, password: &str, prefix: &str) {
+        self.etcdctl(&["user", "add", &format!("root:{ROOT_PASSWORD}")]);
+        self.etcdctl(&["user", "add", &format!("{user}:{password}")]);
+        self.etcdctl(&["role", "add", "rw"]);
+        self.etcdctl(&[
+            "role",
+            "grant-permission",
+            "rw",
+            "--prefix=true",
+            "readwrite",
+            prefix,
+        ]);
+        self.etcdctl(&["user", "grant-role", user, "rw"]);
+        self.etcdctl(&["auth", "enable"]);
+    }
+
+    /// `etcdctl` as root, once auth is on.
+    pub fn etcdctl_root(&self, args: &[&str]) -> String {
+        let user = format!("--user=root:{ROOT_PASSWORD}");
+        let all: Vec<&str> = std::iter::once(user.as_str())
+            .chain(args.iter().copied())
+            .collect();
+        self.etcdctl(&all)
     }
 
     /// The index of the member behind `url`.
