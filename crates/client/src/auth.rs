@@ -26,6 +26,7 @@ pub const TOKEN_KEY: &str = "token";
 
 const INVALID_TOKEN: &str = "etcdserver: invalid auth token";
 const USER_EMPTY: &str = "etcdserver: user name is empty";
+const OLD_REVISION: &str = "etcdserver: revision of auth store is old";
 const NOT_ENABLED: &str = "etcdserver: authentication is not enabled";
 const AUTH_FAILED: &str = "etcdserver: authentication failed, invalid user ID or password";
 
@@ -247,12 +248,15 @@ impl Client {
 }
 
 /// A refusal that a fresh login cures: the token is unknown or expired,
-/// or none was sent (auth was off when the client logged in).
+/// none was sent (auth was off when the client logged in), or the
+/// permissions it was checked against changed before it applied (as
+/// etcd's clients, which log in again on each of these).
 fn token_refused(err: &Error) -> bool {
     match err {
         Error::Status { code, message, .. } => {
             (*code == Code::Unauthenticated && message == INVALID_TOKEN)
                 || (*code == Code::InvalidArgument && message == USER_EMPTY)
+                || (*code == Code::InvalidArgument && message == OLD_REVISION)
         }
         _ => false,
     }
@@ -283,6 +287,7 @@ mod tests {
         };
         assert!(token_refused(&st(Code::Unauthenticated, INVALID_TOKEN)));
         assert!(token_refused(&st(Code::InvalidArgument, USER_EMPTY)));
+        assert!(token_refused(&st(Code::InvalidArgument, OLD_REVISION)));
         assert!(!token_refused(&st(
             Code::PermissionDenied,
             "etcdserver: permission denied"
