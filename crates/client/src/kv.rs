@@ -175,12 +175,7 @@ impl Client {
         opts: GetOptions,
         prev_kv: bool,
     ) -> Result<DeleteRangeResponse, Error> {
-        let key = key.as_ref();
-        let req = DeleteRangeRequest {
-            key: Bytes::copy_from_slice(key),
-            range_end: opts.end_for(key),
-            prev_kv,
-        };
+        let req = delete_request(key.as_ref(), &opts, prev_kv);
         let resp = self
             .call(Safety::Write, |ch| {
                 let req = req.clone();
@@ -241,6 +236,15 @@ pub(crate) fn put_request(key: &[u8], value: &[u8], opts: &PutOptions) -> PutReq
         lease: opts.lease,
         prev_kv: opts.prev_kv,
         ..Default::default()
+    }
+}
+
+/// The request of a delete of `key` (or the range `opts` names).
+pub(crate) fn delete_request(key: &[u8], opts: &GetOptions, prev_kv: bool) -> DeleteRangeRequest {
+    DeleteRangeRequest {
+        key: Bytes::copy_from_slice(key),
+        range_end: opts.end_for(key),
+        prev_kv,
     }
 }
 

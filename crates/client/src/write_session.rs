@@ -12,11 +12,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use concord_proto::etcdserverpb::kv_client::KvClient;
-use concord_proto::etcdserverpb::{
-    DeleteRangeRequest, DeleteRangeResponse, PutResponse, ResponseHeader, TxnResponse,
-};
+use concord_proto::etcdserverpb::{DeleteRangeResponse, PutResponse, ResponseHeader, TxnResponse};
 use concord_rng::SplitMix64;
 use tonic::metadata::MetadataValue;
 
@@ -143,12 +140,7 @@ impl WriteSession {
         opts: GetOptions,
         prev_kv: bool,
     ) -> Result<DeleteRangeResponse, Error> {
-        let key = key.as_ref();
-        let req = DeleteRangeRequest {
-            key: Bytes::copy_from_slice(key),
-            range_end: opts.end_for(key),
-            prev_kv,
-        };
+        let req = crate::kv::delete_request(key.as_ref(), &opts, prev_kv);
         self.write(req, |mut kv, r| async move { kv.delete_range(r).await })
             .await
     }
