@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::auth::ClientIdentity;
 use crate::config::{parse_host_port, Config};
 use crate::error::ServerError;
 use crate::tls_reload::{load_certs, tls_err, CertFiles};
@@ -233,13 +234,6 @@ pub async fn accept_peer(tcp: TcpStream, tls: Option<&TlsAcceptor>) -> io::Resul
 /// A client connection after its TLS handshake, as the gRPC server takes it.
 #[derive(Debug)]
 pub struct TlsConn(tokio_rustls::server::TlsStream<TcpStream>, ClientIdentity);
-
-/// Who the client's verified certificate names (`--client-cert-auth`): its
-/// subject's common name. With auth enabled it is the user of a request
-/// that carries no token, as in etcd. Every request of the connection
-/// carries it in its extensions.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientIdentity(pub Option<String>);
 
 impl ClientIdentity {
     /// The common name of the first certificate the client showed.

@@ -21,7 +21,6 @@ use tonic::metadata::MetadataMap;
 use tonic::Status;
 
 use crate::error::ServerError;
-use crate::tls::ClientIdentity;
 use jwt::JwtTokens;
 use tokens::SimpleTokens;
 
@@ -170,7 +169,7 @@ impl Caller {
     /// Read and write on every key under `prefix` (a lock's or an
     /// election's keys, which its calls read and write).
     pub(crate) fn check_prefix(&self, prefix: &Bytes) -> Result<(), Status> {
-        let end = crate::grpc::lock::prefix_end(prefix);
+        let end = prefix_end(prefix);
         self.check_range(prefix, &end, Access::Read)?;
         self.check_range(prefix, &end, Access::Write)
     }
@@ -200,6 +199,25 @@ pub(crate) fn forwarded<T>(meta: &MetadataMap, msg: T) -> tonic::Request<T> {
 /// An auth error as the client sees it.
 pub(crate) fn denied(e: AuthError) -> Status {
     ServerError::Mvcc(MvccError::Auth(e)).into()
+}
+
+/// Who the client's verified certificate names (`--client-cert-auth`): its
+/// subject's common name. With auth enabled it is the user of a request
+/// that carries no token, as in etcd. Every request of the connection
+/// carries it in its extensions (set by `tls.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientIdentity(pub Option<String>);
+
+/// `prefix` + 1 on the last byte: the end of a prefix range.
+pub fn prefix_end(prefix: &[u8]) -> Bytes {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Bytes::from(end);
+        }
+    }
+    Bytes::from_static(b"\0")
 }
 
 #[cfg(test)]

@@ -27,17 +27,7 @@ pub struct LockService {
     pub state: State,
 }
 
-/// `prefix` + 1 on the last byte: the end of a prefix range.
-pub fn prefix_end(prefix: &[u8]) -> Bytes {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Bytes::from(end);
-        }
-    }
-    Bytes::from_static(b"\0")
-}
+pub use crate::auth::prefix_end;
 
 /// `name/`: the prefix under which holders of a lock (or candidates of an
 /// election) queue.
